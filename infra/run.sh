@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# `make run`: starts pricing, projector and api in the background, sends a demo burst and
+# prints the demo balances. Usage: infra/run.sh start|stop|status
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+RUN="$LOCAL/run"
+LEDGER="$ROOT/.venv/bin/ledger"
+API_PORT="${LEDGER_API_PORT:-8000}"
+ADMIN_TOKEN="${LEDGER_DEV_ADMIN_TOKEN:-dev-admin-token}"
+READ_TOKEN="${LEDGER_DEV_READ_TOKEN:-dev-read-token}"
+export LEDGER_API_TOKENS="${LEDGER_API_TOKENS:-$ADMIN_TOKEN:admin,$READ_TOKEN:read}"
+mkdir -p "$RUN"
+
+service_pid() { [ -f "$RUN/$1.pid" ] && kill -0 "$(cat "$RUN/$1.pid")" 2>/dev/null && cat "$RUN/$1.pid"; }
+
+start_service() {
+  local name=$1; shift
+  if pid=$(service_pid "$name"); then say "$name already running (pid $pid)"; return; fi
+  nohup "$LEDGER" serve "$name" "$@" >"$LOGS/$name.log" 2>&1 &
+  echo $! >"$RUN/$name.pid"
+  say "$name started (pid $!, log $LOGS/$name.log)"
+}
+
+api() {  # api METHOD PATH [curl args...]
+  local method=$1 path=$2; shift 2
+  curl -sS -X "$method" -H "Authorization: Bearer $ADMIN_TOKEN" "http://127.0.0.1:$API_PORT$path" "$@"
+}
+
+start() {
+  "$LEDGER" topics create
+  start_service pricing
+  start_service projector
+  start_service api --port "$API_PORT"
+  wait_for 60 "API on 127.0.0.1:$API_PORT" \
+    curl -sf "http://127.0.0.1:$API_PORT/readyz" -o /dev/null || die "the API did not become ready; see $LOGS/api.log"
+
+  say "demo: a top-up of 5,000,000 Credits for demo-1..demo-5, then 20,000 usage events"
+  for i in 1 2 3 4 5; do
+    api POST "/v1/accounts/demo-$i/credits" -H "Idempotency-Key: demo-topup-$i" \
+      -H 'Content-Type: application/json' \
+      -d '{"credits": 5000000, "reason": "purchase", "reference": "make-run-demo"}' >/dev/null
+  done
+  "$LEDGER" loadgen --accounts 5 --events 20000 --seed 7 --account-prefix demo-
+  sleep 3
+  echo
+  echo "balances:"
+  for i in 1 2 3 4 5; do api GET "/v1/accounts/demo-$i/balance"; echo; done
+  cat <<TXT
+
+API:     http://127.0.0.1:$API_PORT  (OpenAPI: http://127.0.0.1:$API_PORT/docs)
+tokens:  admin "$ADMIN_TOKEN", read "$READ_TOKEN"
+try:     curl -H 'Authorization: Bearer $READ_TOKEN' http://127.0.0.1:$API_PORT/v1/accounts/demo-1/balance
+stop:    make stop (services) or make down (services, Kafka and PostgreSQL)
+TXT
+}
+
+stop() {
+  local name pid
+  for name in api projector pricing; do
+    if pid=$(service_pid "$name"); then
+      kill -TERM "$pid"
+      for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+      kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
+      say "$name stopped"
+    fi
+    rm -f "$RUN/$name.pid"
+  done
+}
+
+status() {
+  local name
+  for name in pricing projector api; do
+    if pid=$(service_pid "$name"); then echo "$name: running (pid $pid)"; else echo "$name: stopped"; fi
+  done
+}
+
+case "${1:-}" in
+  start) start ;; stop) stop ;; status) status ;;
+  *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+esac

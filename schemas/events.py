@@ -1,0 +1,172 @@
+"""The event contracts of DESIGN.md: the only place their fields are defined.
+
+Every event is a frozen value object. Unknown fields are rejected, token counts are strict
+integers, timestamps must carry a time zone, and `type`/`schema_version` are fixed.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Literal
+from uuid import UUID
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    model_validator,
+)
+
+ACCOUNT_ID_PATTERN = r"^[A-Za-z0-9._:@-]{1,128}$"
+# Token counts above this cannot come from a real request and would overflow the arithmetic
+# downstream (credits are PostgreSQL bigint); such an event is invalid, not priced.
+MAX_TOKENS = 10**12
+
+AccountId = Annotated[str, StringConstraints(pattern=ACCOUNT_ID_PATTERN)]
+Identifier = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+Text = Annotated[str, StringConstraints(max_length=1024)]
+TokenCount = Annotated[int, Field(strict=True, ge=0, le=MAX_TOKENS)]
+Credits = Annotated[int, Field(strict=True, ge=-(2**62), le=2**62)]
+Timestamp = AwareDatetime
+
+
+def _finite(value: Decimal) -> Decimal:
+    if not value.is_finite() or value < 0:
+        raise ValueError("multiplier must be a finite, non-negative decimal")
+    return value
+
+
+Multiplier = Annotated[Decimal, AfterValidator(_finite)]
+
+
+class Event(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class UsageRecorded(Event):
+    """A gateway served a request; `event_id` is the gateway's idempotency key."""
+
+    type: Literal["usage.recorded"] = "usage.recorded"
+    schema_version: Literal[1] = 1
+    event_id: Identifier
+    account_id: AccountId
+    model: Identifier
+    input_tokens: TokenCount
+    cached_input_tokens: TokenCount = 0
+    output_tokens: TokenCount
+    occurred_at: Timestamp
+    gateway_id: Identifier
+    request_id: Identifier | None = None
+
+    @model_validator(mode="after")
+    def _cached_within_input(self) -> UsageRecorded:
+        if self.cached_input_tokens > self.input_tokens:
+            raise ValueError("cached_input_tokens must not exceed input_tokens")
+        return self
+
+
+class CreditsDebited(Event):
+    """Pricing turned one usage event into a debit (zero credits for free models)."""
+
+    type: Literal["credits.debited"] = "credits.debited"
+    schema_version: Literal[1] = 1
+    entry_id: UUID
+    account_id: AccountId
+    usage_event_id: Identifier
+    model: Identifier
+    tier: Identifier
+    multiplier: Multiplier
+    billable_tokens: TokenCount
+    credits: Annotated[int, Field(strict=True, ge=0, le=2**62)]
+    price_version: Identifier
+    occurred_at: Timestamp
+    priced_at: Timestamp
+
+
+class CreditsGranted(Event):
+    """Credits were bought or given: a top-up, a promotion or a refund."""
+
+    type: Literal["credits.granted"] = "credits.granted"
+    schema_version: Literal[1] = 1
+    entry_id: UUID
+    account_id: AccountId
+    credits: Annotated[int, Field(strict=True, gt=0, le=2**62)]
+    reason: Literal["purchase", "grant", "refund"]
+    reference: Text
+    occurred_at: Timestamp
+
+
+class CreditsAdjusted(Event):
+    """An operator corrected a balance; `credits` is signed and a reason is required."""
+
+    type: Literal["credits.adjusted"] = "credits.adjusted"
+    schema_version: Literal[1] = 1
+    entry_id: UUID
+    account_id: AccountId
+    credits: Credits
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+    reference: Text = ""
+    occurred_at: Timestamp
+
+
+RejectionCode = Literal["invalid_json", "invalid_event", "unknown_model", "exceeds_context"]
+
+
+class SourcePosition(Event):
+    topic: str
+    partition: Annotated[int, Field(strict=True, ge=0)]
+    offset: Annotated[int, Field(strict=True, ge=0)]
+
+
+class UsageRejected(Event):
+    """Pricing could not price a message on usage.v1; the original bytes travel with it."""
+
+    type: Literal["usage.rejected"] = "usage.rejected"
+    schema_version: Literal[1] = 1
+    error: RejectionCode
+    detail: str
+    payload: str
+    source: SourcePosition
+    rejected_at: Timestamp
+
+
+LedgerEntry = Annotated[
+    CreditsDebited | CreditsGranted | CreditsAdjusted, Field(discriminator="type")
+]
+ledger_entry_adapter: TypeAdapter[LedgerEntry] = TypeAdapter(LedgerEntry)
+
+ALL_EVENTS: tuple[type[Event], ...] = (
+    UsageRecorded,
+    CreditsDebited,
+    CreditsGranted,
+    CreditsAdjusted,
+    UsageRejected,
+)
+
+
+def parse_ledger_entry(raw: bytes | str) -> LedgerEntry:
+    return ledger_entry_adapter.validate_json(raw)
+
+
+def dump(event: Event) -> bytes:
+    return event.model_dump_json().encode()
+
+
+__all__ = [
+    "ACCOUNT_ID_PATTERN",
+    "ALL_EVENTS",
+    "CreditsAdjusted",
+    "CreditsDebited",
+    "CreditsGranted",
+    "LedgerEntry",
+    "RejectionCode",
+    "SourcePosition",
+    "UsageRecorded",
+    "UsageRejected",
+    "dump",
+    "parse_ledger_entry",
+]

@@ -1,0 +1,99 @@
+"""The `ledger` command (DESIGN.md, Command line). Each subcommand lives with its service."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+
+from services.common.logs import configure_logging
+
+# subcommand -> "module:function"; the function takes the parsed arguments, returns an exit code.
+COMMANDS = {
+    "serve": "services.serve:main",
+    "topics": "services.cli:topics_main",
+    "loadgen": "services.gateway.loadgen:main",
+    "replay": "services.gateway.replay:main",
+    "record": "services.gateway.record:main",
+    "audit": "services.audit.audit:main",
+    "reprice": "services.audit.reprice:main",
+    "rebuild": "services.audit.rebuild:main",
+    "bench": "services.bench.bench:main",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ledger", description="Event-sourced credit ledger")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run one service in the foreground")
+    serve.add_argument("service", choices=["pricing", "projector", "api"])
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+
+    topics = sub.add_parser("topics", help="manage the Kafka topics")
+    topics.add_argument("action", choices=["create"])
+
+    loadgen = sub.add_parser("loadgen", help="publish synthetic usage")
+    loadgen.add_argument("--accounts", type=int, default=100)
+    loadgen.add_argument("--events", type=int, default=10_000)
+    loadgen.add_argument(
+        "--rate", type=float, default=0.0, help="events/s; 0 = as fast as possible"
+    )
+    loadgen.add_argument("--seed", type=int, default=1)
+    loadgen.add_argument("--mix", default="omni=60,pro=30,pro1m=5,tts=5")
+    loadgen.add_argument("--duplicates", type=float, default=0.0, help="share of re-sent events")
+    loadgen.add_argument("--malformed", type=float, default=0.0, help="share of invalid events")
+    loadgen.add_argument("--account-prefix", default="acct-")
+
+    replay = sub.add_parser("replay", help="publish recorded usage.recorded lines")
+    replay.add_argument("file")
+    replay.add_argument("--rate", type=float, default=0.0)
+
+    record = sub.add_parser("record", help="write usage.v1 (from offset 0) to a JSONL file")
+    record.add_argument("file")
+
+    for name, text in (
+        ("audit", "rebuild a shadow projection from ledger.v1 and compare"),
+        ("reprice", "re-price usage.v1 and compare with the recorded debits"),
+    ):
+        cmd = sub.add_parser(name, help=text)
+        cmd.add_argument("--json", action="store_true")
+
+    rebuild = sub.add_parser("rebuild", help="rebuild the live projection from ledger.v1")
+    rebuild.add_argument("--yes", action="store_true", help="confirm")
+
+    bench = sub.add_parser("bench", help="the end-to-end benchmark")
+    bench.add_argument("--events", type=int, default=500_000)
+    bench.add_argument("--json", action="store_true")
+    bench.add_argument("--rate", type=int, default=5_000, help="freshness phase events/s")
+    bench.add_argument("--seconds", type=float, default=30.0, help="freshness phase length")
+    bench.add_argument("--output", default="bench-results/bench.json")
+    return parser
+
+
+def topics_main(args: argparse.Namespace) -> int:
+    from services.common.settings import load_settings
+    from services.common.topics import create_topics
+
+    created = asyncio.run(create_topics(load_settings()))
+    print("created: " + (", ".join(created) if created else "nothing (all topics exist)"))
+    return 0
+
+
+def resolve(target: str) -> Callable[[argparse.Namespace], int]:
+    module, _, function = target.partition(":")
+    entry: Callable[[argparse.Namespace], int] = getattr(importlib.import_module(module), function)
+    return entry
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging()
+    return resolve(COMMANDS[args.command])(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,28 @@
+"""Configuration from the environment (DESIGN.md, Configuration), loaded once per process."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_PRICEBOOK = Path(__file__).resolve().parent.parent / "pricing" / "pricebook.toml"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/ledger"
+    ledger_topic_prefix: str = ""
+    ledger_partitions: int = Field(default=6, ge=1, le=1000)
+    ledger_pricebook: Path = DEFAULT_PRICEBOOK
+    ledger_api_tokens: str = ""
+    ledger_api_auth: str = "enabled"
+
+
+@lru_cache(maxsize=1)
+def load_settings() -> Settings:
+    return Settings()

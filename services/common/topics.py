@@ -1,0 +1,56 @@
+"""Topic names (with the optional prefix) and their creation."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from services.common.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Kafka is the source of truth: the ledger's topics are never trimmed by time or size.
+TOPIC_CONFIG = {"retention.ms": "-1", "retention.bytes": "-1"}
+
+
+@dataclass(frozen=True)
+class Topics:
+    usage: str
+    ledger: str
+    dlq: str
+
+    @classmethod
+    def from_prefix(cls, prefix: str) -> Topics:
+        return cls(
+            usage=f"{prefix}usage.v1", ledger=f"{prefix}ledger.v1", dlq=f"{prefix}usage.dlq.v1"
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Topics:
+        return cls.from_prefix(settings.ledger_topic_prefix)
+
+    def all(self) -> tuple[str, str, str]:
+        return (self.usage, self.ledger, self.dlq)
+
+
+async def create_topics(settings: Settings) -> list[str]:
+    """Creates the missing topics; returns the names it created (idempotent)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [t for t in Topics.from_settings(settings).all() if t not in existing]
+        created = []
+        for name in missing:
+            topic = NewTopic(name, settings.ledger_partitions, 1, topic_configs=TOPIC_CONFIG)
+            try:
+                await admin.create_topics([topic])
+                created.append(name)
+            except TopicAlreadyExistsError:
+                log.debug("topic %s was created concurrently", name)
+        return created
+    finally:
+        await admin.close()

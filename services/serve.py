@@ -1,0 +1,19 @@
+"""`ledger serve pricing|projector|api`: one service in the foreground until SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.service == "pricing":
+        from services.pricing.service import run as run_pricing
+
+        return run_pricing()
+    if args.service == "projector":
+        from services.projector.service import run as run_projector
+
+        return run_projector()
+    from services.api.app import run as run_api
+
+    return run_api(args.host, args.port)
