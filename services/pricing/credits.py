@@ -1,0 +1,47 @@
+"""Pricing arithmetic: tokens and exact decimal multipliers in, whole Credits out.
+
+Everything is integer arithmetic over the exact ratios of the decimals, so no rounding
+happens anywhere except the single ceiling DESIGN.md asks for.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+ONE = Decimal(1)
+
+
+def billable_tokens(input_tokens: int, output_tokens: int) -> int:
+    """Cached tokens are a subset of the input, so they are never added a second time."""
+    return input_tokens + output_tokens
+
+
+def ceil_div(numerator: int, denominator: int) -> int:
+    return -(-numerator // denominator)
+
+
+def credits_for(
+    multiplier: Decimal,
+    *,
+    input_tokens: int,
+    cached_input_tokens: int,
+    output_tokens: int,
+    cached_weight: Decimal = ONE,
+    output_weight: Decimal = ONE,
+) -> int:
+    """ceil(multiplier * ((input - cached) + cached * cached_weight + output * output_weight)).
+
+    With both weights 1 this is exactly ceil(multiplier * billable_tokens).
+    """
+    m_num, m_den = multiplier.as_integer_ratio()
+    if cached_weight == ONE and output_weight == ONE:
+        return ceil_div(m_num * billable_tokens(input_tokens, output_tokens), m_den)
+    c_num, c_den = cached_weight.as_integer_ratio()
+    o_num, o_den = output_weight.as_integer_ratio()
+    # Every term is scaled by c_den * o_den so the weighted token count stays an integer.
+    scaled_tokens = (
+        (input_tokens - cached_input_tokens) * c_den * o_den
+        + cached_input_tokens * c_num * o_den
+        + output_tokens * o_num * c_den
+    )
+    return ceil_div(m_num * scaled_tokens, m_den * c_den * o_den)

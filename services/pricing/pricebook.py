@@ -1,0 +1,186 @@
+"""The price book: which version is in force when, and what a request costs under it.
+
+Pure: the only I/O is reading the TOML file in `load_pricebook`.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from itertools import pairwise
+from pathlib import Path
+from typing import Literal
+
+from services.pricing.credits import billable_tokens
+from services.pricing.pricebook_toml import read_versions
+from services.pricing.versions import ModelPrice, PriceBookError, PriceVersion, Tier
+
+VersionStatus = Literal["in_force", "scheduled", "superseded"]
+
+
+@dataclass(frozen=True)
+class Quote:
+    credits: int
+    multiplier: Decimal
+    tier: str
+    price_version: str
+    billable_tokens: int
+
+
+@dataclass(frozen=True)
+class Rejection:
+    code: Literal["unknown_model", "exceeds_context"]
+    detail: str
+
+
+@dataclass(frozen=True)
+class PriceBook:
+    versions: tuple[PriceVersion, ...]  # sorted by effective_from, strictly increasing
+    _starts: tuple[datetime, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.versions:
+            raise PriceBookError("a price book needs at least one version")
+        starts = tuple(v.effective_from for v in self.versions)
+        if any(a >= b for a, b in pairwise(starts)):
+            raise PriceBookError("price-book versions must be in strictly increasing time order")
+        object.__setattr__(self, "_starts", starts)
+
+    def version_at(self, at: datetime) -> PriceVersion:
+        """The version in force at `at`: the last one whose effective_from <= at."""
+        _require_aware(at)
+        index = bisect_right(self._starts, at) - 1
+        if index < 0:
+            first = self.versions[0]
+            raise LookupError(
+                f"no price-book version in force at {at.isoformat()}; the first, "
+                f"{first.version!r}, takes effect at {first.effective_from.isoformat()}"
+            )
+        return self.versions[index]
+
+    def quote(
+        self,
+        *,
+        model: str,
+        input_tokens: int,
+        output_tokens: int,
+        cached_input_tokens: int,
+        at: datetime,
+    ) -> Quote | Rejection:
+        """Prices one request; a time before the first version counts as an unknown model."""
+        _require_valid_counts(input_tokens, output_tokens, cached_input_tokens)
+        try:
+            version = self.version_at(at)
+        except LookupError as error:
+            return Rejection("unknown_model", f"model {model!r} has no price: {error}")
+        price = version.models.get(model)
+        if price is None:
+            known = ", ".join(sorted(version.models))
+            return Rejection(
+                "unknown_model",
+                f"model {model!r} is not in price-book version {version.version!r} "
+                f"(known: {known})",
+            )
+        tier = price.tier_for(input_tokens)
+        if tier is None:
+            return Rejection(
+                "exceeds_context",
+                f"input_tokens {input_tokens} exceed the maximum context of model {model!r} "
+                f"({price.max_input_tokens}) in price-book version {version.version!r}",
+            )
+        credits = price.credits(
+            tier,
+            input_tokens=input_tokens,
+            cached_input_tokens=cached_input_tokens,
+            output_tokens=output_tokens,
+        )
+        return Quote(
+            credits=credits,
+            multiplier=tier.multiplier,
+            tier=tier.name,
+            price_version=version.version,
+            billable_tokens=billable_tokens(input_tokens, output_tokens),
+        )
+
+    def describe(self, now: datetime) -> list[dict[str, object]]:
+        """Every version as JSON-ready dicts, with its status at `now`."""
+        _require_aware(now)
+        in_force = bisect_right(self._starts, now) - 1
+        return [
+            {
+                "version": v.version,
+                "effective_from": v.effective_from.isoformat().replace("+00:00", "Z"),
+                "status": _status(i, in_force),
+                "models": [_describe_model(p) for p in v.models.values()],
+            }
+            for i, v in enumerate(self.versions)
+        ]
+
+
+def _status(index: int, in_force: int) -> VersionStatus:
+    if index == in_force:
+        return "in_force"
+    return "scheduled" if index > in_force else "superseded"
+
+
+def _describe_model(price: ModelPrice) -> dict[str, object]:
+    return {
+        "model": price.model,
+        "max_input_tokens": price.max_input_tokens,
+        "tiers": [
+            {
+                "tier": t.name,
+                "min_input_tokens": t.min_input_tokens,
+                "max_input_tokens": t.max_input_tokens,
+                "multiplier": str(t.multiplier),
+            }
+            for t in price.tiers
+        ],
+        "weights": {
+            "output": str(price.output_weight),
+            "cached_input": str(price.cached_input_weight),
+        },
+    }
+
+
+def _require_aware(at: datetime) -> None:
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise ValueError(f"a naive datetime ({at.isoformat()}) is ambiguous; give it a time zone")
+
+
+def _require_valid_counts(input_tokens: int, output_tokens: int, cached: int) -> None:
+    if min(input_tokens, output_tokens, cached) < 0:
+        raise ValueError("token counts must be >= 0")
+    if cached > input_tokens:
+        raise ValueError("cached_input_tokens must not exceed input_tokens")
+
+
+def parse_pricebook(text: str) -> PriceBook:
+    """Validates a TOML price book; raises PriceBookError naming the problem."""
+    return PriceBook(read_versions(text))
+
+
+def load_pricebook(path: Path) -> PriceBook:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise PriceBookError(f"cannot read price book {path}: {error}") from error
+    try:
+        return parse_pricebook(text)
+    except PriceBookError as error:
+        raise PriceBookError(f"price book {path}: {error}") from error
+
+
+__all__ = [
+    "ModelPrice",
+    "PriceBook",
+    "PriceBookError",
+    "PriceVersion",
+    "Quote",
+    "Rejection",
+    "Tier",
+    "load_pricebook",
+    "parse_pricebook",
+]
