@@ -1,0 +1,76 @@
+"""`ledger serve api`: the FastAPI app and the uvicorn server that runs it."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import uvicorn
+from fastapi import FastAPI
+
+from services.api.auth import AuthConfigError, parse_tokens
+from services.api.errors import install_error_handlers
+from services.api.limits import BodySizeLimit
+from services.api.metrics import ApiMetrics, RequestMetrics
+from services.api.resources import open_resources
+from services.api.routes import accounts, health, pricing
+from services.common.settings import Settings, load_settings
+
+log = logging.getLogger(__name__)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async with open_resources(app.state.settings) as opened:
+        app.state.resources = opened
+        yield
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """Raises AuthConfigError when the tokens are unusable: the API must not start then."""
+    tokens = parse_tokens(settings)
+    metrics = ApiMetrics()
+    app = FastAPI(
+        title="Credit ledger API",
+        version="1",
+        summary="Balances, entries and usage of the credit ledger; credit grants; quotes.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.tokens = tokens
+    app.state.metrics = metrics
+    install_error_handlers(app)
+    app.include_router(accounts.router)
+    app.include_router(pricing.router)
+    app.include_router(health.router)
+    # Added last, so they wrap everything: oversized bodies are refused before any route
+    # runs, and every answer (error answers included) is counted.
+    app.add_middleware(BodySizeLimit)
+    app.add_middleware(RequestMetrics, metrics=metrics)
+    return app
+
+
+class Server(uvicorn.Server):
+    """Logs the ready mark only once the socket is bound and the lifespan has started."""
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            log.info("ready: api serving on http://%s:%d", self.config.host, self.config.port)
+
+
+def run(host: str, port: int) -> int:
+    try:
+        app = create_app(load_settings())
+    except AuthConfigError as exc:
+        print(f"ledger serve api: refusing to start: {exc}", file=sys.stderr)
+        return 2
+    config = uvicorn.Config(app, host=host, port=port, lifespan="on", log_config=None)
+    server = Server(config)
+    # uvicorn handles SIGINT/SIGTERM itself: it stops accepting, finishes in-flight
+    # requests, runs the lifespan shutdown (producer flushed, pool closed) and returns.
+    server.run()
+    return 0 if server.started else 1

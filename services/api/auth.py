@@ -1,0 +1,91 @@
+"""Bearer tokens with a scope each, from LEDGER_API_TOKENS (`token:scope,token:scope`)."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from fastapi import Request
+
+from services.api.errors import ApiError
+from services.common.settings import Settings
+
+Scope = Literal["read", "admin"]
+SCOPES: dict[str, Scope] = {"read": "read", "admin": "admin"}
+# Which token scopes may use a route that needs the key's scope.
+GRANTS: dict[Scope, frozenset[Scope]] = {
+    "read": frozenset({"read", "admin"}),
+    "admin": frozenset({"admin"}),
+}
+CHALLENGE = {"WWW-Authenticate": "Bearer"}
+
+
+class AuthConfigError(ValueError):
+    """LEDGER_API_TOKENS / LEDGER_API_AUTH cannot be used; the service must not start."""
+
+
+@dataclass(frozen=True)
+class Tokens:
+    """The configured tokens; `enabled=False` only when LEDGER_API_AUTH=disabled."""
+
+    enabled: bool
+    pairs: tuple[tuple[bytes, Scope], ...]
+
+    def scope_of(self, token: str) -> Scope | None:
+        presented = token.encode()
+        found: Scope | None = None
+        # Every configured token is compared, so the time taken does not reveal which
+        # (or whether one) matched.
+        for known, scope in self.pairs:
+            if hmac.compare_digest(presented, known) and found is None:
+                found = scope
+        return found
+
+
+def parse_tokens(settings: Settings) -> Tokens:
+    mode = settings.ledger_api_auth.strip().lower()
+    if mode not in ("enabled", "disabled"):
+        raise AuthConfigError(f"LEDGER_API_AUTH must be 'enabled' or 'disabled', not {mode!r}")
+    pairs = []
+    for item in filter(None, (p.strip() for p in settings.ledger_api_tokens.split(","))):
+        token, sep, name = item.rpartition(":")
+        scope = SCOPES.get(name)
+        if not sep or not token or scope is None:
+            raise AuthConfigError(
+                "LEDGER_API_TOKENS entries must look like 'token:read' or 'token:admin'"
+            )
+        pairs.append((token.encode(), scope))
+    if mode == "enabled" and not pairs:
+        raise AuthConfigError(
+            "no API tokens: set LEDGER_API_TOKENS='token:scope,...' (scope read or admin), "
+            "or LEDGER_API_AUTH=disabled to run without authentication"
+        )
+    return Tokens(enabled=mode == "enabled", pairs=tuple(pairs))
+
+
+def bearer_token(request: Request) -> str:
+    header = request.headers.get("authorization")
+    if header is None:
+        raise ApiError(401, "unauthorized", "missing Authorization header", CHALLENGE)
+    kind, _, token = header.partition(" ")
+    if kind.lower() != "bearer" or not token.strip():
+        raise ApiError(401, "unauthorized", "expected 'Authorization: Bearer <token>'", CHALLENGE)
+    return token.strip()
+
+
+def require(needed: Scope) -> Callable[[Request], Awaitable[None]]:
+    """A route dependency: 401 without a known token, 403 when its scope is not enough."""
+
+    async def check(request: Request) -> None:
+        tokens: Tokens = request.app.state.tokens
+        if not tokens.enabled:
+            return
+        scope = tokens.scope_of(bearer_token(request))
+        if scope is None:
+            raise ApiError(401, "unauthorized", "unknown token", CHALLENGE)
+        if scope not in GRANTS[needed]:
+            raise ApiError(403, "forbidden", f"this route needs the {needed!r} scope")
+
+    return check

@@ -1,0 +1,59 @@
+"""The API's PostgreSQL pool, and the one place database outages turn into 503 answers.
+
+The pool is created at start; afterwards every request acquires a connection, so when
+PostgreSQL goes away requests fail fast with 503 and the pool reconnects by itself once it
+is back, without a restart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import asyncpg
+
+from services.api import queries
+from services.api.errors import ApiError
+from services.common.db import ensure_database
+
+CONNECT_TIMEOUT = 5.0  # seconds; an unreachable database must not hang a request for long
+COMMAND_TIMEOUT = 15.0
+ACQUIRE_TIMEOUT = 10.0
+
+# What asyncpg raises when the server is unreachable, restarting or drops the connection.
+UNAVAILABLE = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InsufficientResourcesError,
+)
+
+
+async def open_pool(url: str) -> asyncpg.Pool:
+    await ensure_database(url)
+    pool = await asyncpg.create_pool(
+        url,
+        min_size=1,
+        max_size=10,
+        timeout=CONNECT_TIMEOUT,
+        command_timeout=COMMAND_TIMEOUT,
+    )
+    assert pool is not None
+    async with pool.acquire() as conn:
+        await queries.migrate(conn)
+    return pool
+
+
+@asynccontextmanager
+async def connection(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
+    try:
+        async with pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn:
+            yield conn
+    except UNAVAILABLE as exc:
+        raise ApiError(503, "database_unavailable", f"PostgreSQL is not reachable: {exc}") from exc
+    except asyncpg.UndefinedTableError as exc:
+        raise ApiError(
+            503, "projection_unavailable", "the projector has not created its tables yet"
+        ) from exc

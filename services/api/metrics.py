@@ -1,0 +1,89 @@
+"""Prometheus metrics: requests by route and status, and the projector's counters."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+# Always exported, 0 until the projector has counted one, so dashboards need no special case.
+PROJECTOR_COUNTERS = ("applied", "duplicates", "conflicts", "rejected")
+
+
+class ApiMetrics:
+    """One registry per app, so several apps in one process (tests) never share series."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "ledger_api_requests",
+            "HTTP requests answered, by route template, method and status",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "ledger_api_request_seconds",
+            "HTTP request latency, by route template and method",
+            ["route", "method"],
+            registry=self.registry,
+        )
+        self.projector = Gauge(
+            "ledger_projector_events",
+            "The projector's counters as stored in PostgreSQL",
+            ["counter"],
+            registry=self.registry,
+        )
+        self.accounts = Gauge(
+            "ledger_accounts", "Accounts in the projection", registry=self.registry
+        )
+        self.database_up = Gauge(
+            "ledger_api_database_up",
+            "1 when the last scrape could read PostgreSQL",
+            registry=self.registry,
+        )
+
+    def set_projection(self, counters: Mapping[str, int], accounts: int) -> None:
+        for name in (*PROJECTOR_COUNTERS, *counters):
+            self.projector.labels(counter=name).set(counters.get(name, 0))
+        self.accounts.set(accounts)
+        self.database_up.set(1)
+
+
+class RequestMetrics:
+    """ASGI middleware counting every answer, including the ones error handlers produce."""
+
+    def __init__(self, app: ASGIApp, metrics: ApiMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def recording_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, recording_send)
+        finally:
+            route = _route_template(scope)
+            method = scope["method"]
+            self.metrics.requests.labels(route=route, method=method, status=str(status)).inc()
+            self.metrics.latency.labels(route=route, method=method).observe(
+                time.perf_counter() - started
+            )
+
+
+def _route_template(scope: Scope) -> str:
+    # The template, not the raw path: account ids in labels would grow without bound.
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else "unmatched"

@@ -1,0 +1,141 @@
+"""Request and answer bodies of the HTTP API (DESIGN.md, HTTP API).
+
+Request fields are taken from the event contracts in schemas/events.py, with their
+constraints, so the API cannot accept what the ledger would reject.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, model_validator
+
+from schemas.events import CreditsGranted, Event, UsageRecorded
+
+
+def contract(event: type[Event], name: str) -> Any:
+    """The field `name` exactly as the event declares it (constraints included)."""
+    return event.model_fields[name]
+
+
+class RequestBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GrantRequest(RequestBody):
+    credits: int = contract(CreditsGranted, "credits")
+    reason: Literal["purchase", "grant", "refund"] = contract(CreditsGranted, "reason")
+    reference: str = contract(CreditsGranted, "reference")
+
+
+class QuoteRequest(RequestBody):
+    model: str = contract(UsageRecorded, "model")
+    input_tokens: int = contract(UsageRecorded, "input_tokens")
+    output_tokens: int = contract(UsageRecorded, "output_tokens")
+    cached_input_tokens: int = contract(UsageRecorded, "cached_input_tokens")
+
+    @model_validator(mode="after")
+    def _cached_within_input(self) -> QuoteRequest:
+        if self.cached_input_tokens > self.input_tokens:
+            raise ValueError("cached_input_tokens must not exceed input_tokens")
+        return self
+
+
+class ErrorBody(BaseModel):
+    error: str
+    detail: str
+
+
+class Balance(BaseModel):
+    account_id: str
+    balance: int
+    purchased: int
+    spent: int
+    entries: int
+    status: Literal["active", "exhausted"]
+    updated_at: datetime
+
+
+EntryType = Literal["credits.debited", "credits.granted", "credits.adjusted"]
+# journal.kind -> the event type it was applied from
+ENTRY_TYPES: dict[str, EntryType] = {
+    "debited": "credits.debited",
+    "granted": "credits.granted",
+    "adjusted": "credits.adjusted",
+}
+
+
+class Entry(BaseModel):
+    """One journal entry. `credits` is its signed effect on the balance: positive for
+    credits.granted, negative for credits.debited (zero for free models), either sign for
+    credits.adjusted."""
+
+    entry_id: UUID
+    type: EntryType
+    credits: int
+    model: str | None
+    tier: str | None
+    multiplier: str | None
+    billable_tokens: int | None
+    price_version: str | None
+    usage_event_id: str | None
+    reason: str | None
+    reference: str | None
+    occurred_at: datetime
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Entry:
+        multiplier: Decimal | None = row["multiplier"]
+        return cls(
+            entry_id=row["entry_id"],
+            type=ENTRY_TYPES[row["kind"]],
+            credits=row["credits"],
+            model=row["model"],
+            tier=row["tier"],
+            multiplier=None if multiplier is None else format(multiplier, "f"),
+            billable_tokens=row["billable_tokens"],
+            price_version=row["price_version"],
+            usage_event_id=row["usage_event_id"],
+            reason=row["reason"],
+            reference=row["reference"],
+            occurred_at=row["occurred_at"],
+        )
+
+
+class EntriesPage(BaseModel):
+    entries: list[Entry]
+    next_cursor: str | None
+
+
+class UsageRow(BaseModel):
+    key: str
+    requests: int
+    tokens: int
+    credits: int
+
+
+class UsageReport(BaseModel):
+    rows: list[UsageRow]
+
+
+class GrantAccepted(BaseModel):
+    entry_id: UUID
+    status: Literal["accepted"] = "accepted"
+
+
+class QuoteAnswer(BaseModel):
+    credits: int
+    multiplier: str
+    tier: str
+    price_version: str
+
+
+class PriceBookAnswer(BaseModel):
+    versions: list[dict[str, Any]]
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"

@@ -1,0 +1,152 @@
+"""Every SQL statement of the API. Parameters are always `$n`, never formatted in.
+
+The projection tables (journal, balances, usage_daily, projector_counters) belong to the
+projector; the API only reads them. `idempotency_keys` is the API's own table.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any, Literal
+from uuid import UUID
+
+import asyncpg
+
+SCHEMA_LOCK = 0x1ED6E2A1  # advisory lock id: one API instance migrates at a time
+
+MIGRATION = """
+CREATE SCHEMA IF NOT EXISTS ledger;
+-- A POST credits claim: the exact event bytes are kept so a retry after a failed publish
+-- sends the very same event (same entry_id, same occurred_at) and the projector sees a
+-- duplicate, never a conflict. published_at stays NULL until Kafka acknowledged it.
+CREATE TABLE IF NOT EXISTS ledger.idempotency_keys (
+    account_id      text NOT NULL,
+    idempotency_key text NOT NULL,
+    request_digest  text NOT NULL,
+    entry_id        uuid NOT NULL,
+    event           text NOT NULL,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    published_at    timestamptz,
+    PRIMARY KEY (account_id, idempotency_key)
+);
+"""
+
+BALANCE = """
+SELECT account_id, balance, purchased, spent, entries, status, updated_at
+FROM ledger.balances WHERE account_id = $1
+"""
+
+ACCOUNT_EXISTS = "SELECT EXISTS (SELECT 1 FROM ledger.balances WHERE account_id = $1)"
+
+# Keyset pagination on the (account_id, seq DESC) index; no OFFSET, so pages stay cheap and
+# rows applied meanwhile never shift a page.
+ENTRIES = """
+SELECT seq, entry_id, kind, credits, model, tier, multiplier, billable_tokens,
+       price_version, usage_event_id, reason, reference, occurred_at
+FROM ledger.journal
+WHERE account_id = $1 AND seq < coalesce($2::bigint, 9223372036854775807)
+ORDER BY seq DESC
+LIMIT $3
+"""
+
+# Both read the daily rollup only: usage never scans the journal.
+USAGE_BY_MODEL = """
+SELECT model AS key, sum(requests)::bigint AS requests, sum(tokens)::bigint AS tokens,
+       sum(credits)::bigint AS credits
+FROM ledger.usage_daily
+WHERE account_id = $1
+  AND ($2::date IS NULL OR day >= $2::date)
+  AND ($3::date IS NULL OR day < $3::date)
+GROUP BY model
+ORDER BY model
+"""
+
+USAGE_BY_DAY = """
+SELECT to_char(day, 'YYYY-MM-DD') AS key, sum(requests)::bigint AS requests,
+       sum(tokens)::bigint AS tokens, sum(credits)::bigint AS credits
+FROM ledger.usage_daily
+WHERE account_id = $1
+  AND ($2::date IS NULL OR day >= $2::date)
+  AND ($3::date IS NULL OR day < $3::date)
+GROUP BY day
+ORDER BY day
+"""
+
+USAGE = {"model": USAGE_BY_MODEL, "day": USAGE_BY_DAY}
+
+CLAIM_KEY = """
+INSERT INTO ledger.idempotency_keys
+    (account_id, idempotency_key, request_digest, entry_id, event)
+VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (account_id, idempotency_key) DO NOTHING
+"""
+
+LOCK_KEY = """
+SELECT request_digest, entry_id, event, published_at
+FROM ledger.idempotency_keys
+WHERE account_id = $1 AND idempotency_key = $2
+FOR UPDATE
+"""
+
+MARK_PUBLISHED = """
+UPDATE ledger.idempotency_keys SET published_at = now()
+WHERE account_id = $1 AND idempotency_key = $2
+"""
+
+COUNTERS = "SELECT name, value FROM ledger.projector_counters"
+ACCOUNTS = "SELECT count(*) FROM ledger.balances"
+
+GroupBy = Literal["model", "day"]
+
+
+async def migrate(conn: asyncpg.Connection) -> None:
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", SCHEMA_LOCK)
+        await conn.execute(MIGRATION)
+
+
+async def ping(conn: asyncpg.Connection) -> None:
+    await conn.fetchval("SELECT 1")
+
+
+async def balance(conn: asyncpg.Connection, account_id: str) -> dict[str, Any] | None:
+    row = await conn.fetchrow(BALANCE, account_id)
+    return dict(row) if row is not None else None
+
+
+async def account_exists(conn: asyncpg.Connection, account_id: str) -> bool:
+    return bool(await conn.fetchval(ACCOUNT_EXISTS, account_id))
+
+
+async def entries(
+    conn: asyncpg.Connection, account_id: str, before_seq: int | None, limit: int
+) -> list[dict[str, Any]]:
+    return [dict(r) for r in await conn.fetch(ENTRIES, account_id, before_seq, limit)]
+
+
+async def usage(
+    conn: asyncpg.Connection, account_id: str, first: date | None, end: date | None, by: GroupBy
+) -> list[dict[str, Any]]:
+    return [dict(r) for r in await conn.fetch(USAGE[by], account_id, first, end)]
+
+
+async def claim_key(
+    conn: asyncpg.Connection, account_id: str, key: str, digest: str, entry_id: UUID, event: str
+) -> None:
+    await conn.execute(CLAIM_KEY, account_id, key, digest, entry_id, event)
+
+
+async def lock_key(conn: asyncpg.Connection, account_id: str, key: str) -> dict[str, Any]:
+    row = await conn.fetchrow(LOCK_KEY, account_id, key)
+    # The claim row is never deleted, so it exists once claim_key has run.
+    assert row is not None, "idempotency key vanished after it was claimed"
+    return dict(row)
+
+
+async def mark_published(conn: asyncpg.Connection, account_id: str, key: str) -> None:
+    await conn.execute(MARK_PUBLISHED, account_id, key)
+
+
+async def projector_counters(conn: asyncpg.Connection) -> tuple[dict[str, int], int]:
+    counters = {r["name"]: int(r["value"]) for r in await conn.fetch(COUNTERS)}
+    return counters, int(await conn.fetchval(ACCOUNTS))

@@ -1,0 +1,46 @@
+"""What the routes share, opened in the app's lifespan and closed when it ends."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+from fastapi import Request
+
+from services.api.database import open_pool
+from services.api.grants import Publisher
+from services.common import kafka
+from services.common.settings import Settings
+from services.common.topics import Topics, create_topics
+from services.pricing.pricebook import PriceBook, load_pricebook
+
+
+@dataclass(frozen=True)
+class Resources:
+    pool: asyncpg.Pool
+    producer: AIOKafkaProducer
+    publisher: Publisher
+    pricebook: PriceBook
+
+
+@asynccontextmanager
+async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
+    pricebook = load_pricebook(settings.ledger_pricebook)
+    await create_topics(settings)
+    async with AsyncExitStack() as stack:
+        pool = await open_pool(settings.database_url)
+        stack.push_async_callback(pool.close)
+        producer = kafka.producer(settings)
+        await producer.start()
+        stack.push_async_callback(producer.stop)
+        publisher = Publisher(producer, Topics.from_settings(settings).ledger)
+        yield Resources(pool, producer, publisher, pricebook)
+
+
+def resources(request: Request) -> Resources:
+    """A route dependency: the app's open resources."""
+    opened: Resources = request.app.state.resources
+    return opened

@@ -1,0 +1,113 @@
+"""Account routes: balance, entries and usage (read), credit grants (admin)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Path, Query
+
+from schemas.events import ACCOUNT_ID_PATTERN
+from services.api import queries
+from services.api.auth import require
+from services.api.cursor import InvalidCursor, decode_cursor, encode_cursor
+from services.api.database import connection
+from services.api.errors import ApiError
+from services.api.grants import check_key, grant
+from services.api.models import (
+    Balance,
+    EntriesPage,
+    Entry,
+    ErrorBody,
+    GrantAccepted,
+    GrantRequest,
+    UsageReport,
+    UsageRow,
+)
+from services.api.periods import InvalidPeriod, day_range
+from services.api.resources import Resources, resources
+
+router = APIRouter(prefix="/v1/accounts", tags=["accounts"])
+
+AccountId = Annotated[str, Path(pattern=ACCOUNT_ID_PATTERN, description="the account id")]
+Opened = Annotated[Resources, Depends(resources)]
+ERRORS: dict[int | str, dict[str, object]] = {
+    code: {"model": ErrorBody} for code in (401, 403, 404, 422, 503)
+}
+
+
+def _not_found(account_id: str) -> ApiError:
+    return ApiError(404, "account_not_found", f"no entries for account {account_id!r}")
+
+
+@router.get("/{account_id}/balance", dependencies=[Depends(require("read"))], responses=ERRORS)
+async def get_balance(account_id: AccountId, opened: Opened) -> Balance:
+    async with connection(opened.pool) as conn:
+        row = await queries.balance(conn, account_id)
+    if row is None:
+        raise _not_found(account_id)
+    return Balance.model_validate(row)
+
+
+@router.get("/{account_id}/entries", dependencies=[Depends(require("read"))], responses=ERRORS)
+async def get_entries(
+    account_id: AccountId,
+    opened: Opened,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[str | None, Query(max_length=64, description="next_cursor")] = None,
+) -> EntriesPage:
+    """Newest first. `credits` of an entry is its signed effect on the balance."""
+    try:
+        before = decode_cursor(cursor) if cursor else None
+    except InvalidCursor as exc:
+        raise ApiError(422, "invalid_cursor", str(exc)) from exc
+    async with connection(opened.pool) as conn:
+        rows = await queries.entries(conn, account_id, before, limit + 1)
+        if not rows and before is None and not await queries.account_exists(conn, account_id):
+            raise _not_found(account_id)
+    page = rows[:limit]
+    more = len(rows) > limit
+    return EntriesPage(
+        entries=[Entry.from_row(r) for r in page],
+        next_cursor=encode_cursor(page[-1]["seq"]) if more else None,
+    )
+
+
+@router.get("/{account_id}/usage", dependencies=[Depends(require("read"))], responses=ERRORS)
+async def get_usage(
+    account_id: AccountId,
+    opened: Opened,
+    start: Annotated[str | None, Query(alias="from", max_length=64)] = None,
+    end: Annotated[str | None, Query(alias="to", max_length=64)] = None,
+    group_by: queries.GroupBy = "model",
+) -> UsageReport:
+    """From the daily rollup, in whole UTC days: `from` (a date, or a datetime with a time
+    zone) is inclusive and rounds down to its day; `to` is exclusive and rounds up to the
+    next midnight UTC. Rows are ordered by key."""
+    try:
+        days = day_range(start, end)
+    except InvalidPeriod as exc:
+        raise ApiError(422, "invalid_period", str(exc)) from exc
+    async with connection(opened.pool) as conn:
+        rows = await queries.usage(conn, account_id, days.first, days.end, group_by)
+        if not rows and not await queries.account_exists(conn, account_id):
+            raise _not_found(account_id)
+    return UsageReport(rows=[UsageRow.model_validate(r) for r in rows])
+
+
+@router.post(
+    "/{account_id}/credits",
+    status_code=202,
+    dependencies=[Depends(require("admin"))],
+    responses={**ERRORS, 400: {"model": ErrorBody}, 409: {"model": ErrorBody}},
+)
+async def post_credits(
+    account_id: AccountId,
+    body: GrantRequest,
+    opened: Opened,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> GrantAccepted:
+    """Publishes a credits.granted to ledger.v1. The same key with the same body answers
+    the same entry_id again; a key is scoped to its account."""
+    key = check_key(idempotency_key)
+    entry_id = await grant(opened.pool, opened.publisher, account_id, key, body)
+    return GrantAccepted(entry_id=entry_id)
