@@ -53,12 +53,15 @@ class PriceBook:
         _require_aware(at)
         index = bisect_right(self._starts, at) - 1
         if index < 0:
-            first = self.versions[0]
-            raise LookupError(
-                f"no price-book version in force at {at.isoformat()}; the first, "
-                f"{first.version!r}, takes effect at {first.effective_from.isoformat()}"
-            )
+            raise LookupError(self._before(at))
         return self.versions[index]
+
+    def _before(self, at: datetime) -> str:
+        first = self.versions[0]
+        return (
+            f"no price-book version in force at {at.isoformat()}; the first, "
+            f"{first.version!r}, takes effect at {first.effective_from.isoformat()}"
+        )
 
     def quote(
         self,
@@ -70,11 +73,14 @@ class PriceBook:
         at: datetime,
     ) -> Quote | Rejection:
         """Prices one request; a time before the first version counts as an unknown model."""
-        _require_valid_counts(input_tokens, output_tokens, cached_input_tokens)
-        try:
-            version = self.version_at(at)
-        except LookupError as error:
-            return Rejection("unknown_model", f"model {model!r} has no price: {error}")
+        if input_tokens < cached_input_tokens or min(output_tokens, cached_input_tokens) < 0:
+            raise ValueError("token counts must be >= 0 and cached_input_tokens <= input_tokens")
+        if at.tzinfo is None:
+            _require_aware(at)
+        index = bisect_right(self._starts, at) - 1
+        if index < 0:
+            return Rejection("unknown_model", f"model {model!r} has no price: {self._before(at)}")
+        version = self.versions[index]
         price = version.models.get(model)
         if price is None:
             known = ", ".join(sorted(version.models))
@@ -148,13 +154,6 @@ def _describe_model(price: ModelPrice) -> dict[str, object]:
 def _require_aware(at: datetime) -> None:
     if at.tzinfo is None or at.utcoffset() is None:
         raise ValueError(f"a naive datetime ({at.isoformat()}) is ambiguous; give it a time zone")
-
-
-def _require_valid_counts(input_tokens: int, output_tokens: int, cached: int) -> None:
-    if min(input_tokens, output_tokens, cached) < 0:
-        raise ValueError("token counts must be >= 0")
-    if cached > input_tokens:
-        raise ValueError("cached_input_tokens must not exceed input_tokens")
 
 
 def parse_pricebook(text: str) -> PriceBook:

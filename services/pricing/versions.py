@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-from services.pricing.credits import ONE, credits_for
+from services.pricing.credits import ONE, Ratio, WeightRatios, credits_from_ratios, weight_ratios
 
 
 class PriceBookError(ValueError):
@@ -22,6 +22,11 @@ class Tier:
     min_input_tokens: int
     max_input_tokens: int
     multiplier: Decimal
+    # The multiplier as an exact integer ratio, worked out once instead of per event.
+    ratio: Ratio = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ratio", self.multiplier.as_integer_ratio())
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,12 @@ class ModelPrice:
     tiers: tuple[Tier, ...]  # contiguous from 0, ordered by max_input_tokens
     output_weight: Decimal = ONE
     cached_input_weight: Decimal = ONE
+
+    _weights: WeightRatios = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        weights = weight_ratios(self.cached_input_weight, self.output_weight)
+        object.__setattr__(self, "_weights", weights)
 
     @property
     def max_input_tokens(self) -> int:
@@ -45,13 +56,13 @@ class ModelPrice:
     def credits(
         self, tier: Tier, *, input_tokens: int, cached_input_tokens: int, output_tokens: int
     ) -> int:
-        return credits_for(
-            tier.multiplier,
+        """credits_for(tier.multiplier, ..., this model's weights) on precomputed ratios."""
+        return credits_from_ratios(
+            tier.ratio,
+            self._weights,
             input_tokens=input_tokens,
             cached_input_tokens=cached_input_tokens,
             output_tokens=output_tokens,
-            cached_weight=self.cached_input_weight,
-            output_weight=self.output_weight,
         )
 
 

@@ -1,0 +1,77 @@
+"""CreditsDebited as JSON bytes without building a pydantic model: the hot path's encoder.
+
+Building and dumping the model costs about 7 us per debit on this project's machines, a
+third of pricing's budget. This encoder writes the same bytes as
+`schemas.events.dump(CreditsDebited(...))` (unit tests check that byte for byte over
+generated debits), and the import-time check below fails loudly if the contract gains,
+loses or reorders a field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from decimal import Decimal
+from json.encoder import encode_basestring
+from uuid import UUID
+
+from schemas.events import CreditsDebited
+
+FIELDS = (
+    "type",
+    "schema_version",
+    "entry_id",
+    "account_id",
+    "usage_event_id",
+    "model",
+    "tier",
+    "multiplier",
+    "billable_tokens",
+    "credits",
+    "price_version",
+    "occurred_at",
+    "priced_at",
+)
+if tuple(CreditsDebited.model_fields) != FIELDS:
+    raise ImportError("CreditsDebited changed: update services/pricing/debit_json.py")
+
+
+def uuid5_text(namespace: UUID, name: str) -> str:
+    """str(uuid.uuid5(namespace, name)), without building UUID objects."""
+    digest = bytearray(hashlib.sha1(namespace.bytes + name.encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def timestamp_text(at: datetime) -> str:
+    """The way pydantic writes an aware datetime: ISO 8601, with "Z" for UTC."""
+    text = at.isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+def encode_debit(
+    *,
+    entry_id: str,
+    account_id: str,
+    usage_event_id: str,
+    model: str,
+    tier: str,
+    multiplier: Decimal,
+    billable_tokens: int,
+    credits: int,
+    price_version: str,
+    occurred_at: datetime,
+    priced_at: str,
+) -> bytes:
+    """priced_at comes already formatted: one batch shares one pricing instant."""
+    return (
+        '{"type":"credits.debited","schema_version":1,'
+        f'"entry_id":"{entry_id}","account_id":{encode_basestring(account_id)},'
+        f'"usage_event_id":{encode_basestring(usage_event_id)},'
+        f'"model":{encode_basestring(model)},"tier":{encode_basestring(tier)},'
+        f'"multiplier":"{multiplier}","billable_tokens":{billable_tokens},'
+        f'"credits":{credits},"price_version":{encode_basestring(price_version)},'
+        f'"occurred_at":"{timestamp_text(occurred_at)}","priced_at":"{priced_at}"}}'
+    ).encode()

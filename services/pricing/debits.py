@@ -1,0 +1,154 @@
+"""One raw usage.v1 message in, one CreditsDebited or UsageRejected out. Pure.
+
+Never raises for bad input: anything that cannot be priced becomes a rejection carrying the
+original bytes, so the pipeline keeps going and nothing is dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import NamedTuple, Protocol
+from uuid import UUID
+
+from pydantic import ValidationError
+
+from schemas.events import (
+    CreditsDebited,
+    RejectionCode,
+    SourcePosition,
+    UsageRecorded,
+    UsageRejected,
+)
+from services.pricing.debit_json import encode_debit, timestamp_text, uuid5_text
+from services.pricing.pricebook import PriceBook, Rejection
+
+# Fixed forever: changing it would give every replayed usage event a new entry_id.
+DEBIT_NAMESPACE = UUID("5b0f3c52-8a7e-4d1b-9c0e-6f2a1d3e4b57")
+# Large enough for any real usage event, small enough that a DLQ message stays far below
+# the broker's 1 MiB limit even when every character expands to 3 bytes.
+MAX_PAYLOAD_CHARS = 64 * 1024
+MAX_DETAIL_CHARS = 2048
+
+
+def debit_entry_id(event_id: str) -> UUID:
+    """The debit's entry_id: uuid5(DEBIT_NAMESPACE, event_id), so a redelivered or re-sent
+    usage event yields the same entry and the projector settles it."""
+    return UUID(uuid5_text(DEBIT_NAMESPACE, event_id))
+
+
+class EncodedDebit(NamedTuple):
+    """A CreditsDebited already serialized, with the account it is keyed by."""
+
+    account_id: str
+    value: bytes
+
+
+class ConsumedRecord(Protocol):
+    """The fields of aiokafka's ConsumerRecord that pricing reads."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+
+
+@dataclass(frozen=True)
+class UsageMessage:
+    """A usage.v1 message and where it was read, for callers without a ConsumerRecord."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+def price_message(
+    record: ConsumedRecord, book: PriceBook, now: datetime
+) -> CreditsDebited | UsageRejected:
+    """The model form of `price_usage`, for callers that want objects rather than bytes."""
+    outcome = price_usage(record, book, now, timestamp_text(now))
+    if isinstance(outcome, UsageRejected):
+        return outcome
+    return CreditsDebited.model_validate_json(outcome.value)
+
+
+def price_usage(
+    record: ConsumedRecord, book: PriceBook, now: datetime, now_text: str
+) -> EncodedDebit | UsageRejected:
+    """`now_text` is `now` formatted once per batch; the hot path should not redo it."""
+    value = record.value
+    if not value:
+        return reject(record, "invalid_json", "empty message (no bytes)", now)
+    try:
+        usage = UsageRecorded.model_validate_json(value)
+    except ValidationError as error:
+        code, detail = classify(error)
+        return reject(record, code, detail, now)
+    quote = book.quote(
+        model=usage.model,
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cached_input_tokens=usage.cached_input_tokens,
+        at=usage.occurred_at,
+    )
+    if isinstance(quote, Rejection):
+        return reject(record, quote.code, quote.detail, now)
+    encoded = encode_debit(
+        entry_id=uuid5_text(DEBIT_NAMESPACE, usage.event_id),
+        account_id=usage.account_id,
+        usage_event_id=usage.event_id,
+        model=usage.model,
+        tier=quote.tier,
+        multiplier=quote.multiplier,
+        billable_tokens=quote.billable_tokens,
+        credits=quote.credits,
+        price_version=quote.price_version,
+        occurred_at=usage.occurred_at,
+        priced_at=now_text,
+    )
+    return EncodedDebit(usage.account_id, encoded)
+
+
+def classify(error: ValidationError) -> tuple[RejectionCode, str]:
+    errors = error.errors(include_url=False, include_input=False)
+    first = errors[0]
+    if first["type"] == "json_invalid":
+        return "invalid_json", f"not valid UTF-8 JSON: {first['msg']}"
+    if first["type"] == "model_type" and not first["loc"]:
+        return "invalid_json", "the JSON value is not an object"
+    problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(event)'}: {e['msg']}" for e in errors)
+    return "invalid_event", _cap(f"not a valid usage.recorded event: {problems}")
+
+
+def reject(
+    record: ConsumedRecord, code: RejectionCode, detail: str, now: datetime
+) -> UsageRejected:
+    raw = record.value or b""
+    payload = raw.decode("utf-8", errors="replace")
+    if len(payload) > MAX_PAYLOAD_CHARS:
+        payload = payload[:MAX_PAYLOAD_CHARS]
+        detail += (
+            f" (payload cut to its first {MAX_PAYLOAD_CHARS} characters; "
+            f"the message had {len(raw)} bytes)"
+        )
+    return UsageRejected(
+        error=code,
+        detail=detail,
+        payload=payload,
+        source=SourcePosition(topic=record.topic, partition=record.partition, offset=record.offset),
+        rejected_at=now,
+    )
+
+
+def _cap(detail: str) -> str:
+    if len(detail) <= MAX_DETAIL_CHARS:
+        return detail
+    return detail[: MAX_DETAIL_CHARS - 1] + "…"
