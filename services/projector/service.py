@@ -1,0 +1,176 @@
+"""`ledger serve projector`: ledger.v1 -> PostgreSQL, one transaction per batch.
+
+Kafka offsets are committed only after the PostgreSQL commit, so a crash in between makes
+Kafka redeliver the batch, which apply_batch then counts as duplicates (exactly once in
+effect). Fetching and parsing the next batch overlaps with writing the current one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import suppress
+from dataclasses import dataclass
+from functools import partial
+from typing import TypeVar
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError
+
+from services.common import kafka
+from services.common.settings import Settings, load_settings
+from services.common.topics import Topics, create_topics
+from services.projector.ledger import RejectedMessage, SourcedEntry, read_message
+from services.projector.stats import Window
+from services.projector.store import ApplyResult, apply_batch, open_projection
+
+log = logging.getLogger("services.projector")
+
+MAX_RECORDS = 10_000
+FETCH_TIMEOUT_MS = 500
+REPORT_SECONDS = 5.0
+MAX_BACKOFF_SECONDS = 5.0
+FAULT_AFTER_DB_COMMIT = "projector:after_db_commit"
+# What a PostgreSQL restart looks like from here; anything else is a bug and stops the process.
+CONNECTION_ERRORS = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InsufficientResourcesError,
+    asyncpg.InterfaceError,
+)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    records: list[SourcedEntry | RejectedMessage]
+    commit: dict[TopicPartition, int]
+
+
+def run() -> int:
+    try:
+        asyncio.run(serve(load_settings()))
+    except Exception:
+        log.exception("projector stopped by an error; uncommitted batches will be redelivered")
+        return 1
+    return 0
+
+
+async def serve(settings: Settings) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await create_topics(settings)
+    topic = Topics.from_settings(settings).ledger
+    group = f"{settings.ledger_topic_prefix}ledger-projector"
+    pool = await retry(partial(open_projection, settings.database_url), stop)
+    if pool is None:
+        return
+    consumer = kafka.consumer(settings, topic, group_id=group)
+    try:
+        await consumer.start()
+        log.info("projector ready: consuming %s as group %s", topic, group)
+        reporter = asyncio.create_task(report(window := Window(time.monotonic())))
+        try:
+            await project(consumer, pool, topic, stop, window)
+        finally:
+            reporter.cancel()
+    finally:
+        await consumer.stop()
+        await pool.close()
+    log.info("projector stopped cleanly")
+
+
+async def project(
+    consumer: AIOKafkaConsumer, pool: asyncpg.Pool, topic: str, stop: asyncio.Event, window: Window
+) -> None:
+    """Applies batch after batch until stop; the next batch is fetched meanwhile."""
+    fault = os.environ.get("LEDGER_FAULT", "")
+    upcoming = asyncio.create_task(fetch(consumer))
+    try:
+        while not stop.is_set():
+            batch = await upcoming
+            upcoming = asyncio.create_task(fetch(consumer))
+            if not batch.records:
+                continue
+            result = await retry(partial(apply, pool, topic, batch), stop)
+            if result is None:
+                return
+            if fault == FAULT_AFTER_DB_COMMIT:
+                os.kill(os.getpid(), signal.SIGKILL)
+            await commit(consumer, batch.commit)
+            report_news(result)
+            window.add(len(batch.records), result)
+    finally:
+        # A fetched batch that is not applied is not committed either: Kafka redelivers it.
+        upcoming.cancel()
+        with suppress(asyncio.CancelledError):
+            await upcoming
+
+
+async def fetch(consumer: AIOKafkaConsumer) -> Batch:
+    fetched = await consumer.getmany(timeout_ms=FETCH_TIMEOUT_MS, max_records=MAX_RECORDS)
+    records = [
+        read_message(m.value, m.partition, m.offset) for msgs in fetched.values() for m in msgs
+    ]
+    return Batch(records, {tp: msgs[-1].offset + 1 for tp, msgs in fetched.items() if msgs})
+
+
+async def apply(pool: asyncpg.Pool, topic: str, batch: Batch) -> ApplyResult:
+    async with pool.acquire() as conn:
+        return await apply_batch(conn, topic, batch.records)
+
+
+async def retry(attempt: Callable[[], Awaitable[T]], stop: asyncio.Event) -> T | None:
+    """Repeats `attempt` while PostgreSQL is unreachable; None when stopped meanwhile."""
+    delay = 0.1
+    while True:
+        try:
+            return await attempt()
+        except CONNECTION_ERRORS as error:
+            if stop.is_set():
+                log.warning("stopping while PostgreSQL is unreachable (%r); not committed", error)
+                return None
+            log.warning("PostgreSQL unreachable (%r); retrying in %.1fs", error, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, MAX_BACKOFF_SECONDS)
+
+
+async def commit(consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
+    try:
+        await consumer.commit(offsets)
+    except (CommitFailedError, IllegalStateError) as error:
+        # The partitions moved to another consumer, which re-reads from the last commit;
+        # the batch is already in PostgreSQL, so those entries count as duplicates there.
+        log.warning("offsets %s not committed after a rebalance: %r", offsets, error)
+
+
+def report_news(result: ApplyResult) -> None:
+    for c in result.new_conflicts:
+        log.warning(
+            "conflict: entry %s (account %s) at partition %d offset %d differs from the "
+            "applied entry; stored in conflicts, not applied",
+            c.entry.entry_id, c.entry.account_id, c.partition, c.offset,
+        )  # fmt: skip
+    for r in result.new_rejections:
+        log.warning(
+            "rejected: partition %d offset %d is not a ledger entry: %s",
+            r.partition, r.offset, r.error[:500],
+        )  # fmt: skip
+
+
+async def report(window: Window) -> None:
+    while True:
+        await asyncio.sleep(REPORT_SECONDS)
+        now = time.monotonic()
+        log.info(window.line(now))
+        window.reset(now)

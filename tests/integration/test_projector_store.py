@@ -1,0 +1,202 @@
+"""apply_batch and open_projection against the real PostgreSQL (one fresh database per test)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+import pytest
+
+from schemas.events import CreditsAdjusted, CreditsDebited, CreditsGranted, LedgerEntry, dump
+from services.common.settings import Settings
+from services.projector.ledger import RejectedMessage, SourcedEntry, read_message
+from services.projector.store import apply_batch, open_projection
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+TOPIC = "test-ledger.v1"
+T0 = datetime(2026, 11, 27, 19, 0, tzinfo=UTC)
+
+
+def granted(account: str, credits: int, at: datetime = T0) -> CreditsGranted:
+    return CreditsGranted(
+        entry_id=uuid.uuid4(), account_id=account, credits=credits, reason="purchase",
+        reference="order-1", occurred_at=at,
+    )  # fmt: skip
+
+
+def debited(
+    account: str, credits: int, model: str = "mimo-v2-pro", at: datetime = T0
+) -> CreditsDebited:
+    return CreditsDebited(
+        entry_id=uuid.uuid4(), account_id=account, usage_event_id=uuid.uuid4().hex, model=model,
+        tier="256k", multiplier=Decimal(2), billable_tokens=credits // 2 or 7, credits=credits,
+        price_version="2026-04-03", occurred_at=at, priced_at=at + timedelta(seconds=1),
+    )  # fmt: skip
+
+
+def adjusted(account: str, credits: int) -> CreditsAdjusted:
+    return CreditsAdjusted(
+        entry_id=uuid.uuid4(), account_id=account, credits=credits, reason="fix", occurred_at=T0
+    )
+
+
+class Log:
+    """Stands in for one partition of ledger.v1: hands out offsets in order."""
+
+    def __init__(self, partition: int = 0) -> None:
+        self.partition = partition
+        self.offset = 0
+
+    def records(self, *entries: LedgerEntry | bytes) -> list[SourcedEntry | RejectedMessage]:
+        out = []
+        for e in entries:
+            raw = e if isinstance(e, bytes) else dump(e)
+            out.append(read_message(raw, self.partition, self.offset))
+            self.offset += 1
+        return out
+
+
+@pytest.fixture
+async def pool(isolated_settings: Settings) -> AsyncIterator[asyncpg.Pool]:
+    pool = await open_projection(isolated_settings.database_url)
+    yield pool
+    await pool.close()
+
+
+async def apply(pool: asyncpg.Pool, records: list[SourcedEntry | RejectedMessage]) -> Any:
+    async with pool.acquire() as conn:
+        return await apply_batch(conn, TOPIC, records)
+
+
+async def table(pool: asyncpg.Pool, sql: str) -> list[tuple[Any, ...]]:
+    return [tuple(r) for r in await pool.fetch(sql)]
+
+
+BALANCES = "SELECT account_id, balance, purchased, adjusted, spent, entries, status FROM balances ORDER BY 1"
+COUNTERS = "SELECT name, value FROM projector_counters ORDER BY 1"
+
+
+async def test_balances_journal_and_usage_equal_hand_computed_figures(pool: asyncpg.Pool) -> None:
+    log = Log()
+    late = T0 + timedelta(days=1, hours=1)
+    first = log.records(granted("a", 1000), debited("a", 300), debited("b", 40), adjusted("a", -50))
+    second = log.records(
+        debited("a", 200, at=late), debited("a", 10, "mimo-v2-omni"), granted("c", 5)
+    )
+    assert (await apply(pool, first)).applied == 4
+    assert (await apply(pool, second)).applied == 3
+
+    assert await table(pool, BALANCES) == [
+        ("a", 1000 - 50 - 300 - 200 - 10, 1000, -50, 510, 5, "active"),
+        ("b", -40, 0, 0, 40, 1, "exhausted"),
+        ("c", 5, 5, 0, 0, 1, "active"),
+    ]
+    assert await pool.fetchval("SELECT updated_at FROM balances WHERE account_id = 'a'") == late
+    assert await table(pool, "SELECT account_id, day::text, model, requests, tokens, credits FROM usage_daily ORDER BY 1, 2, 3") == [
+        ("a", "2026-11-27", "mimo-v2-omni", 1, 5, 10),
+        ("a", "2026-11-27", "mimo-v2-pro", 1, 150, 300),
+        ("a", "2026-11-28", "mimo-v2-pro", 1, 100, 200),
+        ("b", "2026-11-27", "mimo-v2-pro", 1, 20, 40),
+    ]  # fmt: skip
+    journal = await table(pool, "SELECT account_id, kind, credits FROM journal ORDER BY seq")
+    assert journal == [
+        ("a", "granted", 1000), ("a", "debited", -300), ("b", "debited", -40),
+        ("a", "adjusted", -50), ("a", "debited", -200), ("a", "debited", -10), ("c", "granted", 5),
+    ]  # fmt: skip
+    assert await table(pool, "SELECT partition, next_offset FROM applied_offsets") == [(0, 7)]
+    assert await table(pool, COUNTERS) == [
+        ("applied", 7), ("conflicts", 0), ("duplicates", 0), ("rejected", 0),
+    ]  # fmt: skip
+
+
+async def test_a_redelivered_batch_changes_nothing_and_counts_duplicates(
+    pool: asyncpg.Pool,
+) -> None:
+    entry = debited("a", 30)
+    repriced = entry.model_copy(update={"priced_at": entry.priced_at + timedelta(days=3)})
+    batch = Log().records(granted("a", 100), entry)
+    await apply(pool, batch)
+    before = await table(pool, BALANCES), await table(pool, "SELECT * FROM journal ORDER BY seq")
+
+    result = await apply(pool, [*batch, *Log(1).records(repriced)])
+
+    assert (result.applied, result.duplicates, result.conflicts) == (0, 3, 0)
+    assert (
+        await table(pool, BALANCES),
+        await table(pool, "SELECT * FROM journal ORDER BY seq"),
+    ) == before
+    assert dict(await table(pool, COUNTERS))["duplicates"] == 3
+
+
+async def test_duplicates_and_conflicts_within_one_batch(pool: asyncpg.Pool) -> None:
+    entry = granted("a", 100)
+    other = entry.model_copy(update={"credits": 999})
+    records = Log().records(entry, entry, other, other)
+
+    result = await apply(pool, records)
+
+    assert (result.applied, result.duplicates, result.conflicts) == (1, 2, 1)
+    assert [c.offset for c in result.new_conflicts] == [2]
+    assert await table(pool, BALANCES) == [("a", 100, 100, 0, 0, 1, "active")]
+    row = await pool.fetchrow("SELECT * FROM conflicts")
+    assert row["entry_id"] == entry.entry_id and row["source_offset"] == 2
+    assert '"credits": 100' in row["applied_content"]
+    assert '"credits": 999' in row["conflicting_content"]
+
+    again = await apply(pool, Log(1).records(other))
+    assert (again.applied, again.duplicates, again.conflicts) == (0, 1, 0)
+    assert await pool.fetchval("SELECT count(*) FROM conflicts") == 1
+
+
+async def test_overdraft_then_top_up_flips_status_both_ways(pool: asyncpg.Pool) -> None:
+    log = Log()
+    await apply(pool, log.records(granted("a", 100), debited("a", 150)))
+    assert await table(pool, BALANCES) == [("a", -50, 100, 0, 150, 2, "exhausted")]
+    await apply(pool, log.records(granted("a", 60)))
+    assert await table(pool, BALANCES) == [("a", 10, 160, 0, 150, 3, "active")]
+    await apply(pool, log.records(debited("a", 10)))
+    assert (await table(pool, BALANCES))[0][-1] == "exhausted"
+
+
+async def test_malformed_messages_are_stored_once_and_counted(pool: asyncpg.Pool) -> None:
+    batch = Log().records(b"not json\x00\xff", granted("a", 5), b'{"type": "credits.granted"}')
+    result = await apply(pool, batch)
+    assert (result.applied, result.rejected) == (1, 2)
+    rows = await pool.fetch("SELECT * FROM rejected_entries ORDER BY source_offset")
+    assert [(r["source_offset"], r["raw"]) for r in rows] == [
+        (0, b"not json\x00\xff"),
+        (2, batch[2].raw),
+    ]  # type: ignore[union-attr]
+    assert rows[0]["payload"] == "not json\\x00\\xff"
+    assert (await apply(pool, batch)).rejected == 0
+    assert dict(await table(pool, COUNTERS))["rejected"] == 2
+    assert await table(pool, "SELECT partition, next_offset FROM applied_offsets") == [(0, 3)]
+
+
+async def test_a_shadow_schema_gets_the_same_projection(
+    isolated_settings: Settings, pool: asyncpg.Pool
+) -> None:
+    batch = Log().records(granted("a", 100), debited("a", 30), debited("b", 4), adjusted("b", 9))
+    shadow = await open_projection(isolated_settings.database_url, "ledger_shadow")
+    try:
+        await apply(pool, batch)
+        await apply(shadow, batch[:2])
+        assert await table(shadow, BALANCES) == [("a", 70, 100, 0, 30, 2, "active")]
+        await apply(shadow, batch[2:])
+        assert await table(shadow, BALANCES) == await table(pool, BALANCES)
+    finally:
+        await shadow.close()
+    again = await open_projection(isolated_settings.database_url, "ledger_shadow")
+    migrations = await again.fetchval("SELECT count(*) FROM schema_migrations")
+    await again.close()
+    assert migrations == 2
+
+
+async def test_schema_names_are_checked(isolated_settings: Settings) -> None:
+    with pytest.raises(ValueError, match="schema name"):
+        await open_projection(isolated_settings.database_url, 'x"; DROP TABLE journal; --')
