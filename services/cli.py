@@ -42,7 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     loadgen.add_argument(
         "--rate", type=float, default=0.0, help="events/s; 0 = as fast as possible"
     )
-    loadgen.add_argument("--seed", type=int, default=1)
+    loadgen.add_argument(
+        "--seed", type=int, default=None, help="same seed, same events; default: a fresh one"
+    )
     loadgen.add_argument("--mix", default="omni=60,pro=30,pro1m=5,tts=5")
     loadgen.add_argument("--duplicates", type=float, default=0.0, help="share of re-sent events")
     loadgen.add_argument("--malformed", type=float, default=0.0, help="share of invalid events")
