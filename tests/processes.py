@@ -30,10 +30,11 @@ class ServiceProcess:
 
     def start(self, timeout: float = 60.0) -> ServiceProcess:
         self.log_path = self.log_path.with_name(f"{self.name}-{time.monotonic_ns()}.log")
-        log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(
-            [*LEDGER, "serve", self.name, *self.args], env=self.env, stdout=log, stderr=log
-        )
+        # The child keeps its own copy of the descriptor; ours is closed at once.
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen(
+                [*LEDGER, "serve", self.name, *self.args], env=self.env, stdout=log, stderr=log
+            )
         self.wait_ready(timeout)
         return self
 
