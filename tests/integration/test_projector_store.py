@@ -34,7 +34,7 @@ def debited(
 ) -> CreditsDebited:
     return CreditsDebited(
         entry_id=uuid.uuid4(), account_id=account, usage_event_id=uuid.uuid4().hex, model=model,
-        tier="256k", multiplier=Decimal(2), billable_tokens=credits // 2 or 7, credits=credits,
+        tier="256k", multiplier=Decimal(2), billable_tokens=credits // 2, credits=credits,
         price_version="2026-04-03", occurred_at=at, priced_at=at + timedelta(seconds=1),
     )  # fmt: skip
 
@@ -77,7 +77,12 @@ async def table(pool: asyncpg.Pool, sql: str) -> list[tuple[Any, ...]]:
     return [tuple(r) for r in await pool.fetch(sql)]
 
 
-BALANCES = "SELECT account_id, balance, purchased, adjusted, spent, entries, status FROM balances ORDER BY 1"
+BALANCES = """
+SELECT account_id, balance, purchased, adjusted, spent, entries, status FROM balances ORDER BY 1
+"""
+USAGE = """
+SELECT account_id, day::text, model, requests, tokens, credits FROM usage_daily ORDER BY 1, 2, 3
+"""
 COUNTERS = "SELECT name, value FROM projector_counters ORDER BY 1"
 
 
@@ -97,7 +102,7 @@ async def test_balances_journal_and_usage_equal_hand_computed_figures(pool: asyn
         ("c", 5, 5, 0, 0, 1, "active"),
     ]
     assert await pool.fetchval("SELECT updated_at FROM balances WHERE account_id = 'a'") == late
-    assert await table(pool, "SELECT account_id, day::text, model, requests, tokens, credits FROM usage_daily ORDER BY 1, 2, 3") == [
+    assert await table(pool, USAGE) == [
         ("a", "2026-11-27", "mimo-v2-omni", 1, 5, 10),
         ("a", "2026-11-27", "mimo-v2-pro", 1, 150, 300),
         ("a", "2026-11-28", "mimo-v2-pro", 1, 100, 200),
