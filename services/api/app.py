@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import signal
 import socket
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from types import FrameType
 
 import uvicorn
 from fastapi import FastAPI
@@ -70,7 +72,15 @@ def run(host: str, port: int) -> int:
         return 2
     config = uvicorn.Config(app, host=host, port=port, lifespan="on", log_config=None)
     server = Server(config)
-    # uvicorn handles SIGINT/SIGTERM itself: it stops accepting, finishes in-flight
-    # requests, runs the lifespan shutdown (producer flushed, pool closed) and returns.
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        server.should_exit = True
+
+    # While serving, uvicorn handles SIGTERM/SIGINT itself: it stops accepting, finishes
+    # in-flight requests and runs the lifespan shutdown (producer flushed, pool closed).
+    # Afterwards it re-raises the signal; this handler turns that into a normal return,
+    # so a clean stop exits 0 instead of dying by the signal.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, stop)
     server.run()
     return 0 if server.started else 1
