@@ -1,0 +1,177 @@
+"""One usage message into one debit or one rejection; the batch into partitions and offsets."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from aiokafka.partitioner import DefaultPartitioner
+from hypothesis import given
+from hypothesis import strategies as st
+
+from schemas.events import CreditsDebited, UsageRejected, dump
+from services.common.settings import DEFAULT_PRICEBOOK
+from services.pricing.batch import partition_for, price_batch
+from services.pricing.debit_json import encode_debit, timestamp_text, uuid5_text
+from services.pricing.debits import (
+    DEBIT_NAMESPACE,
+    MAX_PAYLOAD_CHARS,
+    UsageMessage,
+    debit_entry_id,
+    price_message,
+)
+from services.pricing.pricebook import load_pricebook
+
+pytestmark = pytest.mark.unit
+
+BOOK = load_pricebook(DEFAULT_PRICEBOOK)
+NOW = datetime(2026, 11, 27, 20, 0, 0, 123456, tzinfo=UTC)
+USAGE: dict[str, Any] = {
+    "type": "usage.recorded",
+    "schema_version": 1,
+    "event_id": "0b8f5c1e-1d2a-4c7e-9a55-3f1f7d0c2b11",
+    "account_id": "acct-42",
+    "model": "mimo-v2-pro",
+    "input_tokens": 1200,
+    "cached_input_tokens": 0,
+    "output_tokens": 300,
+    "occurred_at": "2026-11-27T19:00:00Z",
+    "gateway_id": "gw-eu-1",
+}
+
+
+def message(value: bytes | None, offset: int = 7, key: bytes | None = b"acct-42") -> UsageMessage:
+    return UsageMessage(topic="usage.v1", partition=3, offset=offset, key=key, value=value)
+
+
+def usage(**changes: Any) -> bytes:
+    return json.dumps({**USAGE, **changes}).encode()
+
+
+def test_design_example_becomes_the_design_debit() -> None:
+    debit = price_message(message(usage()), BOOK, NOW)
+    assert debit == CreditsDebited(
+        entry_id=uuid.uuid5(DEBIT_NAMESPACE, USAGE["event_id"]),
+        account_id="acct-42",
+        usage_event_id=USAGE["event_id"],
+        model="mimo-v2-pro",
+        tier="256k",
+        multiplier=Decimal(2),
+        billable_tokens=1500,
+        credits=3000,
+        price_version="2026-04-03",
+        occurred_at=datetime(2026, 11, 27, 19, tzinfo=UTC),
+        priced_at=NOW,
+    )
+
+
+def test_tts_gives_a_zero_credit_debit() -> None:
+    debit = price_message(message(usage(model="mimo-v2-tts", output_tokens=10**9)), BOOK, NOW)
+    assert isinstance(debit, CreditsDebited)
+    assert (debit.credits, debit.tier, debit.multiplier) == (0, "any", Decimal(0))
+
+
+def test_entry_id_is_uuid5_of_the_event_id_and_stable() -> None:
+    assert debit_entry_id("e-1") == uuid.uuid5(DEBIT_NAMESPACE, "e-1")
+    assert debit_entry_id("e-1") == debit_entry_id("e-1") != debit_entry_id("e-2")
+
+
+@pytest.mark.parametrize(
+    ("value", "code", "detail"),
+    [
+        (None, "invalid_json", "empty"),
+        (b"", "invalid_json", "empty"),
+        (b"{not json", "invalid_json", "JSON"),
+        (b'{"a": "\xff\xfe"}', "invalid_json", "UTF-8"),
+        (b"[1, 2]", "invalid_json", "not an object"),
+        (b"42", "invalid_json", "not an object"),
+        (usage(input_tokens=-1), "invalid_event", "input_tokens"),
+        (usage(input_tokens="12"), "invalid_event", "input_tokens"),
+        (usage(colour="red"), "invalid_event", "colour"),
+        (usage(account_id="bad id!"), "invalid_event", "account_id"),
+        (usage(occurred_at="2026-11-27T19:00:00"), "invalid_event", "occurred_at"),
+        (usage(cached_input_tokens=1201), "invalid_event", "cached_input_tokens"),
+        (usage(model="gpt-9"), "unknown_model", "gpt-9"),
+        (usage(occurred_at="2020-01-01T00:00:00Z"), "unknown_model", "no price"),
+        (usage(input_tokens=1_048_577), "exceeds_context", "1048576"),
+        (usage(model="mimo-v2-omni", input_tokens=262_145), "exceeds_context", "262144"),
+    ],
+)
+def test_each_problem_is_a_rejection_with_its_code(
+    value: bytes | None, code: str, detail: str
+) -> None:
+    rejected = price_message(message(value), BOOK, NOW)
+    assert isinstance(rejected, UsageRejected)
+    assert (rejected.error, rejected.rejected_at) == (code, NOW)
+    assert detail in rejected.detail
+    assert (rejected.source.topic, rejected.source.partition, rejected.source.offset) == (
+        "usage.v1", 3, 7,
+    )  # fmt: skip
+    assert rejected.payload == (value or b"").decode("utf-8", errors="replace")
+
+
+def test_a_huge_payload_is_cut_and_the_detail_says_so() -> None:
+    value = b'{"x": "' + b"a" * (MAX_PAYLOAD_CHARS * 2) + b'"'
+    rejected = price_message(message(value), BOOK, NOW)
+    assert isinstance(rejected, UsageRejected)
+    assert len(rejected.payload) == MAX_PAYLOAD_CHARS
+    assert f"cut to its first {MAX_PAYLOAD_CHARS} characters" in rejected.detail
+    assert str(len(value)) in rejected.detail
+
+
+identifiers = st.text(min_size=1, max_size=128)
+aware = st.datetimes(
+    min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30),
+    timezones=st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30)),
+                               timezone(timedelta(hours=-8))]),
+)  # fmt: skip
+
+
+@given(identifiers, identifiers, st.from_regex(r"[A-Za-z0-9._:@-]{1,128}", fullmatch=True),
+       st.decimals(min_value=0, max_value=1000, allow_nan=False, places=5),
+       st.integers(0, 10**12), st.integers(0, 2**62), aware, aware)  # fmt: skip
+def test_fast_encoder_writes_exactly_what_the_model_dumps(
+    event_id: str, model: str, account: str, multiplier: Decimal, billable: int,
+    credits: int, occurred_at: datetime, priced_at: datetime,
+) -> None:  # fmt: skip
+    fields: dict[str, Any] = {
+        "account_id": account, "usage_event_id": event_id, "model": model, "tier": model,
+        "multiplier": multiplier, "billable_tokens": billable, "credits": credits,
+        "price_version": event_id, "occurred_at": occurred_at,
+    }  # fmt: skip
+    expected = dump(CreditsDebited(entry_id=uuid.uuid5(DEBIT_NAMESPACE, event_id),
+                                   priced_at=priced_at, **fields))  # fmt: skip
+    encoded = encode_debit(entry_id=uuid5_text(DEBIT_NAMESPACE, event_id),
+                           priced_at=timestamp_text(priced_at), **fields)  # fmt: skip
+    assert encoded == expected
+
+
+@given(st.binary(min_size=1, max_size=200), st.integers(1, 100))
+def test_partition_matches_kafkas_default_partitioner(key: bytes, partitions: int) -> None:
+    everything = list(range(partitions))
+    assert partition_for(key, partitions) == DefaultPartitioner()(key, everything, everything)
+
+
+def test_batch_keys_debits_by_account_and_commits_the_next_offsets() -> None:
+    records = [
+        UsageMessage("usage.v1", p, o, None, usage(event_id=f"e-{p}-{o}", account_id=f"a{o % 3}"))
+        for p in (0, 4)
+        for o in range(10, 20)
+    ]
+    records.append(UsageMessage("usage.v1", 4, 20, b"a1", b"junk"))
+    priced = price_batch(records, BOOK, NOW, ledger_partitions=6, dlq_partitions=6)
+    assert priced.next_offsets == {("usage.v1", 0): 20, ("usage.v1", 4): 21}
+    assert (priced.debited, len(priced.rejections), priced.size) == (20, 1, 21)
+    for partition, messages in priced.ledger.items():
+        for key, value in messages:
+            assert key is not None and partition == partition_for(key, 6)
+            assert CreditsDebited.model_validate_json(value).account_id == key.decode()
+    ordered = [json.loads(v)["usage_event_id"] for _, v in priced.ledger[partition_for(b"a0", 6)]]
+    assert ordered == [e for e in ordered if e.startswith("e-0")] + [
+        e for e in ordered if e.startswith("e-4")
+    ]
+    assert priced.dlq == {partition_for(b"a1", 6): [(b"a1", dump(priced.rejections[0]))]}
