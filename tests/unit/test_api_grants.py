@@ -1,0 +1,59 @@
+"""The pure parts of POST credits: deterministic entry ids, body digests, contract fields."""
+
+from __future__ import annotations
+
+from typing import get_args
+
+import pytest
+from pydantic import ValidationError
+
+from schemas.events import CreditsGranted
+from services.api.errors import ApiError
+from services.api.grants import check_key, grant_entry_id, granted_event, request_digest
+from services.api.models import GrantRequest
+
+pytestmark = pytest.mark.unit
+
+BODY = GrantRequest(credits=10, reason="purchase", reference="order-1")
+
+
+def test_entry_id_depends_on_account_and_key_only() -> None:
+    assert grant_entry_id("acct-1", "k") == grant_entry_id("acct-1", "k")
+    assert grant_entry_id("acct-1", "k") != grant_entry_id("acct-2", "k")
+    assert grant_entry_id("acct-1", "k") != grant_entry_id("acct-1", "k2")
+    # fixed forever: stored ledger entries carry it
+    assert str(grant_entry_id("acct-42", "order-7731")) == "17cce0ef-ece1-599c-b4d3-d9fed46b13ce"
+
+
+def test_digest_tells_bodies_apart() -> None:
+    assert request_digest(BODY) == request_digest(GrantRequest.model_validate(BODY.model_dump()))
+    assert request_digest(BODY) != request_digest(BODY.model_copy(update={"credits": 11}))
+    assert request_digest(BODY) != request_digest(BODY.model_copy(update={"reason": "grant"}))
+
+
+def test_request_accepts_what_the_event_accepts() -> None:
+    event_reasons = get_args(CreditsGranted.model_fields["reason"].annotation)
+    request_reasons = get_args(GrantRequest.model_fields["reason"].annotation)
+    assert request_reasons == event_reasons
+    event = granted_event("acct-1", grant_entry_id("acct-1", "k"), BODY)
+    assert (event.credits, event.reason, event.reference) == (10, "purchase", "order-1")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"credits": 0, "reason": "purchase", "reference": "r"},
+        {"credits": True, "reason": "purchase", "reference": "r"},
+        {"credits": 1, "reason": "purchase", "reference": "r" * 1025},
+    ],
+)
+def test_request_rejects_what_the_event_rejects(body: dict[str, object]) -> None:
+    with pytest.raises(ValidationError):
+        GrantRequest.model_validate(body)
+
+
+@pytest.mark.parametrize(("key", "status"), [(None, 400), ("", 422), ("k" * 256, 422)])
+def test_bad_keys_are_refused(key: str | None, status: int) -> None:
+    with pytest.raises(ApiError) as refused:
+        check_key(key)
+    assert refused.value.status_code == status
