@@ -1,0 +1,221 @@
+"""`ledger serve pricing` as a real process against the real broker.
+
+Results are read the way the projector reads them: aiokafka consumers with read_committed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.structs import ConsumerRecord, RecordMetadata
+
+from schemas.events import CreditsDebited, UsageRejected
+from services.common.settings import Settings
+from services.common.topics import Topics
+from services.pricing.debits import debit_entry_id
+from tests.processes import ServiceProcess
+
+pytestmark = pytest.mark.integration
+
+# How long to wait for results before failing; a safety net, not a speed requirement.
+PATIENCE_S = 120.0
+
+
+def usage(model: str = "mimo-v2-omni", **changes: Any) -> dict[str, Any]:
+    return {
+        "type": "usage.recorded",
+        "schema_version": 1,
+        "event_id": str(uuid.uuid4()),
+        "account_id": "acct-1",
+        "model": model,
+        "input_tokens": 1000,
+        "cached_input_tokens": 0,
+        "output_tokens": 200,
+        "occurred_at": "2026-11-27T19:00:00Z",
+        "gateway_id": "gw-test",
+        **changes,
+    }
+
+
+async def publish(
+    settings: Settings, values: list[bytes | None], key: bytes
+) -> list[RecordMetadata]:
+    """Sends in order under one key, so the records share a partition and offsets ascend."""
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        topic = Topics.from_settings(settings).usage
+        return [await producer.send_and_wait(topic, value, key=key) for value in values]
+    finally:
+        await producer.stop()
+
+
+async def read_committed(settings: Settings, topic: str, expected: int) -> list[ConsumerRecord]:
+    """Every committed record of `topic`: waits for `expected`, then reads on to the end."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        isolation_level="read_committed",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in range(settings.ledger_partitions)]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        records: list[ConsumerRecord] = []
+        deadline = time.monotonic() + PATIENCE_S
+        while len(records) < expected and time.monotonic() < deadline:
+            fetched = await consumer.getmany(timeout_ms=500, max_records=50_000)
+            records += [r for batch in fetched.values() for r in batch]
+        ends = await consumer.end_offsets(partitions)
+        while await behind(consumer, ends) and time.monotonic() < deadline:
+            fetched = await consumer.getmany(timeout_ms=500, max_records=50_000)
+            records += [r for batch in fetched.values() for r in batch]
+        return records
+    finally:
+        await consumer.stop()
+
+
+async def behind(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> bool:
+    return any([await consumer.position(tp) < end for tp, end in ends.items()])
+
+
+def debits(records: list[ConsumerRecord]) -> list[CreditsDebited]:
+    return [CreditsDebited.model_validate_json(r.value) for r in records]
+
+
+@pytest.fixture
+def pricing(isolated_settings: Settings, tmp_path: Path) -> Iterator[ServiceProcess]:
+    service = ServiceProcess("pricing", isolated_settings, tmp_path).start()
+    yield service
+    assert service.stop() == 0, service.log()
+
+
+async def test_each_model_and_tier_is_priced_exactly(
+    isolated_settings: Settings, pricing: ServiceProcess
+) -> None:
+    events = [
+        usage("mimo-v2-omni", input_tokens=262_144, output_tokens=10),
+        usage("mimo-v2-pro", input_tokens=1200, output_tokens=300, cached_input_tokens=200),
+        usage("mimo-v2-pro", input_tokens=262_144, output_tokens=1),
+        usage("mimo-v2-pro", input_tokens=262_145, output_tokens=1),
+        usage("mimo-v2-pro", input_tokens=1_048_576, output_tokens=0),
+        usage("mimo-v2-tts", input_tokens=500, output_tokens=90_000),
+    ]
+    await publish(isolated_settings, [json.dumps(e).encode() for e in events], b"acct-1")
+    ledger = Topics.from_settings(isolated_settings).ledger
+    got = {d.usage_event_id: d for d in debits(await read_committed(isolated_settings, ledger, 6))}
+    expected = [
+        ("256k", "1", 262_154),
+        ("256k", "2", 3000),
+        ("256k", "2", 524_290),
+        ("1m", "4", 1_048_584),
+        ("1m", "4", 4_194_304),
+        ("any", "0", 0),
+    ]
+    assert len(got) == len(events)
+    for event, (tier, multiplier, credits) in zip(events, expected, strict=True):
+        debit = got[event["event_id"]]
+        assert (debit.tier, str(debit.multiplier), debit.credits) == (tier, multiplier, credits)
+        assert debit.entry_id == debit_entry_id(event["event_id"])
+        assert debit.billable_tokens == event["input_tokens"] + event["output_tokens"]
+        assert (debit.price_version, debit.account_id) == ("2026-04-03", "acct-1")
+
+
+async def test_every_rejection_lands_on_the_dlq_and_the_next_event_is_priced(
+    isolated_settings: Settings, pricing: ServiceProcess
+) -> None:
+    bad: list[tuple[bytes | None, str]] = [
+        (b"{oops", "invalid_json"),
+        (b"\xff\xfe\x00garbage", "invalid_json"),
+        (b"", "invalid_json"),
+        (b'["an", "array"]', "invalid_json"),
+        (json.dumps(usage(input_tokens=-5)).encode(), "invalid_event"),
+        (json.dumps(usage("gpt-9")).encode(), "unknown_model"),
+        (json.dumps(usage("mimo-v2-omni", input_tokens=262_145)).encode(), "exceeds_context"),
+    ]
+    goods = [usage(output_tokens=i) for i in range(len(bad))]
+    values: list[bytes | None] = []
+    for (value, _), good in zip(bad, goods, strict=True):
+        values += [value, json.dumps(good).encode()]
+    sent = await publish(isolated_settings, values, b"acct-dlq")
+    topics = Topics.from_settings(isolated_settings)
+
+    rejected = [
+        UsageRejected.model_validate_json(r.value)
+        for r in await read_committed(isolated_settings, topics.dlq, len(bad))
+    ]
+    assert [(r.error, r.source.offset) for r in rejected] == [
+        (code, sent[2 * i].offset) for i, (_, code) in enumerate(bad)
+    ]
+    for r, (value, _) in zip(rejected, bad, strict=True):
+        assert (r.source.topic, r.source.partition) == (topics.usage, sent[0].partition)
+        assert r.payload == (value or b"").decode("utf-8", errors="replace")
+        assert r.detail
+    priced = debits(await read_committed(isolated_settings, topics.ledger, len(goods)))
+    assert [d.usage_event_id for d in priced] == [g["event_id"] for g in goods]
+    assert pricing.log().count("rejected ") == len(bad)
+
+
+async def test_a_later_price_book_version_prices_by_occurred_at(
+    isolated_settings: Settings, tmp_path: Path
+) -> None:
+    book = tmp_path / "pricebook.toml"
+    book.write_text(
+        """
+[[versions]]
+version = "2026-04-03"
+effective_from = 2026-04-03T00:00:00Z
+[versions.models.mimo-v2-omni]
+tiers = [{ name = "256k", max_input_tokens = 262144, multiplier = "1" }]
+
+[[versions]]
+version = "2027-01-01"
+effective_from = 2027-01-01T00:00:00Z
+[versions.models.mimo-v2-omni]
+output_weight = "2"
+tiers = [{ name = "256k", max_input_tokens = 262144, multiplier = "0.75" }]
+"""
+    )
+    before = usage(occurred_at="2026-12-31T23:59:59.999999Z")
+    at_switch = usage(occurred_at="2027-01-01T01:00:00+01:00")
+    after = usage(occurred_at="2027-03-01T00:00:00Z")
+    service = ServiceProcess(
+        "pricing", isolated_settings, tmp_path, LEDGER_PRICEBOOK=str(book)
+    ).start()
+    try:
+        values = [json.dumps(e).encode() for e in (before, at_switch, after)]
+        await publish(isolated_settings, list(values), b"acct-1")
+        ledger = Topics.from_settings(isolated_settings).ledger
+        got = debits(await read_committed(isolated_settings, ledger, 3))
+    finally:
+        assert service.stop() == 0
+    # 0.75 * (1000 + 200 * 2) = 1050
+    assert [(d.price_version, str(d.multiplier), d.credits) for d in got] == [
+        ("2026-04-03", "1", 1200),
+        ("2027-01-01", "0.75", 1050),
+        ("2027-01-01", "0.75", 1050),
+    ]
+
+
+def test_refuses_to_start_with_a_broken_price_book(
+    isolated_settings: Settings, tmp_path: Path
+) -> None:
+    book = tmp_path / "broken.toml"
+    book.write_text(
+        '[[versions]]\nversion = "v"\neffective_from = 2026-01-01T00:00:00\n'
+        '[versions.models.m]\ntiers = [{ name = "t", max_input_tokens = 9, multiplier = "1" }]\n'
+    )
+    service = ServiceProcess("pricing", isolated_settings, tmp_path, LEDGER_PRICEBOOK=str(book))
+    with pytest.raises(RuntimeError, match="exited early") as caught:
+        service.start()
+    assert "broken.toml" in str(caught.value)
+    assert "naive" in str(caught.value)
+    assert service.proc is not None and service.proc.returncode == 2
