@@ -7,6 +7,7 @@ import binascii
 
 PREFIX = "seq:"
 MAX_SEQ = 2**63 - 1  # journal.seq is a PostgreSQL bigint
+MAX_LENGTH = 40  # longer than any cursor encode_cursor makes; refused before decoding
 
 
 class InvalidCursor(ValueError):
@@ -18,6 +19,8 @@ def encode_cursor(seq: int) -> str:
 
 
 def decode_cursor(cursor: str) -> int:
+    if len(cursor) > MAX_LENGTH:
+        raise InvalidCursor("cursor is not one this API issued")
     padded = cursor + "=" * (-len(cursor) % 4)
     try:
         text = base64.urlsafe_b64decode(padded.encode("ascii")).decode("ascii")

@@ -171,7 +171,7 @@ async def test_bad_limit_is_422(client: httpx.AsyncClient, limit: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "cursor", ["garbage!", "c2VxOg", "c2VxOi0x", encode_cursor(5) + "A", "%00"]
+    "cursor", ["garbage!", "c2VxOg", "c2VxOi0x", encode_cursor(5) + "A", "%00", "A" * 5000]
 )
 async def test_bad_cursor_is_422(client: httpx.AsyncClient, cursor: str) -> None:
     answer = await client.get(f"/v1/accounts/acct-x/entries?cursor={cursor}", headers=READ)

@@ -53,7 +53,7 @@ async def get_entries(
     account_id: AccountId,
     opened: Opened,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    cursor: Annotated[str | None, Query(max_length=64, description="next_cursor")] = None,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
 ) -> EntriesPage:
     """Newest first. `credits` of an entry is its signed effect on the balance."""
     try:
