@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime
-from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
@@ -32,7 +31,7 @@ def journal(rows: Sequence[SourcedEntry]) -> Columns:
     credits: list[int] = []
     model: list[str | None] = []
     tier: list[str | None] = []
-    multiplier: list[Decimal | None] = []
+    multiplier: list[str | None] = []  # as text: asyncpg encodes Decimal slowly
     tokens: list[int | None] = []
     price_version: list[str | None] = []
     usage_event_id: list[str | None] = []
@@ -50,7 +49,7 @@ def journal(rows: Sequence[SourcedEntry]) -> Columns:
             credits.append(-e.credits)
             model.append(e.model)
             tier.append(e.tier)
-            multiplier.append(e.multiplier)
+            multiplier.append(str(e.multiplier))
             tokens.append(e.billable_tokens)
             price_version.append(e.price_version)
             usage_event_id.append(e.usage_event_id)

@@ -54,7 +54,7 @@ INSERT_JOURNAL = """
 WITH input AS (
     SELECT * FROM unnest(
         $1::uuid[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[],
-        $7::numeric[], $8::bigint[], $9::text[], $10::text[], $11::text[], $12::text[],
+        $7::text[]::numeric[], $8::bigint[], $9::text[], $10::text[], $11::text[], $12::text[],
         $13::timestamptz[], $14::timestamptz[], $15::text[], $16::int[], $17::bigint[]
     ) WITH ORDINALITY AS t(entry_id, account_id, kind, credits, model, tier, multiplier,
                            billable_tokens, price_version, usage_event_id, reason, reference,

@@ -1,0 +1,188 @@
+"""The projector's pure ledger arithmetic (services/projector/ledger.py)."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from datetime import UTC, date, datetime, timedelta, timezone
+from decimal import Decimal
+from functools import reduce
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from schemas.events import CreditsAdjusted, CreditsDebited, CreditsGranted, LedgerEntry, dump
+from services.projector.ledger import (
+    AccountDelta,
+    RejectedMessage,
+    SourcedEntry,
+    UsageKey,
+    UsageTotals,
+    account_deltas,
+    content_digest,
+    delta_of,
+    next_offsets,
+    plan_batch,
+    read_message,
+    signed_credits,
+    split_repeats,
+    status_for,
+    usage_rollup,
+)
+
+pytestmark = pytest.mark.unit
+
+T0 = datetime(2026, 11, 27, 19, 0, tzinfo=UTC)
+
+
+def debit(account: str = "a", credits: int = 10, model: str = "mimo-v2-pro") -> CreditsDebited:
+    return CreditsDebited(
+        entry_id=uuid.uuid4(), account_id=account, usage_event_id="u-1", model=model,
+        tier="256k", multiplier=Decimal(2), billable_tokens=credits // 2, credits=credits,
+        price_version="2026-04-03", occurred_at=T0, priced_at=T0,
+    )  # fmt: skip
+
+
+def grant(account: str = "a", credits: int = 100) -> CreditsGranted:
+    return CreditsGranted(
+        entry_id=uuid.uuid4(), account_id=account, credits=credits, reason="purchase",
+        reference="order-1", occurred_at=T0,
+    )  # fmt: skip
+
+
+def adjust(account: str = "a", credits: int = -5) -> CreditsAdjusted:
+    return CreditsAdjusted(
+        entry_id=uuid.uuid4(), account_id=account, credits=credits, reason="fix", occurred_at=T0
+    )
+
+
+def sourced(entry: LedgerEntry, offset: int = 0, partition: int = 0) -> SourcedEntry:
+    return SourcedEntry(entry, dump(entry), partition, offset)
+
+
+def test_the_digest_ignores_priced_at_but_nothing_else() -> None:
+    entry = debit()
+    assert content_digest(entry) == content_digest(
+        entry.model_copy(update={"priced_at": T0 + timedelta(days=9)})
+    )
+    assert content_digest(entry) != content_digest(entry.model_copy(update={"credits": 11}))
+    assert content_digest(entry) != content_digest(entry.model_copy(update={"tier": "1m"}))
+
+
+def test_read_message_parses_entries_and_rejects_everything_else() -> None:
+    entry = grant()
+    parsed = read_message(dump(entry), 3, 17)
+    assert isinstance(parsed, SourcedEntry)
+    assert (parsed.entry, parsed.partition, parsed.offset) == (entry, 3, 17)
+    assert parsed.digest == content_digest(entry)
+
+    for raw in (None, b"", b"{not json", b'{"type": "credits.granted"}', dump(entry)[:-1]):
+        rejected = read_message(raw, 1, 2)
+        assert isinstance(rejected, RejectedMessage)
+        assert (rejected.partition, rejected.offset) == (1, 2) and rejected.error
+
+
+def test_a_nul_character_cannot_reach_postgresql() -> None:
+    raw = dump(grant()).replace(b'"order-1"', b'"order\\u0000"')
+    rejected = read_message(raw, 0, 0)
+    assert isinstance(rejected, RejectedMessage) and "NUL" in rejected.error
+    escaped_backslash = dump(grant()).replace(b'"order-1"', b'"order\\\\u0000"')
+    assert isinstance(read_message(escaped_backslash, 0, 0), SourcedEntry)
+
+
+def test_each_kind_moves_its_own_total() -> None:
+    assert delta_of(debit(credits=30)) == AccountDelta(spent=30, entries=1, updated_at=T0)
+    assert delta_of(grant(credits=70)) == AccountDelta(purchased=70, entries=1, updated_at=T0)
+    assert delta_of(adjust(credits=-4)) == AccountDelta(adjusted=-4, entries=1, updated_at=T0)
+    assert [signed_credits(e) for e in (debit(credits=30), grant(credits=70), adjust())] == [
+        -30,
+        70,
+        -5,
+    ]
+
+
+def test_deltas_are_summed_per_account() -> None:
+    deltas = account_deltas([grant("a", 100), debit("a", 30), debit("b", 7), adjust("a", 2)])
+    assert deltas == {
+        "a": AccountDelta(purchased=100, adjusted=2, spent=30, entries=3, updated_at=T0),
+        "b": AccountDelta(spent=7, entries=1, updated_at=T0),
+    }
+    assert deltas["a"].balance == 72 and deltas["b"].balance == -7
+
+
+def test_status_is_exhausted_at_or_below_zero() -> None:
+    assert [status_for(b) for b in (-1, 0, 1)] == ["exhausted", "exhausted", "active"]
+
+
+def test_usage_rollup_counts_debits_only_by_utc_day() -> None:
+    late = debit("a", 8).model_copy(
+        update={"occurred_at": datetime(2026, 11, 28, 1, 0, tzinfo=timezone(timedelta(hours=5)))}
+    )
+    rollup = usage_rollup([debit("a", 10), debit("a", 4), late, grant("a"), debit("a", 0, "tts")])
+    assert rollup == {
+        UsageKey("a", date(2026, 11, 27), "mimo-v2-pro"): UsageTotals(3, 5 + 2 + 4, 22),
+        UsageKey("a", date(2026, 11, 27), "tts"): UsageTotals(1, 0, 0),
+    }
+
+
+def test_a_batch_splits_repeats_and_conflicts_by_entry_id() -> None:
+    first = grant()
+    other = first.model_copy(update={"credits": 5})
+    records = [sourced(first, 0), sourced(first, 1), sourced(other, 2), sourced(other, 3)]
+    garbage = RejectedMessage(b"x", 0, 4, "invalid")
+    plan = plan_batch([*records, garbage])
+    assert plan.candidates == records[:1]
+    assert plan.repeats == records[1:]
+    assert plan.rejected == [garbage]
+
+    duplicates, conflicts = split_repeats(plan.repeats, {first.entry_id: records[0].digest})
+    assert duplicates == [records[1], records[3]]
+    assert conflicts == [records[2]]
+    assert next_offsets([*records, garbage, sourced(first, 9, partition=2)]) == {0: 5, 2: 10}
+
+
+entries = st.lists(
+    st.one_of(
+        st.builds(debit, st.sampled_from("abc"), st.integers(0, 10**6)),
+        st.builds(grant, st.sampled_from("abc"), st.integers(1, 10**6)),
+        st.builds(adjust, st.sampled_from("abc"), st.integers(-(10**6), 10**6)),
+    ),
+    max_size=40,
+)
+
+
+def add_all(deltas: list[dict[str, AccountDelta]]) -> dict[str, AccountDelta]:
+    total: dict[str, AccountDelta] = {}
+    for batch in deltas:
+        for account, delta in batch.items():
+            total[account] = total.get(account, AccountDelta()) + delta
+    return total
+
+
+@given(entries, st.lists(st.integers(0, 40), max_size=5))
+def test_batch_wise_deltas_equal_one_by_one(log: list[LedgerEntry], cuts: list[int]) -> None:
+    bounds = [0, *sorted(cuts), len(log)]
+    batches = [log[i:j] for i, j in itertools.pairwise(bounds)]
+    one_by_one = add_all([account_deltas([e]) for e in log])
+    assert add_all([account_deltas(b) for b in batches]) == one_by_one == account_deltas(log)
+
+
+@given(entries)
+def test_the_balance_identity_holds(log: list[LedgerEntry]) -> None:
+    for account, delta in account_deltas(log).items():
+        mine = [e for e in log if e.account_id == account]
+        assert delta.balance == sum(signed_credits(e) for e in mine)
+        assert delta.purchased == sum(e.credits for e in mine if isinstance(e, CreditsGranted))
+        assert delta.spent == sum(e.credits for e in mine if isinstance(e, CreditsDebited))
+        assert delta.entries == len(mine)
+
+
+@given(entries, st.integers(0, 40))
+def test_usage_rollups_add_up_across_batches(log: list[LedgerEntry], cut: int) -> None:
+    def merge(
+        a: dict[UsageKey, UsageTotals], b: dict[UsageKey, UsageTotals]
+    ) -> dict[UsageKey, UsageTotals]:
+        return {k: a.get(k, UsageTotals()) + b.get(k, UsageTotals()) for k in a.keys() | b.keys()}
+
+    assert reduce(merge, [usage_rollup(log[:cut]), usage_rollup(log[cut:])]) == usage_rollup(log)
