@@ -32,6 +32,8 @@ BATCH_BYTES = 1024 * 1024
 DEFAULT_LINGER_S = 0.05
 # A gateway may see millions of accounts; the partition cache must not grow without bound.
 PARTITION_CACHE_LIMIT = 100_000
+# Room for the record batch's own header and a record's framing.
+BATCH_OVERHEAD = 256
 _PRUNE_AT = 64
 
 
@@ -116,14 +118,20 @@ class UsagePublisher:
                 partition = self.partition_for(key)
             builder = open_batches.get(partition)
             if builder is None:
-                builder = open_batches[partition] = self._producer.create_batch()
-            if builder.append(timestamp=None, key=key, value=value) is None:
+                open_batches[partition] = self._new_batch(key, value)
+            elif builder.append(timestamp=None, key=key, value=value) is None:
                 # The batch is full. The message goes into a fresh batch before anything
                 # awaits, so a concurrent caller cannot slip a message in between.
-                fresh = open_batches[partition] = self._producer.create_batch()
-                if fresh.append(timestamp=None, key=key, value=value) is None:
-                    raise MessageSizeTooLargeError(f"a message of {len(value)} bytes")
+                open_batches[partition] = self._new_batch(key, value)
                 await self._send(partition, builder)
+
+    def _new_batch(self, key: bytes, value: bytes) -> Any:
+        # A batch takes its first message whatever its size; the broker would refuse it.
+        if len(key) + len(value) > BATCH_BYTES - BATCH_OVERHEAD:
+            raise MessageSizeTooLargeError(f"a message of {len(value):,} bytes")
+        builder = self._producer.create_batch()
+        builder.append(timestamp=None, key=key, value=value)
+        return builder
 
     async def flush(self) -> None:
         """Sends every queued message and waits until the broker has acknowledged them all."""

@@ -233,11 +233,14 @@ def generate_chunks(plan: TrafficPlan, clock: Clock = _utc_now) -> Iterator[list
     mixer = _Mixer(plan, sampler)
     pure_usage = plan.malformed + plan.duplicates == 0
     for start in range(0, plan.events, CHUNK):
+        # Always a whole chunk of draws, cut short at the end: a longer run of the same plan
+        # then begins with the very same events.
         n = min(CHUNK, plan.events - start)
         if pure_usage:
-            yield [Message("usage", key, value) for key, value in sampler.usage(n, clock())]
+            usage = sampler.usage(CHUNK, clock())[:n]
+            yield [Message("usage", key, value) for key, value in usage]
         else:
-            yield mixer.chunk(n, clock())
+            yield mixer.chunk(CHUNK, clock())[:n]
 
 
 def generate_messages(plan: TrafficPlan, clock: Clock = _utc_now) -> Iterator[Message]:
