@@ -41,7 +41,7 @@ start() {
       -H 'Content-Type: application/json' \
       -d '{"credits": 5000000, "reason": "purchase", "reference": "make-run-demo"}' >/dev/null
   done
-  "$LEDGER" loadgen --accounts 5 --events 20000 --seed 7 --account-prefix demo-
+  "$LEDGER" loadgen --accounts 5 --events 20000 --account-prefix demo-
   sleep 3
   echo
   echo "balances:"
