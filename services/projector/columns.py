@@ -1,17 +1,16 @@
-"""Column arrays for store.py's unnest() statements, in the order of their parameters.
+"""Parameters of store.py's batch statements: column arrays for unnest(), and the journal's
+JSON document, in the order of the statements' parameters.
 
-One array per column lets a whole batch travel as a single statement with a fixed text,
-so PostgreSQL plans it once and nothing is ever formatted into SQL.
+A whole batch travels as one statement with a fixed text, so PostgreSQL plans it once and
+nothing is ever formatted into SQL.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import date, datetime
+from datetime import date
 from typing import Any
-from uuid import UUID
 
-from schemas.events import CreditsAdjusted, CreditsDebited, CreditsGranted
 from services.projector.ledger import (
     AccountDelta,
     RejectedMessage,
@@ -23,62 +22,18 @@ from services.projector.ledger import (
 Columns = tuple[list[Any], ...]
 
 
-def journal(rows: Sequence[SourcedEntry]) -> Columns:
-    """Columns of INSERT_JOURNAL ($1..$17); credits are signed (debits negative)."""
-    entry_id: list[UUID] = []
-    account_id: list[str] = []
-    kind: list[str] = []
-    credits: list[int] = []
-    model: list[str | None] = []
-    tier: list[str | None] = []
-    multiplier: list[str | None] = []  # as text: asyncpg encodes Decimal slowly
-    tokens: list[int | None] = []
-    price_version: list[str | None] = []
-    usage_event_id: list[str | None] = []
-    reason: list[str | None] = []
-    reference: list[str | None] = []
-    occurred_at: list[datetime] = []
-    priced_at: list[datetime | None] = []
-    for row in rows:
-        e = row.entry
-        entry_id.append(e.entry_id)
-        account_id.append(e.account_id)
-        occurred_at.append(e.occurred_at)
-        if isinstance(e, CreditsDebited):
-            kind.append("debited")
-            credits.append(-e.credits)
-            model.append(e.model)
-            tier.append(e.tier)
-            multiplier.append(str(e.multiplier))
-            tokens.append(e.billable_tokens)
-            price_version.append(e.price_version)
-            usage_event_id.append(e.usage_event_id)
-            reason.append(None)
-            reference.append(None)
-            priced_at.append(e.priced_at)
-        else:
-            _append_credit(e, kind, credits, reason, reference)
-            for column in (model, tier, multiplier, tokens, price_version, usage_event_id):
-                column.append(None)
-            priced_at.append(None)
-    return (
-        entry_id, account_id, kind, credits, model, tier, multiplier, tokens, price_version,
-        usage_event_id, reason, reference, occurred_at, priced_at,
-        [r.digest for r in rows], [r.partition for r in rows], [r.offset for r in rows],
-    )  # fmt: skip
+def journal_documents(rows: Sequence[SourcedEntry]) -> str:
+    """$1 of INSERT_JOURNAL: a JSON array of the entries as the schema serializes them.
 
-
-def _append_credit(
-    e: CreditsGranted | CreditsAdjusted,
-    kind: list[str],
-    credits: list[int],
-    reason: list[str | None],
-    reference: list[str | None],
-) -> None:
-    kind.append("granted" if isinstance(e, CreditsGranted) else "adjusted")
-    credits.append(e.credits)
-    reason.append(e.reason)
-    reference.append(e.reference)
+    The entries' own canonical JSON (not the message bytes, which may spell values in
+    forms PostgreSQL would read differently), with digest and position appended.
+    """
+    documents = [
+        f'{r.entry.model_dump_json()[:-1]},"_digest":"{r.digest}",'
+        f'"_partition":{r.partition},"_offset":{r.offset}}}'
+        for r in rows
+    ]
+    return "[" + ",".join(documents) + "]"
 
 
 def conflicts(rows: Sequence[SourcedEntry]) -> Columns:

@@ -48,18 +48,26 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 APPLIED_MIGRATIONS = "SELECT name FROM schema_migrations"
 RECORD_MIGRATION = "INSERT INTO schema_migrations (name) VALUES ($1)"
 
-# The input arrays are the first occurrence of each entry_id in the batch, in log order.
+# $1 is a JSON array of the batch's first occurrence of each entry_id, in log order, each
+# the entry's canonical JSON plus its digest and position (columns.journal_documents).
+# PostgreSQL parses it on its own core: far cheaper than encoding 17 arrays in Python.
+# kind and the signed credits mirror ledger.kind_of and ledger.signed_credits.
 # The result lists the entry_ids that were already in the journal (duplicates or conflicts).
 INSERT_JOURNAL = """
 WITH input AS (
-    SELECT * FROM unnest(
-        $1::uuid[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[],
-        $7::text[]::numeric[], $8::bigint[], $9::text[], $10::text[], $11::text[], $12::text[],
-        $13::timestamptz[], $14::timestamptz[], $15::text[], $16::int[], $17::bigint[]
-    ) WITH ORDINALITY AS t(entry_id, account_id, kind, credits, model, tier, multiplier,
-                           billable_tokens, price_version, usage_event_id, reason, reference,
-                           occurred_at, priced_at, content_digest, source_partition,
-                           source_offset, ord)
+    SELECT (x->>'entry_id')::uuid AS entry_id, x->>'account_id' AS account_id,
+           substr(x->>'type', 9) AS kind,
+           CASE WHEN x->>'type' = 'credits.debited' THEN -(x->>'credits')::bigint
+                ELSE (x->>'credits')::bigint END AS credits,
+           x->>'model' AS model, x->>'tier' AS tier, (x->>'multiplier')::numeric AS multiplier,
+           (x->>'billable_tokens')::bigint AS billable_tokens,
+           x->>'price_version' AS price_version, x->>'usage_event_id' AS usage_event_id,
+           x->>'reason' AS reason, x->>'reference' AS reference,
+           (x->>'occurred_at')::timestamptz AS occurred_at,
+           (x->>'priced_at')::timestamptz AS priced_at,
+           x->>'_digest' AS content_digest, (x->>'_partition')::int AS source_partition,
+           (x->>'_offset')::bigint AS source_offset, ord
+    FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS t(x, ord)
 ), inserted AS (
     INSERT INTO journal (entry_id, account_id, kind, credits, model, tier, multiplier,
                          billable_tokens, price_version, usage_event_id, reason, reference,
@@ -216,7 +224,9 @@ async def apply_batch(
 async def _insert_journal(conn: asyncpg.Connection, rows: Sequence[SourcedEntry]) -> list[UUID]:
     if not rows:
         return []
-    return [r["entry_id"] for r in await conn.fetch(INSERT_JOURNAL, *columns.journal(rows))]
+    return [
+        r["entry_id"] for r in await conn.fetch(INSERT_JOURNAL, columns.journal_documents(rows))
+    ]
 
 
 async def _store_conflicts(
