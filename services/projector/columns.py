@@ -7,19 +7,56 @@ nothing is ever formatted into SQL.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+from schemas.events import LedgerEntry
 from services.projector.ledger import (
     AccountDelta,
+    BatchPlan,
     RejectedMessage,
     SourcedEntry,
     UsageKey,
     UsageTotals,
+    account_deltas,
+    next_offsets,
+    plan_batch,
+    usage_rollup,
 )
 
 Columns = tuple[list[Any], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedBatch:
+    """A batch with its parameters computed before its transaction, so the service can
+    prepare the next batch while PostgreSQL writes the current one."""
+
+    records: Sequence[SourcedEntry | RejectedMessage]
+    plan: BatchPlan
+    journal: str
+    # Balances and usage as if every candidate is new: true unless some were applied before.
+    totals: Columns
+    offsets: Columns
+
+
+def prepare(records: Sequence[SourcedEntry | RejectedMessage]) -> PreparedBatch:
+    plan = plan_batch(records)
+    return PreparedBatch(
+        records=records,
+        plan=plan,
+        journal=journal_documents(plan.candidates),
+        totals=totals(r.entry for r in plan.candidates),
+        offsets=offsets(next_offsets(records)),
+    )
+
+
+def totals(entries: Iterable[LedgerEntry]) -> Columns:
+    """Columns of UPSERT_TOTALS $1..$12."""
+    applied = list(entries)
+    return (*balances(account_deltas(applied)), *usage(usage_rollup(applied)))
 
 
 def journal_documents(rows: Sequence[SourcedEntry]) -> str:

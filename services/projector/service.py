@@ -25,9 +25,10 @@ from aiokafka.errors import CommitFailedError, IllegalStateError
 from services.common import kafka
 from services.common.settings import Settings, load_settings
 from services.common.topics import Topics, create_topics
-from services.projector.ledger import RejectedMessage, SourcedEntry, read_message
+from services.projector.columns import PreparedBatch, prepare
+from services.projector.ledger import read_message
 from services.projector.stats import Window
-from services.projector.store import ApplyResult, apply_batch, open_projection
+from services.projector.store import ApplyResult, apply_prepared, open_projection
 
 log = logging.getLogger("services.projector")
 
@@ -51,7 +52,7 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class Batch:
-    records: list[SourcedEntry | RejectedMessage]
+    prepared: PreparedBatch
     commit: dict[TopicPartition, int]
 
 
@@ -100,7 +101,7 @@ async def project(
         while not stop.is_set():
             batch = await upcoming
             upcoming = asyncio.create_task(fetch(consumer))
-            if not batch.records:
+            if not batch.prepared.records:
                 continue
             result = await retry(partial(apply, pool, topic, batch), stop)
             if result is None:
@@ -109,7 +110,7 @@ async def project(
                 os.kill(os.getpid(), signal.SIGKILL)
             await commit(consumer, batch.commit)
             report_news(result)
-            window.add(len(batch.records), result)
+            window.add(len(batch.prepared.records), result)
     finally:
         # A fetched batch that is not applied is not committed either: Kafka redelivers it.
         upcoming.cancel()
@@ -122,12 +123,13 @@ async def fetch(consumer: AIOKafkaConsumer) -> Batch:
     records = [
         read_message(m.value, m.partition, m.offset) for msgs in fetched.values() for m in msgs
     ]
-    return Batch(records, {tp: msgs[-1].offset + 1 for tp, msgs in fetched.items() if msgs})
+    commit = {tp: msgs[-1].offset + 1 for tp, msgs in fetched.items() if msgs}
+    return Batch(prepare(records), commit)
 
 
 async def apply(pool: asyncpg.Pool, topic: str, batch: Batch) -> ApplyResult:
     async with pool.acquire() as conn:
-        return await apply_batch(conn, topic, batch.records)
+        return await apply_prepared(conn, topic, batch.prepared)
 
 
 async def retry(attempt: Callable[[], Awaitable[T]], stop: asyncio.Event) -> T | None:

@@ -26,11 +26,7 @@ from services.projector import columns
 from services.projector.ledger import (
     RejectedMessage,
     SourcedEntry,
-    account_deltas,
-    next_offsets,
-    plan_batch,
     split_repeats,
-    usage_rollup,
 )
 
 LIVE_SCHEMA = "ledger"
@@ -50,24 +46,25 @@ RECORD_MIGRATION = "INSERT INTO schema_migrations (name) VALUES ($1)"
 
 # $1 is a JSON array of the batch's first occurrence of each entry_id, in log order, each
 # the entry's canonical JSON plus its digest and position (columns.journal_documents).
-# PostgreSQL parses it on its own core: far cheaper than encoding 17 arrays in Python.
+# PostgreSQL parses it (json, one pass per row) on its own core: far cheaper than encoding
+# 17 arrays in Python, and about twice as fast as jsonb with ->> per field.
 # kind and the signed credits mirror ledger.kind_of and ledger.signed_credits.
 # The result lists the entry_ids that were already in the journal (duplicates or conflicts).
 INSERT_JOURNAL = """
 WITH input AS (
-    SELECT (x->>'entry_id')::uuid AS entry_id, x->>'account_id' AS account_id,
-           substr(x->>'type', 9) AS kind,
-           CASE WHEN x->>'type' = 'credits.debited' THEN -(x->>'credits')::bigint
-                ELSE (x->>'credits')::bigint END AS credits,
-           x->>'model' AS model, x->>'tier' AS tier, (x->>'multiplier')::numeric AS multiplier,
-           (x->>'billable_tokens')::bigint AS billable_tokens,
-           x->>'price_version' AS price_version, x->>'usage_event_id' AS usage_event_id,
-           x->>'reason' AS reason, x->>'reference' AS reference,
-           (x->>'occurred_at')::timestamptz AS occurred_at,
-           (x->>'priced_at')::timestamptz AS priced_at,
-           x->>'_digest' AS content_digest, (x->>'_partition')::int AS source_partition,
-           (x->>'_offset')::bigint AS source_offset, ord
-    FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS t(x, ord)
+    SELECT entry_id, account_id, substr(type, 9) AS kind,
+           CASE WHEN type = 'credits.debited' THEN -credits ELSE credits END AS credits,
+           model, tier, multiplier, billable_tokens, price_version, usage_event_id, reason,
+           reference, occurred_at, priced_at, _digest AS content_digest,
+           _partition AS source_partition, _offset AS source_offset, ord
+    FROM ROWS FROM (json_to_recordset($1::json) AS (
+        entry_id uuid, account_id text, type text, credits bigint, model text, tier text,
+        multiplier numeric, billable_tokens bigint, price_version text, usage_event_id text,
+        reason text, reference text, occurred_at timestamptz, priced_at timestamptz,
+        _digest text, _partition int, _offset bigint
+    )) WITH ORDINALITY AS t(entry_id, account_id, type, credits, model, tier, multiplier,
+                            billable_tokens, price_version, usage_event_id, reason, reference,
+                            occurred_at, priced_at, _digest, _partition, _offset, ord)
 ), inserted AS (
     INSERT INTO journal (entry_id, account_id, kind, credits, model, tier, multiplier,
                          billable_tokens, price_version, usage_event_id, reason, reference,
@@ -202,9 +199,16 @@ async def apply_batch(
     Writes journal rows, balances, daily usage, conflicts, rejected messages, the next
     offset per partition and the counters. Records are in log order per partition.
     """
-    plan = plan_batch(records)
+    return await apply_prepared(conn, topic, columns.prepare(records))
+
+
+async def apply_prepared(
+    conn: asyncpg.Connection, topic: str, batch: columns.PreparedBatch
+) -> ApplyResult:
+    """apply_batch for a batch whose parameters columns.prepare computed beforehand."""
+    plan = batch.plan
     async with conn.transaction():
-        known = set(await _insert_journal(conn, plan.candidates))
+        known = set(await _insert_journal(conn, batch))
         inserted = [r for r in plan.candidates if r.entry.entry_id not in known]
         repeats = [r for r in plan.candidates if r.entry.entry_id in known] + plan.repeats
         new_conflicts = await _store_conflicts(conn, repeats)
@@ -217,16 +221,15 @@ async def apply_batch(
             new_conflicts=tuple(new_conflicts),
             new_rejections=tuple(new_rejections),
         )
-        await _add_totals(conn, topic, inserted, records, result)
+        totals = columns.totals(r.entry for r in inserted) if known else batch.totals
+        await _add_totals(conn, topic, totals, batch.offsets, result)
     return result
 
 
-async def _insert_journal(conn: asyncpg.Connection, rows: Sequence[SourcedEntry]) -> list[UUID]:
-    if not rows:
+async def _insert_journal(conn: asyncpg.Connection, batch: columns.PreparedBatch) -> list[UUID]:
+    if not batch.plan.candidates:
         return []
-    return [
-        r["entry_id"] for r in await conn.fetch(INSERT_JOURNAL, columns.journal_documents(rows))
-    ]
+    return [r["entry_id"] for r in await conn.fetch(INSERT_JOURNAL, batch.journal)]
 
 
 async def _store_conflicts(
@@ -261,11 +264,10 @@ async def _store_rejected(
 async def _add_totals(
     conn: asyncpg.Connection,
     topic: str,
-    inserted: Sequence[SourcedEntry],
-    records: Sequence[SourcedEntry | RejectedMessage],
+    totals: columns.Columns,
+    offsets: columns.Columns,
     result: ApplyResult,
 ) -> None:
-    entries = [r.entry for r in inserted]
     counters = {
         "applied": result.applied,
         "duplicates": result.duplicates,
@@ -273,11 +275,5 @@ async def _add_totals(
         "rejected": result.rejected,
     }
     await conn.execute(
-        UPSERT_TOTALS,
-        *columns.balances(account_deltas(entries)),
-        *columns.usage(usage_rollup(entries)),
-        topic,
-        *columns.offsets(next_offsets(records)),
-        list(counters),
-        list(counters.values()),
+        UPSERT_TOTALS, *totals, topic, *offsets, list(counters), list(counters.values())
     )
