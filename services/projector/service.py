@@ -95,7 +95,8 @@ async def project(
     consumer: AIOKafkaConsumer, pool: asyncpg.Pool, topic: str, stop: asyncio.Event, window: Window
 ) -> None:
     """Applies batch after batch until stop; the next batch is fetched meanwhile."""
-    fault = os.environ.get("LEDGER_FAULT", "")
+    # Several fault points may be armed at once, comma-separated, for the whole pipeline.
+    crash_after_commit = FAULT_AFTER_DB_COMMIT in os.environ.get("LEDGER_FAULT", "").split(",")
     upcoming = asyncio.create_task(fetch(consumer))
     try:
         while not stop.is_set():
@@ -106,7 +107,7 @@ async def project(
             result = await retry(partial(apply, pool, topic, batch), stop)
             if result is None:
                 return
-            if fault == FAULT_AFTER_DB_COMMIT:
+            if crash_after_commit:
                 os.kill(os.getpid(), signal.SIGKILL)
             await commit(consumer, batch.commit)
             report_news(result)
