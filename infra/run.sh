@@ -27,6 +27,17 @@ api() {  # api METHOD PATH [curl args...]
   curl -sS -X "$method" -H "Authorization: Bearer $ADMIN_TOKEN" "http://127.0.0.1:$API_PORT$path" "$@"
 }
 
+demo_entries() {  # total journal entries of the demo accounts, 0 for unknown accounts
+  local i total=0 n
+  for i in 1 2 3 4 5; do
+    n=$(api GET "/v1/accounts/demo-$i/balance" | sed -n 's/.*"entries":\([0-9]*\).*/\1/p')
+    total=$((total + ${n:-0}))
+  done
+  echo "$total"
+}
+
+demo_applied() { [ "$(demo_entries)" -ge "$1" ]; }
+
 start() {
   "$LEDGER" topics create
   start_service pricing
@@ -35,14 +46,18 @@ start() {
   wait_for 60 "API on 127.0.0.1:$API_PORT" \
     curl -sf "http://127.0.0.1:$API_PORT/readyz" -o /dev/null || die "the API did not become ready; see $LOGS/api.log"
 
-  say "demo: a top-up of 5,000,000 Credits for demo-1..demo-5, then 20,000 usage events"
+  say "demo: a top-up of 1,000,000,000 Credits for demo-1..demo-5, then 5,000 usage events"
+  local before run_id
+  before=$(demo_entries)
+  run_id=$(date +%s)
   for i in 1 2 3 4 5; do
-    api POST "/v1/accounts/demo-$i/credits" -H "Idempotency-Key: demo-topup-$i" \
+    api POST "/v1/accounts/demo-$i/credits" -H "Idempotency-Key: demo-topup-$i-$run_id" \
       -H 'Content-Type: application/json' \
-      -d '{"credits": 5000000, "reason": "purchase", "reference": "make-run-demo"}' >/dev/null
+      -d '{"credits": 1000000000, "reason": "purchase", "reference": "make-run-demo"}' >/dev/null
   done
-  "$LEDGER" loadgen --accounts 5 --events 20000 --account-prefix demo-
-  sleep 3
+  "$LEDGER" loadgen --accounts 5 --events 5000 --account-prefix demo-
+  wait_for 60 "projection of the demo burst" demo_applied "$((before + 5005))" \
+    || say "the projection is still catching up; balances below may be partial"
   echo
   echo "balances:"
   for i in 1 2 3 4 5; do api GET "/v1/accounts/demo-$i/balance"; echo; done
