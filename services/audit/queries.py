@@ -1,0 +1,106 @@
+"""Every SQL statement of the audit, the reprice and the rebuild.
+
+Figures are read with unqualified table names: the connection's search_path names the
+schema, so the live projection and the shadow are read by the very same statements. The
+rebuild's swap names two schemas at once; those names are checked against the projector's
+SCHEMA_NAME pattern before they are quoted into the text.
+"""
+
+from __future__ import annotations
+
+from services.projector.store import SCHEMA_NAME
+
+APPLIED_OFFSETS = "SELECT partition, next_offset FROM applied_offsets WHERE topic = $1"
+
+# Read in one REPEATABLE READ snapshot together with APPLIED_OFFSETS (the cut). The journal
+# digest covers id, signed credits and the projector's content digest of every entry, in
+# entry_id order, so any changed, missing or extra row changes it.
+ACCOUNT_FIGURES = """
+WITH journal_sums AS (
+    SELECT account_id,
+           count(*) AS journal_entries,
+           sum(credits) AS journal_balance,
+           coalesce(sum(credits) FILTER (WHERE kind = 'granted'), 0) AS journal_purchased,
+           coalesce(sum(credits) FILTER (WHERE kind = 'adjusted'), 0) AS journal_adjusted,
+           coalesce(-sum(credits) FILTER (WHERE kind = 'debited'), 0) AS journal_spent,
+           md5(string_agg(entry_id::text || ':' || credits || ':' || content_digest, ','
+                          ORDER BY entry_id)) AS journal_digest
+    FROM journal GROUP BY account_id
+), usage_sums AS (
+    SELECT account_id,
+           md5(string_agg(day || ':' || model || ':' || requests || ':' || tokens || ':'
+                          || credits, ',' ORDER BY day, model)) AS usage_digest
+    FROM usage_daily GROUP BY account_id
+)
+SELECT account_id, b.balance, b.purchased, b.adjusted, b.spent, b.entries, b.status,
+       j.journal_entries, j.journal_balance, j.journal_purchased, j.journal_adjusted,
+       j.journal_spent, j.journal_digest, u.usage_digest
+FROM balances b
+FULL JOIN journal_sums j USING (account_id)
+FULL JOIN usage_sums u USING (account_id)
+"""
+
+CONFLICTS = """
+SELECT entry_id, account_id, conflict_digest, source_partition, source_offset, detected_at,
+       applied_content ->> 'credits' AS applied_credits,
+       conflicting_content ->> 'credits' AS conflicting_credits
+FROM conflicts ORDER BY detected_at, entry_id
+"""
+
+SCHEMA_EXISTS = "SELECT to_regclass($1) IS NOT NULL"
+
+# The live projection's tables, in the order the projector's transaction first writes them,
+# so the rebuild's lock waits for a running batch instead of deadlocking with it. The API's
+# own table (idempotency_keys) and schema_migrations are not part of the projection.
+PROJECTION_TABLES = (
+    "journal",
+    "conflicts",
+    "rejected_entries",
+    "balances",
+    "usage_daily",
+    "applied_offsets",
+    "projector_counters",
+)
+# A running projector batch takes well under a second; never wait forever on a stuck one.
+LOCK_TIMEOUT = "SET LOCAL lock_timeout = '60s'"
+
+
+def checked(schema: str) -> str:
+    if not SCHEMA_NAME.match(schema):
+        raise ValueError(f"schema name {schema!r} must match {SCHEMA_NAME.pattern}")
+    return f'"{schema}"'
+
+
+def drop_schema(schema: str) -> str:
+    return f"DROP SCHEMA IF EXISTS {checked(schema)} CASCADE"
+
+
+def lock_tables(schema: str) -> str:
+    tables = ", ".join(f"{checked(schema)}.{t}" for t in PROJECTION_TABLES)
+    return f"LOCK TABLE {tables} IN ACCESS EXCLUSIVE MODE"
+
+
+def replace_contents(live: str, work: str) -> list[str]:
+    """Statements that make the live tables' contents those of the work schema.
+
+    Both schemas were migrated by store.migrate from the same files, so their columns are
+    the same in the same order. journal.seq keeps the work schema's values (the order the
+    rebuild applied the entries in); the identity then continues after the largest.
+    """
+    target, source = checked(live), checked(work)
+    tables = ", ".join(f"{target}.{t}" for t in PROJECTION_TABLES)
+    statements = [f"TRUNCATE {tables}"]
+    for table in PROJECTION_TABLES:
+        overriding = " OVERRIDING SYSTEM VALUE" if table == "journal" else ""
+        statements.append(
+            f"INSERT INTO {target}.{table}{overriding} SELECT * FROM {source}.{table}"
+        )
+    statements.append(
+        f"SELECT setval(pg_get_serial_sequence('{target}.journal', 'seq'), "
+        f"coalesce(max(seq), 0) + 1, false) FROM {target}.journal"
+    )
+    return statements
+
+
+OFFSETS_SUM = "SELECT coalesce(sum(next_offset), 0)::bigint FROM applied_offsets WHERE topic = $1"
+ACCOUNT_COUNT = "SELECT count(*) FROM balances"

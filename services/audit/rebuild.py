@@ -1,0 +1,141 @@
+"""`ledger rebuild --yes`: rebuilds the live projection from ledger.v1, resumably.
+
+1. ledger.v1 is replayed into a work schema from the work schema's own applied_offsets (so
+   a second run resumes where an interrupted one stopped) up to the current end offsets;
+   meanwhile the live tables stay as they are and the API keeps answering from them.
+2. One short transaction locks the live tables (the projector and the API wait), replays
+   the few entries that arrived meanwhile up to the new end offsets, and replaces the live
+   tables' contents with the work schema's. Then the work schema is dropped.
+
+A batch the projector had fetched before the lock applies afterwards as duplicates: every
+offset it could hold is below the end offsets taken under the lock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import KafkaError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.audit import queries
+from services.audit.reading import bounded_reader, end_offsets
+from services.audit.replay import BATCH_RECORDS, ReplayStats, replay
+from services.common.settings import Settings, load_settings
+from services.common.topics import Topics, create_topics
+from services.gateway.progress import ProgressReport, events_per_second
+from services.projector.store import LIVE_SCHEMA, open_projection
+
+WORK_SCHEMA = "ledger_rebuild"
+# Fault point for the resume test: the process kills itself after its first applied batch.
+FAULT_AFTER_FIRST_BATCH = "rebuild:after_first_batch"
+
+
+class RebuildSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    ledger_fault: str = ""
+    ledger_replay_batch: int = BATCH_RECORDS  # records per replayed batch
+
+
+@dataclass
+class RebuildSummary:
+    entries: int = 0
+    resumed_from: int = 0  # offsets the work schema already held at start
+    accounts: int = 0
+    elapsed: float = 0.0
+
+    def lines(self) -> str:
+        rate = events_per_second(self.entries, self.elapsed)
+        resumed = f", resumed after {self.resumed_from:,} offsets" if self.resumed_from else ""
+        return (
+            f"rebuild: done; entries replayed {self.entries:,}{resumed}, accounts "
+            f"{self.accounts:,}, elapsed {self.elapsed:.2f} s, {rate:,.0f} entries/s"
+        )
+
+
+def on_batch(progress: ProgressReport, tuning: RebuildSettings) -> Callable[[int], None]:
+    armed = FAULT_AFTER_FIRST_BATCH in tuning.ledger_fault.split(",")
+
+    def advance(records: int) -> None:
+        progress.advance(records)
+        if armed:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return advance
+
+
+async def swap(
+    live: asyncpg.Pool,
+    work: asyncpg.Pool,
+    reader: AIOKafkaConsumer,
+    topic: str,
+    advance: Callable[[int], None],
+    batch: int,
+) -> ReplayStats:
+    """Catches the work schema up under the live tables' lock and copies it over them."""
+    async with live.acquire() as conn, conn.transaction():
+        await conn.execute(queries.LOCK_TIMEOUT)
+        await conn.execute(queries.lock_tables(LIVE_SCHEMA))
+        stats = await replay(work, reader, topic, await end_offsets(reader, topic), advance, batch)
+        for statement in queries.replace_contents(LIVE_SCHEMA, WORK_SCHEMA):
+            await conn.execute(statement)
+    return stats
+
+
+async def run_rebuild(
+    settings: Settings, tuning: RebuildSettings, progress: ProgressReport
+) -> RebuildSummary:
+    await create_topics(settings)
+    topic = Topics.from_settings(settings).ledger
+    summary = RebuildSummary()
+    # Recreates the live schema when it was dropped, and migrates both to the same version.
+    live = await open_projection(settings.database_url, LIVE_SCHEMA)
+    work = await open_projection(settings.database_url, WORK_SCHEMA)
+    reader = bounded_reader(settings)
+    advance = on_batch(progress, tuning)
+    try:
+        await reader.start()
+        async with work.acquire() as conn:
+            summary.resumed_from = await conn.fetchval(queries.OFFSETS_SUM, topic)
+        targets = await end_offsets(reader, topic)
+        progress.total = max(sum(targets.values()) - summary.resumed_from, 0)
+        first = await replay(work, reader, topic, targets, advance, tuning.ledger_replay_batch)
+        last = await swap(live, work, reader, topic, advance, tuning.ledger_replay_batch)
+        summary.entries = first.entries + last.entries
+        async with live.acquire() as conn:
+            summary.accounts = await conn.fetchval(queries.ACCOUNT_COUNT)
+            await conn.execute(queries.drop_schema(WORK_SCHEMA))
+    finally:
+        await reader.stop()
+        await work.close()
+        await live.close()
+    summary.elapsed = progress.elapsed()
+    return summary
+
+
+def main(args: argparse.Namespace) -> int:
+    """Exit 0 when rebuilt, 1 when it failed (run it again: it resumes), 2 without --yes."""
+    if not args.yes:
+        print(
+            "ledger rebuild replaces the live projection with one rebuilt from ledger.v1; "
+            "run `ledger rebuild --yes` to confirm",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        with ProgressReport("rebuild", None, stream=sys.stdout) as progress:
+            summary = asyncio.run(run_rebuild(load_settings(), RebuildSettings(), progress))
+    except (KafkaError, OSError, asyncpg.PostgresError) as error:
+        print(f"ledger rebuild: failed: {error!r}; run it again to resume", file=sys.stderr)
+        return 1
+    print(summary.lines())
+    return 0
