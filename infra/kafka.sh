@@ -6,7 +6,7 @@ source "$(dirname "$0")/lib.sh"
 
 PORT="${KAFKA_PORT:-9092}"
 CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
-LIBS="$LOCAL/kafka-libs"
+LIBS="${KAFKA_LIBS_DIR:-$LOCAL/kafka-libs}"  # private test brokers reuse the fetched jars
 DATA="$LOCAL/kafka-data"
 CONF="$LOCAL/kafka-server.properties"
 PIDFILE="$LOCAL/kafka.pid"

@@ -1,0 +1,94 @@
+"""Crash matrix: SIGKILL pricing, projector and API at moments a seed picks, under load.
+
+Each killed process is restarted; at the end every usage event has exactly one debit or one
+rejection, every top-up the API accepted exactly one journal entry, and the balances equal
+the journal. A failing seed is replayed with FAULT_SEED=<seed>; `make soak` runs more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+from services.common.settings import Settings
+from services.gateway.traffic import TrafficPlan
+from tests.e2e.faults import (
+    Loadgen,
+    Pipeline,
+    Report,
+    account_for,
+    expected_traffic,
+    granted_entries,
+    scenario_seeds,
+    settle,
+    top_ups,
+)
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+
+# Modest by default (the whole fault suite stays within minutes); `make soak` raises them.
+EVENTS = int(os.environ.get("FAULT_EVENTS", "12000"))
+RATE = float(os.environ.get("FAULT_RATE", "1000"))
+EXTRA_KILLS = int(os.environ.get("FAULT_EXTRA_KILLS", "1"))
+ACCOUNTS = 200
+VICTIMS = ("pricing", "projector", "api")
+
+
+def crash_schedule(seed: int) -> list[tuple[float, str, float]]:
+    """(pause before the kill, victim, time it stays dead): each service at least once."""
+    rng = random.Random(seed)
+    victims = [*VICTIMS, *(rng.choice(VICTIMS) for _ in range(EXTRA_KILLS))]
+    rng.shuffle(victims)
+    return [(rng.uniform(0.3, 2.5), victim, rng.uniform(0.0, 1.0)) for victim in victims]
+
+
+@pytest.mark.parametrize("seed", scenario_seeds((11, 23, 37)))
+async def test_every_usage_event_settles_once_whatever_is_killed(
+    seed: int, isolated_settings: Settings, tmp_path: Path
+) -> None:
+    plan = TrafficPlan(
+        accounts=ACCOUNTS, events=EVENTS, seed=seed, duplicates=0.02, malformed=0.01
+    )
+    expected = expected_traffic(plan)
+    report = Report(f"crash-matrix FAULT_SEED={seed}", published=plan.events)
+    pipeline = Pipeline.standard(isolated_settings, tmp_path)
+    loadgen = Loadgen(isolated_settings, plan, RATE, tmp_path)
+    stop_buying = asyncio.Event()
+    buying: asyncio.Task[dict[str, str]] | None = None
+    try:
+        await pipeline.start()
+        loadgen.start()
+        buying = asyncio.create_task(top_ups(pipeline.api_url, ACCOUNTS, stop_buying))
+        kills_under_load = 0
+        for pause, victim, dead_for in crash_schedule(seed):
+            await asyncio.sleep(pause)
+            kills_under_load += loadgen.running()
+            pipeline.kill(victim)
+            report.faults += 1
+            await asyncio.sleep(dead_for)
+            await pipeline.restart(victim)
+        stop_buying.set()
+        accepted = await buying
+        assert await loadgen.wait() == 0, loadgen.log()
+        await settle(isolated_settings, expected, pipeline)
+        await account_for(isolated_settings, expected, report)
+        granted = await granted_entries(isolated_settings)
+    finally:
+        stop_buying.set()
+        if buying is not None:
+            buying.cancel()
+        loadgen.kill()
+        unclean = pipeline.close()
+    lost_grants = set(accepted.values()) - set(granted)
+    report.lost += len(lost_grants)
+    report.notes.append(
+        f"{kills_under_load} kills while loadgen published, {len(accepted)} top-ups accepted"
+    )
+    report.check()
+    assert kills_under_load > 0, "every kill came after the load: raise FAULT_EVENTS"
+    assert set(granted) == set(accepted.values()), "journal grants differ from accepted top-ups"
+    assert unclean == {}, f"SIGTERM did not stop cleanly: {unclean}"
