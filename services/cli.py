@@ -73,6 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--rate", type=int, default=5_000, help="freshness phase events/s")
     bench.add_argument("--seconds", type=float, default=30.0, help="freshness phase length")
     bench.add_argument("--output", default="bench-results/bench.json")
+    bench.add_argument(
+        "--baseline-events", type=int, default=20_000, help="per-event baseline sample size"
+    )
+    bench.add_argument("--keep", action="store_true", help="keep the bench topics and databases")
     return parser
 
 

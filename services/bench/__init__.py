@@ -1,0 +1,1 @@
+"""`ledger bench`: throughput, freshness, rebuild, baseline and resources in one run."""

@@ -1,0 +1,118 @@
+"""A bench run's own topics and databases on the shared Kafka and PostgreSQL, and their removal.
+
+Every run gets a fresh topic prefix and fresh databases, so it never sees another run's data
+and other users of the same broker and server never see its data.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+
+import asyncpg
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+
+from services.common.db import ADMIN_DATABASE, _with_database
+from services.common.settings import Settings
+from services.common.topics import Topics, create_topics
+
+log = logging.getLogger("services.bench")
+
+
+@dataclass(frozen=True)
+class Namespace:
+    """One prefix and one database: a deployment of its own for one part of the run."""
+
+    settings: Settings
+    database: str
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """The variables a `ledger serve` child needs to join this namespace."""
+        s = self.settings
+        env = {
+            "KAFKA_BOOTSTRAP_SERVERS": s.kafka_bootstrap_servers,
+            "DATABASE_URL": s.database_url,
+            "LEDGER_TOPIC_PREFIX": s.ledger_topic_prefix,
+            "LEDGER_PARTITIONS": str(s.ledger_partitions),
+            "LEDGER_PRICEBOOK": str(s.ledger_pricebook),
+            "PYTHONUNBUFFERED": "1",
+        }
+        env.update(extra)
+        return env
+
+
+@dataclass(frozen=True)
+class BenchNamespaces:
+    run_id: str
+    stages: Namespace  # publish, pricing and projection each on its own
+    main: Namespace  # end to end, freshness, rebuild and the baseline's tables
+
+    def all(self) -> tuple[Namespace, Namespace]:
+        return (self.stages, self.main)
+
+
+def new_namespaces(base: Settings) -> BenchNamespaces:
+    run_id = secrets.token_hex(4)
+
+    def namespace(suffix: str) -> Namespace:
+        database = f"ledger_bench_{run_id}{suffix}"
+        settings = base.model_copy(
+            update={
+                "database_url": _with_database(base.database_url, database),
+                "ledger_topic_prefix": f"bench-{run_id}{suffix.replace('_', '-')}-",
+            }
+        )
+        return Namespace(settings, database)
+
+    return BenchNamespaces(run_id, stages=namespace("_stages"), main=namespace(""))
+
+
+async def create(namespaces: BenchNamespaces) -> None:
+    admin = await asyncpg.connect(_admin_url(namespaces))
+    try:
+        for ns in namespaces.all():
+            await admin.execute(f'CREATE DATABASE "{ns.database}"')
+    finally:
+        await admin.close()
+    for ns in namespaces.all():
+        await create_topics(ns.settings)
+
+
+async def remove(namespaces: BenchNamespaces) -> None:
+    """Drops the databases and deletes the topics; a failure is logged, the rest goes on."""
+    try:
+        admin = await asyncpg.connect(_admin_url(namespaces))
+        try:
+            for ns in namespaces.all():
+                await admin.execute(f'DROP DATABASE IF EXISTS "{ns.database}" WITH (FORCE)')
+        finally:
+            await admin.close()
+    except (OSError, asyncpg.PostgresError) as error:
+        log.warning("bench databases not dropped: %r", error)
+    await _delete_topics(namespaces)
+
+
+async def _delete_topics(namespaces: BenchNamespaces) -> None:
+    bootstrap = namespaces.main.settings.kafka_bootstrap_servers
+    client = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        await client.start()
+        existing = set(await client.list_topics())
+        names = [
+            t
+            for ns in namespaces.all()
+            for t in Topics.from_settings(ns.settings).all()
+            if t in existing
+        ]
+        if names:
+            await client.delete_topics(names)
+    except KafkaError as error:
+        log.warning("bench topics not deleted: %r", error)
+    finally:
+        await client.close()
+
+
+def _admin_url(namespaces: BenchNamespaces) -> str:
+    return _with_database(namespaces.main.settings.database_url, ADMIN_DATABASE)

@@ -1,0 +1,85 @@
+"""Rebuild speed: `ledger rebuild --yes` as a subprocess over the ledger the run wrote.
+
+The services are stopped first, so the rebuild has the machine to itself and the live
+projection it replaces no longer moves; the balances before and after must be equal.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import asyncpg
+
+from services.bench.figures import RebuildFigure, rate
+from services.bench.processes import LEDGER
+from services.bench.resources import peak_rss_mb
+from services.projector.store import LIVE_SCHEMA
+
+REBUILD_MODULE = "services.audit.rebuild"
+# Sums that a correct rebuild reproduces: entries, balances and the accounts holding them.
+TOTALS = f"""
+SELECT coalesce(sum(entries), 0)::bigint, coalesce(sum(balance), 0)::bigint, count(*)
+FROM {LIVE_SCHEMA}.balances
+"""
+POLL_S = 0.02
+
+
+async def measure_rebuild(
+    database_url: str, env: dict[str, str], log_dir: Path, limit_s: float
+) -> RebuildFigure:
+    if importlib.util.find_spec(REBUILD_MODULE) is None:
+        return RebuildFigure("n/a", detail=f"{REBUILD_MODULE} does not exist yet")
+    conn = await asyncpg.connect(database_url)
+    try:
+        before = tuple(await conn.fetchrow(TOTALS))
+        returncode, seconds, rss, log = _run(env, log_dir, limit_s)
+        if returncode != 0:
+            tail = "\n".join(log.splitlines()[-5:])
+            return RebuildFigure("failed", detail=f"exit {returncode}: {tail}")
+        after = tuple(await conn.fetchrow(TOTALS))
+    finally:
+        await conn.close()
+    entries = int(after[0])
+    return RebuildFigure(
+        "ok",
+        entries=entries,
+        seconds=round(seconds, 3),
+        entries_per_s=round(rate(entries, seconds)),
+        matches_live=before == after,
+        peak_rss_mb=rss,
+        detail="wall time of the whole command, interpreter startup included",
+    )
+
+
+def _run(
+    env: dict[str, str], log_dir: Path, limit_s: float
+) -> tuple[int | None, float, float | None, str]:
+    """Runs the command, following its peak memory; returns (exit code, seconds, MB, log)."""
+    log_path = log_dir / f"rebuild-{time.monotonic_ns()}.log"
+    rss: float | None = None
+    with log_path.open("wb") as log:
+        started = time.monotonic()
+        proc = subprocess.Popen(
+            [*LEDGER, "rebuild", "--yes"],
+            env={**os.environ, **env},
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+        )
+    try:
+        while proc.poll() is None:
+            rss = peak_rss_mb(proc.pid) or rss
+            if time.monotonic() - started > limit_s:
+                proc.kill()
+                break
+            time.sleep(POLL_S)
+        seconds = time.monotonic() - started
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+    return proc.returncode, seconds, rss, log_path.read_text(errors="replace")

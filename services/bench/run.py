@@ -1,0 +1,151 @@
+"""The order of a bench run. Stages alone first (their own namespace, one service at a time),
+then the whole pipeline end to end and under steady load, then the rebuild with the services
+stopped, then the baseline, which only needs PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from itertools import chain, islice
+from pathlib import Path
+
+import asyncpg
+
+from services.bench.baseline import run_baseline
+from services.bench.figures import BenchFigures, ProcessFigure
+from services.bench.freshness import measure_freshness
+from services.bench.namespace import BenchNamespaces, create, new_namespaces, remove
+from services.bench.pipeline import (
+    WARMUP_EVENTS,
+    EndToEnd,
+    end_to_end,
+    local_dir,
+    start_pipeline,
+    warm_up,
+)
+from services.bench.progress import patience
+from services.bench.rebuild import measure_rebuild
+from services.bench.resources import peak_rss_mb, pid_from_file
+from services.bench.stages import Chunks, generate, run_stages
+from services.common.settings import load_settings
+from services.gateway.traffic import TrafficPlan
+from services.pricing.pricebook import load_pricebook
+from services.projector.store import LIVE_SCHEMA
+
+# Enough accounts for the heavy-tailed mix to look like a real customer base.
+ACCOUNTS = 10_000
+BASELINE_SECONDS = 20.0
+COUNTERS = f"SELECT name, value FROM {LIVE_SCHEMA}.projector_counters ORDER BY name"
+NOTES = {
+    "bench (publisher)": "stands in for the gateways; also polls progress and the API",
+    "kafka": "the whole broker, shared with anyone else using it",
+    "postgresql": "postmaster, background processes and the bench database's backends",
+}
+
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Options:
+    events: int
+    rate: int
+    seconds: float
+    baseline_events: int
+    output: Path
+    keep: bool
+
+
+async def run_bench(opts: Options, say: Say) -> BenchFigures:
+    namespaces = new_namespaces(load_settings())
+    log_dir = opts.output.parent / f"bench-{namespaces.run_id}-logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    figures = BenchFigures(namespaces.run_id, opts.events, os.cpu_count() or 1, os.getloadavg())
+    seed = random.SystemRandom().randrange(2**31)
+    say(f"run {namespaces.run_id}: topics bench-{namespaces.run_id}-*, logs in {log_dir}")
+    await create(namespaces)
+    try:
+        say(f"generating {opts.events:,} usage events")
+        chunks = generate(TrafficPlan(accounts=ACCOUNTS, events=opts.events, seed=seed))
+        await _stages_alone(namespaces, chunks, figures, log_dir, say)
+        await _pipeline(namespaces, opts, chunks, figures, log_dir, seed, say)
+        say("rebuild: ledger rebuild --yes")
+        figures.rebuild = await measure_rebuild(
+            namespaces.main.settings.database_url,
+            namespaces.main.env(),
+            log_dir,
+            patience(2 * opts.events),
+        )
+        await _baseline(namespaces, opts, chunks, figures, say)
+    finally:
+        if not opts.keep:
+            await remove(namespaces)
+    return figures
+
+
+async def _stages_alone(
+    namespaces: BenchNamespaces, chunks: Chunks, f: BenchFigures, log_dir: Path, say: Say
+) -> None:
+    say("stages alone: publish, then pricing, then the projector")
+    stages = await run_stages(namespaces.stages, chunks, f.events, log_dir)
+    f.publish, f.pricing, f.projection = stages.publish, stages.pricing, stages.projection
+    for name, rss in stages.peak_rss_mb.items():
+        f.processes[name] = ProcessFigure(None, None, rss)
+
+
+async def _pipeline(
+    namespaces: BenchNamespaces,
+    opts: Options,
+    chunks: Chunks,
+    f: BenchFigures,
+    log_dir: Path,
+    seed: int,
+    say: Say,
+) -> None:
+    ns = namespaces.main
+    say("end to end: pricing, projector and api running, then publish")
+    pipeline = start_pipeline(ns, log_dir)
+    conn = await asyncpg.connect(ns.settings.database_url)
+    try:
+        await warm_up(ns, pipeline, conn, seed + 1)
+        e2e = await end_to_end(ns, pipeline, conn, chunks, f.events)
+        f.end_to_end = e2e.figure
+        say(f"freshness: {opts.rate:,} events/s for {opts.seconds:g} s with probes")
+        steady = TrafficPlan(ACCOUNTS, events=int(opts.rate * opts.seconds), seed=seed + 2)
+        load = list(chain.from_iterable(generate(steady)))
+        f.freshness = await measure_freshness(ns.settings, pipeline, load, opts.rate)
+        counters = dict(await conn.fetch(COUNTERS))
+        f.checks["projector_counters"] = counters
+        f.checks["expected_applied"] = WARMUP_EVENTS + f.events + len(load) + f.freshness.probes
+    finally:
+        pipeline.stop()
+        await conn.close()
+    _process_figures(f, e2e, {s.name: s.peak_rss_mb for s in pipeline.services()})
+
+
+def _process_figures(f: BenchFigures, e2e: EndToEnd, rss: dict[str, float | None]) -> None:
+    seconds = e2e.figure.seconds
+    kafka = pid_from_file(local_dir() / "kafka.pid")
+    rss["kafka"] = peak_rss_mb(kafka) if kafka is not None else None
+    for name, cpu in e2e.cpu_s.items():
+        earlier = f.processes.get(name)
+        peaks = [r for r in (rss.get(name), earlier and earlier.peak_rss_mb) if r]
+        f.processes[name] = ProcessFigure(
+            cpu_s_per_1k=round(cpu / f.events * 1000, 4),
+            cores_used=round(cpu / seconds, 2) if seconds > 0 else None,
+            peak_rss_mb=round(max(peaks), 1) if peaks else None,
+            note=NOTES.get(name, ""),
+        )
+
+
+async def _baseline(
+    namespaces: BenchNamespaces, opts: Options, chunks: Chunks, f: BenchFigures, say: Say
+) -> None:
+    say(f"baseline: one transaction per event, up to {opts.baseline_events:,} events")
+    book = load_pricebook(namespaces.main.settings.ledger_pricebook)
+    sample = islice(chain.from_iterable(chunks), opts.baseline_events)
+    url = namespaces.main.settings.database_url
+    f.baseline = await run_baseline(url, book, sample, BASELINE_SECONDS)
+    if f.end_to_end is not None and f.baseline.events_per_s > 0:
+        f.speedup_vs_baseline = round(f.end_to_end.events_per_s / f.baseline.events_per_s, 1)
