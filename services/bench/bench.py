@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import shutil
 import sys
 from pathlib import Path
@@ -38,6 +39,8 @@ def main(args: argparse.Namespace) -> int:
         print("ledger bench: --events, --rate, --seconds and --baseline-events must be > 0")
         return 2
     status = Console(stderr=True)
+    # One log line per probe poll would bury the bench's own report.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         figures = asyncio.run(run_bench(opts, lambda line: status.log(line)))
     except (BenchError, KafkaError, OSError) as error:

@@ -38,8 +38,10 @@ async def measure_rebuild(
         before = tuple(await conn.fetchrow(TOTALS))
         returncode, seconds, rss, log = _run(env, log_dir, limit_s)
         if returncode != 0:
-            tail = "\n".join(log.splitlines()[-5:])
-            return RebuildFigure("failed", detail=f"exit {returncode}: {tail}")
+            last = next((line for line in reversed(log.splitlines()) if line.strip()), "")
+            return RebuildFigure(
+                "failed", seconds=round(seconds, 3), detail=f"exit {returncode}: {last}"
+            )
         after = tuple(await conn.fetchrow(TOTALS))
     finally:
         await conn.close()

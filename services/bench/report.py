@@ -105,8 +105,9 @@ def _details_table(f: BenchFigures) -> Table:
         for label, ms in (("p50", fresh.p50_ms), ("p95", fresh.p95_ms), ("max", fresh.max_ms)):
             table.add_row(f"freshness {label} ms", _number(ms))
     if (rebuild := f.rebuild) is not None:
-        detail = rebuild.status if rebuild.status != "ok" else f"{rebuild.entries:,} entries"
-        table.add_row("rebuild", f"{detail} in {rebuild.seconds} s; {rebuild.detail}")
+        done = rebuild.status if rebuild.status != "ok" else f"{rebuild.entries:,} entries"
+        took = f" in {rebuild.seconds} s" if rebuild.seconds is not None else ""
+        table.add_row("rebuild", f"{done}{took}; {rebuild.detail}")
         table.add_row("rebuild equals live projection", str(rebuild.matches_live))
     if (base := f.baseline) is not None:
         table.add_row("baseline events/s", f"{base.events_per_s:,.0f} ({base.events:,} events)")

@@ -39,9 +39,9 @@ ACCOUNTS = 10_000
 BASELINE_SECONDS = 20.0
 COUNTERS = f"SELECT name, value FROM {LIVE_SCHEMA}.projector_counters ORDER BY name"
 NOTES = {
-    "bench (publisher)": "stands in for the gateways; also polls progress and the API",
-    "kafka": "the whole broker, shared with anyone else using it",
-    "postgresql": "postmaster, background processes and the bench database's backends",
+    "bench (publisher)": "the gateways' stand-in; polls progress",
+    "kafka": "whole broker (shared)",
+    "postgresql": "bench DB backends + background",
 }
 
 Say = Callable[[str], None]
