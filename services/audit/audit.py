@@ -24,7 +24,7 @@ from services.audit.figures import (
     identity_violations,
     log_differences,
 )
-from services.audit.reading import bounded_reader
+from services.audit.reading import LogReader
 from services.audit.replay import applied_offsets, replay
 from services.audit.report import AuditReport, Conflict
 from services.common.settings import Settings, load_settings
@@ -83,15 +83,13 @@ async def rebuild_shadow(
     finally:
         await admin.close()
     pool = await open_projection(settings.database_url, SHADOW_SCHEMA)
-    reader = bounded_reader(settings)
     try:
-        await reader.start()
-        stats = await replay(pool, reader, topic, report.cut, progress.advance)
+        async with LogReader(settings) as reader:
+            stats = await replay(pool, reader, topic, report.cut, progress.advance)
         report.entries_read = stats.entries
         async with pool.acquire() as conn:
             return await account_figures(conn)
     finally:
-        await reader.stop()
         await pool.close()
 
 

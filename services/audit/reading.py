@@ -7,9 +7,11 @@ seen and nothing is committed: an audit or a rebuild leaves the services' groups
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
+from types import TracebackType
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from services.common import kafka
 from services.common.settings import Settings
@@ -17,44 +19,69 @@ from services.common.settings import Settings
 FETCH_TIMEOUT_MS = 500
 
 
-def bounded_reader(settings: Settings) -> AIOKafkaConsumer:
-    return kafka.consumer(settings, group_id=None)
+class LogReader:
+    """`async with LogReader(settings) as log: async for batch in log.read_range(...)`."""
 
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.consumer = kafka.consumer(settings, group_id=None)
 
-async def end_offsets(reader: AIOKafkaConsumer, topic: str) -> dict[int, int]:
-    """Each partition's end (the last stable offset under read_committed) right now."""
-    await reader.topics()  # refreshes the metadata so new partitions are known
-    tps = [TopicPartition(topic, p) for p in sorted(reader.partitions_for_topic(topic) or ())]
-    if not tps:
-        return {}
-    ends: dict[TopicPartition, int] = await reader.end_offsets(tps)
-    return {tp.partition: end for tp, end in ends.items()}
+    async def __aenter__(self) -> LogReader:
+        await self.consumer.start()
+        return self
 
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.consumer.stop()
 
-async def read_range(
-    reader: AIOKafkaConsumer,
-    topic: str,
-    starts: Mapping[int, int],
-    targets: Mapping[int, int],
-    max_records: int,
-) -> AsyncIterator[list[Any]]:
-    """Yields batches of records with starts[p] <= offset < targets[p], in offset order per
-    partition; stops once every partition's position reached its target."""
-    remaining = {
-        TopicPartition(topic, p): end for p, end in targets.items() if starts.get(p, 0) < end
-    }
-    if not remaining:
-        return
-    reader.assign(list(remaining))
-    for tp in remaining:
-        reader.seek(tp, starts.get(tp.partition, 0))
-    while remaining:
-        fetched = await reader.getmany(
-            *remaining, timeout_ms=FETCH_TIMEOUT_MS, max_records=max_records
-        )
-        batch = [r for tp, rs in fetched.items() for r in rs if r.offset < remaining.get(tp, 0)]
-        for tp in list(remaining):
-            if await reader.position(tp) >= remaining[tp]:
-                del remaining[tp]
-        if batch:
-            yield batch
+    async def partitions(self, topic: str) -> list[int]:
+        """The topic's partitions as the broker knows them now (a consumer without a
+        subscription keeps no metadata of its own for the topic)."""
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap_servers)
+        await admin.start()
+        try:
+            (described,) = await admin.describe_topics([topic])
+        finally:
+            await admin.close()
+        return sorted(p["partition"] for p in described.get("partitions", ()))
+
+    async def end_offsets(self, topic: str) -> dict[int, int]:
+        """Each partition's end (the last stable offset under read_committed) right now."""
+        tps = [TopicPartition(topic, p) for p in await self.partitions(topic)]
+        if not tps:
+            return {}
+        ends: dict[TopicPartition, int] = await self.consumer.end_offsets(tps)
+        return {tp.partition: end for tp, end in ends.items()}
+
+    async def read_range(
+        self,
+        topic: str,
+        starts: Mapping[int, int],
+        targets: Mapping[int, int],
+        max_records: int,
+    ) -> AsyncIterator[list[Any]]:
+        """Yields batches of records with starts[p] <= offset < targets[p], in offset order
+        per partition; stops once every partition's position reached its target."""
+        remaining = {
+            TopicPartition(topic, p): end for p, end in targets.items() if starts.get(p, 0) < end
+        }
+        if not remaining:
+            return
+        reader = self.consumer
+        reader.assign(list(remaining))
+        for tp in remaining:
+            reader.seek(tp, starts.get(tp.partition, 0))
+        while remaining:
+            fetched = await reader.getmany(
+                *remaining, timeout_ms=FETCH_TIMEOUT_MS, max_records=max_records
+            )
+            batch = [r for tp, rs in fetched.items() for r in rs if r.offset < remaining.get(tp, 0)]
+            for tp in list(remaining):
+                if await reader.position(tp) >= remaining[tp]:
+                    del remaining[tp]
+            if batch:
+                yield batch

@@ -22,12 +22,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.audit import queries
-from services.audit.reading import bounded_reader, end_offsets
+from services.audit.reading import LogReader
 from services.audit.replay import BATCH_RECORDS, ReplayStats, replay
 from services.common.settings import Settings, load_settings
 from services.common.topics import Topics, create_topics
@@ -76,7 +75,7 @@ def on_batch(progress: ProgressReport, tuning: RebuildSettings) -> Callable[[int
 async def swap(
     live: asyncpg.Pool,
     work: asyncpg.Pool,
-    reader: AIOKafkaConsumer,
+    reader: LogReader,
     topic: str,
     advance: Callable[[int], None],
     batch: int,
@@ -85,7 +84,8 @@ async def swap(
     async with live.acquire() as conn, conn.transaction():
         await conn.execute(queries.LOCK_TIMEOUT)
         await conn.execute(queries.lock_tables(LIVE_SCHEMA))
-        stats = await replay(work, reader, topic, await end_offsets(reader, topic), advance, batch)
+        targets = await reader.end_offsets(topic)
+        stats = await replay(work, reader, topic, targets, advance, batch)
         for statement in queries.replace_contents(LIVE_SCHEMA, WORK_SCHEMA):
             await conn.execute(statement)
     return stats
@@ -100,22 +100,21 @@ async def run_rebuild(
     # Recreates the live schema when it was dropped, and migrates both to the same version.
     live = await open_projection(settings.database_url, LIVE_SCHEMA)
     work = await open_projection(settings.database_url, WORK_SCHEMA)
-    reader = bounded_reader(settings)
     advance = on_batch(progress, tuning)
+    batch = tuning.ledger_replay_batch
     try:
-        await reader.start()
         async with work.acquire() as conn:
             summary.resumed_from = await conn.fetchval(queries.OFFSETS_SUM, topic)
-        targets = await end_offsets(reader, topic)
-        progress.total = max(sum(targets.values()) - summary.resumed_from, 0)
-        first = await replay(work, reader, topic, targets, advance, tuning.ledger_replay_batch)
-        last = await swap(live, work, reader, topic, advance, tuning.ledger_replay_batch)
+        async with LogReader(settings) as reader:
+            targets = await reader.end_offsets(topic)
+            progress.total = max(sum(targets.values()) - summary.resumed_from, 0)
+            first = await replay(work, reader, topic, targets, advance, batch)
+            last = await swap(live, work, reader, topic, advance, batch)
         summary.entries = first.entries + last.entries
         async with live.acquire() as conn:
             summary.accounts = await conn.fetchval(queries.ACCOUNT_COUNT)
             await conn.execute(queries.drop_schema(WORK_SCHEMA))
     finally:
-        await reader.stop()
         await work.close()
         await live.close()
     summary.elapsed = progress.elapsed()

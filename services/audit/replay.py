@@ -15,10 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer
 
 from services.audit import queries
-from services.audit.reading import read_range
+from services.audit.reading import LogReader
 from services.projector.columns import PreparedBatch, prepare
 from services.projector.ledger import read_message
 from services.projector.store import ApplyResult, apply_prepared
@@ -52,7 +51,7 @@ async def applied_offsets(conn: asyncpg.Connection, topic: str) -> dict[int, int
 
 async def replay(
     pool: asyncpg.Pool,
-    reader: AIOKafkaConsumer,
+    reader: LogReader,
     topic: str,
     targets: Mapping[int, int],
     on_batch: Callable[[int], None],
@@ -65,7 +64,7 @@ async def replay(
     async with pool.acquire() as conn:
         starts = await applied_offsets(conn, topic)
     stats = ReplayStats()
-    batches = _prepared(read_range(reader, topic, starts, targets, batch_records))
+    batches = _prepared(reader.read_range(topic, starts, targets, batch_records))
     upcoming = asyncio.create_task(_next(batches))
     try:
         while (batch := await upcoming) is not None:

@@ -15,13 +15,12 @@ import sys
 from datetime import UTC, datetime
 from uuid import UUID
 
-from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from schemas.events import CreditsDebited, UsageRecorded, parse_ledger_entry
 from services.audit.drift import DriftReport, Outcome, compare_outcomes
-from services.audit.reading import bounded_reader, end_offsets, read_range
+from services.audit.reading import LogReader
 from services.audit.reprice_report import RepriceSummary
 from services.common.settings import Settings, load_settings
 from services.common.topics import Topics, create_topics
@@ -33,7 +32,7 @@ BATCH_RECORDS = 10_000
 
 
 async def price_usage_topic(
-    reader: AIOKafkaConsumer,
+    reader: LogReader,
     topic: str,
     book: PriceBook,
     summary: RepriceSummary,
@@ -41,8 +40,8 @@ async def price_usage_topic(
 ) -> dict[UUID, Outcome]:
     now = datetime.now(UTC)
     outcomes: dict[UUID, Outcome] = {}
-    targets = await end_offsets(reader, topic)
-    async for records in read_range(reader, topic, {}, targets, BATCH_RECORDS):
+    targets = await reader.end_offsets(topic)
+    async for records in reader.read_range(topic, {}, targets, BATCH_RECORDS):
         for record in records:
             summary.usage_messages += 1
             priced = price_message(record, book, now)
@@ -66,11 +65,11 @@ def _event(value: bytes | None) -> UsageRecorded | None:
 
 
 async def recorded_debits(
-    reader: AIOKafkaConsumer, topic: str, summary: RepriceSummary, progress: ProgressReport
+    reader: LogReader, topic: str, summary: RepriceSummary, progress: ProgressReport
 ) -> dict[UUID, Outcome]:
     debits: dict[UUID, Outcome] = {}
-    targets = await end_offsets(reader, topic)
-    async for records in read_range(reader, topic, {}, targets, BATCH_RECORDS):
+    targets = await reader.end_offsets(topic)
+    async for records in reader.read_range(topic, {}, targets, BATCH_RECORDS):
         for record in records:
             try:
                 entry = parse_ledger_entry(record.value or b"")
@@ -89,13 +88,9 @@ async def run_reprice(
     await create_topics(settings)
     topics = Topics.from_settings(settings)
     summary = RepriceSummary(versions=[v.version for v in book.versions])
-    reader = bounded_reader(settings)
-    await reader.start()
-    try:
+    async with LogReader(settings) as reader:
         now = await price_usage_topic(reader, topics.usage, book, summary, progress)
         then = await recorded_debits(reader, topics.ledger, summary, progress)
-    finally:
-        await reader.stop()
     summary.elapsed = progress.elapsed()
     return compare_outcomes(now, then), summary
 
