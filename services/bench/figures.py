@@ -49,6 +49,9 @@ class RebuildFigure:
     matches_live: bool | None = None
     peak_rss_mb: float | None = None
     detail: str = ""
+    # What the command itself reports (without interpreter startup), when it does.
+    reported_seconds: float | None = None
+    reported_entries_per_s: float | None = None
 
 
 @dataclass

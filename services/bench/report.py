@@ -108,6 +108,9 @@ def _details_table(f: BenchFigures) -> Table:
         done = rebuild.status if rebuild.status != "ok" else f"{rebuild.entries:,} entries"
         took = f" in {rebuild.seconds} s" if rebuild.seconds is not None else ""
         table.add_row("rebuild", f"{done}{took}; {rebuild.detail}")
+        if rebuild.reported_entries_per_s is not None:
+            own = f"{rebuild.reported_entries_per_s:,.0f} ({rebuild.reported_seconds} s)"
+            table.add_row("rebuild entries/s as it reports", own)
         table.add_row("rebuild equals live projection", str(rebuild.matches_live))
     if (base := f.baseline) is not None:
         table.add_row("baseline events/s", f"{base.events_per_s:,.0f} ({base.events:,} events)")
