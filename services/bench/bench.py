@@ -14,6 +14,8 @@ import shutil
 import sys
 from pathlib import Path
 
+import asyncpg
+import httpx
 from aiokafka.errors import KafkaError
 from rich.console import Console
 
@@ -43,7 +45,7 @@ def main(args: argparse.Namespace) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         figures = asyncio.run(run_bench(opts, lambda line: status.log(line)))
-    except (BenchError, KafkaError, OSError) as error:
+    except (BenchError, KafkaError, OSError, asyncpg.PostgresError, httpx.HTTPError) as error:
         print(f"ledger bench failed: {error}", file=sys.stderr)
         return 1
     document = to_json(figures)

@@ -99,3 +99,11 @@ def pid_from_file(path: Path) -> int | None:
     except (OSError, ValueError, IndexError):
         return None
     return pid if (PROC / str(pid)).exists() else None
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores spent on anything but idling since boot (/proc/stat): the
+    difference between two readings minus the bench's processes is everyone else's load."""
+    fields = (PROC / "stat").read_text().splitlines()[0].split()[1:]
+    ticks = [int(f) for f in fields[:8]]  # user nice system idle iowait irq softirq steal
+    return (sum(ticks) - ticks[3] - ticks[4]) / CLOCK_TICKS

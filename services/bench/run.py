@@ -42,6 +42,7 @@ NOTES = {
     "bench (publisher)": "the gateways' stand-in; polls progress",
     "kafka": "whole broker (shared)",
     "postgresql": "bench DB backends + background",
+    "other processes": "not the bench's: other users' load",
 }
 
 Say = Callable[[str], None]
