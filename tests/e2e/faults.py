@@ -23,6 +23,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -124,9 +125,13 @@ async def namespace(kafka: str, postgres_server_url: str) -> AsyncIterator[Setti
     """Like the `isolated_settings` fixture, on any broker and server: fresh topics and db."""
     tag = uuid.uuid4().hex[:10]
     name = f"ledger_fault_{tag}"
-    admin = await asyncpg.connect(_with_database(postgres_server_url, ADMIN_DATABASE))
+    admin_url = _with_database(postgres_server_url, ADMIN_DATABASE)
+    admin = await asyncpg.connect(admin_url)
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    try:
         settings = Settings(
             kafka_bootstrap_servers=kafka,
             database_url=_with_database(postgres_server_url, name),
@@ -136,9 +141,12 @@ async def namespace(kafka: str, postgres_server_url: str) -> AsyncIterator[Setti
         await create_topics(settings)
         yield settings
     finally:
-        with contextlib.suppress(OSError, asyncpg.PostgresError):
+        # A new connection: the server may have restarted since the database was made.
+        admin = await asyncpg.connect(admin_url)
+        try:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+        finally:
+            await admin.close()
 
 
 # --- the pipeline's processes ---------------------------------------------------------------
@@ -163,9 +171,7 @@ class Pipeline:
         pipeline = cls(settings, log_dir, api_port=free_port())
         pipeline.add("pricing", "pricing")
         pipeline.add("projector", "projector")
-        pipeline.add(
-            "api", "api", "--port", str(pipeline.api_port), LEDGER_API_TOKENS=API_TOKENS
-        )
+        pipeline.add("api", "api", "--port", str(pipeline.api_port), LEDGER_API_TOKENS=API_TOKENS)
         return pipeline
 
     @property
@@ -338,13 +344,8 @@ async def balance_mismatches(conn: asyncpg.Connection) -> list[str]:
             await conn.fetch(BALANCE_MISMATCHES)]  # fmt: skip
 
 
-def audit(settings: Settings) -> tuple[int, str] | None:
-    """`ledger audit --json`, once services/audit exists (it is being written meanwhile).
-
-    TODO(audit): when services/audit has landed, drop this None path and always run it.
-    """
-    if not (ROOT / "services" / "audit" / "audit.py").exists():
-        return None
+def audit(settings: Settings) -> tuple[int, dict[str, Any]]:
+    """`ledger audit --json`: its exit code and its JSON document."""
     done = subprocess.run(
         [*LEDGER, "audit", "--json"],
         env=service_env(settings),
@@ -352,7 +353,13 @@ def audit(settings: Settings) -> tuple[int, str] | None:
         text=True,
         timeout=300,
     )
-    return done.returncode, done.stdout + done.stderr
+    try:
+        document: dict[str, Any] = json.loads(done.stdout)
+    except json.JSONDecodeError as error:
+        raise AssertionError(
+            f"ledger audit --json printed no JSON:\n{done.stdout}{done.stderr}"
+        ) from error
+    return done.returncode, document
 
 
 @dataclass
@@ -382,9 +389,7 @@ class Report:
         assert (self.lost, self.doubled) == (0, 0), self.line()
 
 
-async def settle(
-    settings: Settings, expected: Expected, pipeline: Pipeline | None = None
-) -> None:
+async def settle(settings: Settings, expected: Expected, pipeline: Pipeline | None = None) -> None:
     """Waits until the journal holds every usage event's debit and the DLQ every rejection."""
     deadline = time.monotonic() + SETTLE_S
     conn = await asyncpg.connect(settings.database_url)
@@ -423,12 +428,9 @@ async def account_for(settings: Settings, expected: Expected, report: Report) ->
     assert len(rejected) == expected.malformed, f"{len(rejected)} != {expected.malformed}"
     assert mismatches == [], f"balances differ from the journal: {mismatches[:5]}"
     assert conflicts == 0, f"{conflicts} conflicts from byte-identical re-sends"
-    if (audited := audit(settings)) is not None:
-        code, output = audited
-        assert code == 0, f"ledger audit --json exited {code}:\n{output[-4000:]}"
-        report.notes.append("audit ok")
-    else:
-        report.notes.append("audit absent: balances == sum(journal) checked in SQL")
+    code, document = audit(settings)
+    assert code == 0, f"ledger audit --json exited {code}: {json.dumps(document)[:4000]}"
+    report.notes.append("ledger audit exit 0")
 
 
 async def ledger_debits_on_log(settings: Settings) -> Counter[str]:
