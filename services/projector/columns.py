@@ -1,5 +1,5 @@
 """Parameters of store.py's batch statements: column arrays for unnest(), and the journal's
-JSON document, in the order of the statements' parameters.
+COPY input, in the order of the statements' parameters.
 
 A whole batch travels as one statement with a fixed text, so PostgreSQL plans it once and
 nothing is ever formatted into SQL.
@@ -7,10 +7,13 @@ nothing is ever formatted into SQL.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
+
+import orjson
 
 from schemas.events import LedgerEntry
 from services.projector.ledger import (
@@ -36,7 +39,7 @@ class PreparedBatch:
 
     records: Sequence[SourcedEntry | RejectedMessage]
     plan: BatchPlan
-    journal: str
+    journal: bytes  # COPY input of the journal staging table
     # Balances and usage as if every candidate is new: true unless some were applied before.
     totals: Columns
     offsets: Columns
@@ -47,7 +50,7 @@ def prepare(records: Sequence[SourcedEntry | RejectedMessage]) -> PreparedBatch:
     return PreparedBatch(
         records=records,
         plan=plan,
-        journal=journal_documents(plan.candidates),
+        journal=journal_copy(plan.candidates),
         totals=totals(r.entry for r in plan.candidates),
         offsets=offsets(next_offsets(records)),
     )
@@ -59,18 +62,61 @@ def totals(entries: Iterable[LedgerEntry]) -> Columns:
     return (*balances(account_deltas(applied)), *usage(usage_rollup(applied)))
 
 
-def journal_documents(rows: Sequence[SourcedEntry]) -> str:
-    """$1 of INSERT_JOURNAL: a JSON array of the entries as the schema serializes them.
+def journal_copy(rows: Sequence[SourcedEntry]) -> bytes:
+    """The COPY input (text format) of the journal staging table, one line per entry in log
+    order; its columns are store.JOURNAL_COPY_COLUMNS.
 
-    The entries' own canonical JSON (not the message bytes, which may spell values in
-    forms PostgreSQL would read differently), with digest and position appended.
+    Values come from the entries' canonical JSON (never the message bytes, which may spell
+    values in forms PostgreSQL would read differently), so PostgreSQL reads the very text
+    the schema serializes. COPY costs PostgreSQL about half the CPU of parsing the same rows
+    out of one JSON document.
     """
-    documents = [
-        f'{r.entry.model_dump_json()[:-1]},"_digest":"{r.digest}",'
-        f'"_partition":{r.partition},"_offset":{r.offset}}}'
-        for r in rows
-    ]
-    return "[" + ",".join(documents) + "]"
+    lines = []
+    for ordinal, r in enumerate(rows):
+        e = orjson.loads(r.canonical)
+        line = journal_line(e, r, ordinal, _as_is)
+        # Text fields rarely hold COPY syntax: the line is checked once, escaped if needed.
+        if "\\" in line or "\r" in line or line.count("\t") != _TABS or line.count("\n") != 1:
+            line = journal_line(e, r, ordinal, copy_text)
+        lines.append(line)
+    return "".join(lines).encode()
+
+
+def journal_line(
+    e: dict[str, Any], r: SourcedEntry, ordinal: int, text: Callable[[str], str]
+) -> str:
+    """One COPY line of journal_copy; `text` escapes the free-text fields (or not)."""
+    kind = e["type"][8:]  # "credits.debited" -> "debited", as ledger.kind_of
+    if kind == "debited":
+        tail = (
+            f"-{e['credits']}\t{text(e['model'])}\t{text(e['tier'])}\t{e['multiplier']}\t"
+            f"{e['billable_tokens']}\t{text(e['price_version'])}\t"
+            f"{text(e['usage_event_id'])}\t\\N\t\\N\t{e['occurred_at']}\t{e['priced_at']}"
+        )
+    else:
+        tail = (
+            f"{e['credits']}\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t{text(e['reason'])}\t"
+            f"{text(e['reference'])}\t{e['occurred_at']}\t\\N"
+        )
+    return (
+        f"{e['entry_id']}\t{text(e['account_id'])}\t{kind}\t{tail}\t{r.digest}\t"
+        f"{r.partition}\t{r.offset}\t{ordinal}"
+    ) + "\n"
+
+
+_TABS = 17  # one less than the staging table's columns
+# What COPY's text format reads as syntax inside a field; NUL never gets here (read_message).
+_COPY_SPECIAL = re.compile(r"[\\\t\n\r]")
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _as_is(value: str) -> str:
+    return value
+
+
+def copy_text(value: str) -> str:
+    """A text field for COPY's text format: backslash, tab, newline and CR escaped."""
+    return value if _COPY_SPECIAL.search(value) is None else value.translate(_COPY_ESCAPES)
 
 
 def conflicts(rows: Sequence[SourcedEntry]) -> Columns:

@@ -31,6 +31,19 @@ def content_digest(entry: LedgerEntry) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def digest_of_canonical(entry: LedgerEntry, canonical: str) -> str:
+    """content_digest(entry) from `canonical`, the entry's model_dump_json(), which the hot
+    path needs anyway: one serialization per entry instead of two.
+
+    priced_at is the last field of a debit, so dropping it leaves what the excluding dump
+    writes. Inside a JSON string every quote is escaped, so the last `,"priced_at":` is
+    the field itself.
+    """
+    if isinstance(entry, CreditsDebited):
+        canonical = canonical[: canonical.rindex(',"priced_at":')] + "}"
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
 @dataclass(frozen=True, slots=True)
 class SourcedEntry:
     """A parsed ledger entry, the bytes it came from and where it sits in ledger.v1."""
@@ -40,9 +53,13 @@ class SourcedEntry:
     partition: int
     offset: int
     digest: str = field(init=False)
+    # The entry's model_dump_json(): what the journal row is written from (columns.py).
+    canonical: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "digest", content_digest(self.entry))
+        canonical = self.entry.model_dump_json()
+        object.__setattr__(self, "canonical", canonical)
+        object.__setattr__(self, "digest", digest_of_canonical(self.entry, canonical))
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,18 +194,24 @@ def usage_day(at: datetime) -> date:
 
 def usage_rollup(entries: Iterable[LedgerEntry]) -> dict[UsageKey, UsageTotals]:
     """Daily usage per account and model (UTC day of occurred_at); debits only."""
-    sums: dict[UsageKey, list[int]] = {}
+    # Plain tuples accumulate and each distinct time is converted once: the hot path.
+    sums: dict[tuple[str, date, str], list[int]] = {}
+    days: dict[datetime, date] = {}
     for entry in entries:
         if not isinstance(entry, CreditsDebited):
             continue
-        key = UsageKey(entry.account_id, usage_day(entry.occurred_at), entry.model)
+        at = entry.occurred_at
+        day = days.get(at)
+        if day is None:
+            day = days[at] = usage_day(at)
+        key = (entry.account_id, day, entry.model)
         row = sums.get(key)
         if row is None:
             row = sums[key] = [0, 0, 0]
         row[0] += 1
         row[1] += entry.billable_tokens
         row[2] += entry.credits
-    return {key: UsageTotals(*row) for key, row in sums.items()}
+    return {UsageKey(*key): UsageTotals(*row) for key, row in sums.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,6 +276,7 @@ __all__ = [
     "account_deltas",
     "content_digest",
     "delta_of",
+    "digest_of_canonical",
     "kind_of",
     "next_offsets",
     "plan_batch",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -205,3 +205,44 @@ async def test_a_shadow_schema_gets_the_same_projection(
 async def test_schema_names_are_checked(isolated_settings: Settings) -> None:
     with pytest.raises(ValueError, match="schema name"):
         await open_projection(isolated_settings.database_url, 'x"; DROP TABLE journal; --')
+
+
+ODD_TEXT = "tab\there, line\nbreak, cr\rhere, back\\slash, \\N, \\., é€😀, 'quote\" end\\"
+
+
+async def test_journal_rows_hold_every_value_exactly_whatever_the_text(pool: asyncpg.Pool) -> None:
+    """The journal is COPYed in text format: COPY's syntax characters must be escaped."""
+    india = timezone(timedelta(hours=5, minutes=30))
+    debit = debited("a:b@c.d-e_f", 12).model_copy(
+        update={
+            "usage_event_id": ODD_TEXT, "model": ODD_TEXT[:128], "tier": "t\tier",
+            "price_version": "v\n1", "multiplier": Decimal("0.125"),
+            "occurred_at": datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=india),
+            "priced_at": datetime(1, 1, 2, tzinfo=UTC),
+        }
+    )  # fmt: skip
+    grant = granted("a:b@c.d-e_f", 7).model_copy(update={"reference": ODD_TEXT})
+    fix = CreditsAdjusted(
+        entry_id=uuid.uuid4(), account_id="z", credits=-3, reason=ODD_TEXT, occurred_at=T0
+    )
+    records = Log().records(debit, grant, fix)
+    assert (await apply(pool, records)).applied == 3
+    rows = await pool.fetch("SELECT * FROM journal ORDER BY seq")
+    assert [r["entry_id"] for r in rows] == [debit.entry_id, grant.entry_id, fix.entry_id]
+    d, g, f = rows
+    assert (d["account_id"], d["kind"], d["credits"], d["usage_event_id"], d["model"]) == (
+        debit.account_id, "debited", -12, ODD_TEXT, ODD_TEXT[:128],
+    )  # fmt: skip
+    assert (d["tier"], d["price_version"], d["multiplier"], d["billable_tokens"]) == (
+        "t\tier", "v\n1", Decimal("0.125"), 6,
+    )  # fmt: skip
+    assert (d["occurred_at"], d["priced_at"]) == (debit.occurred_at, debit.priced_at)
+    assert (d["reason"], d["reference"]) == (None, None)
+    assert (g["kind"], g["credits"], g["reference"], g["reason"], g["model"]) == (
+        "granted", 7, ODD_TEXT, "purchase", None,
+    )  # fmt: skip
+    assert (f["kind"], f["credits"], f["reason"], f["reference"], f["priced_at"]) == (
+        "adjusted", -3, ODD_TEXT, "", None,
+    )  # fmt: skip
+    assert [r["content_digest"] for r in rows] == [r.digest for r in records]  # type: ignore[union-attr]
+    assert [(r["source_partition"], r["source_offset"]) for r in rows] == [(0, 0), (0, 1), (0, 2)]

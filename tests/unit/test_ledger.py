@@ -186,3 +186,41 @@ def test_usage_rollups_add_up_across_batches(log: list[LedgerEntry], cut: int) -
         return {k: a.get(k, UsageTotals()) + b.get(k, UsageTotals()) for k in a.keys() | b.keys()}
 
     assert reduce(merge, [usage_rollup(log[:cut]), usage_rollup(log[cut:])]) == usage_rollup(log)
+
+
+texts = st.text(min_size=1, max_size=40)
+accounts = st.from_regex(r"[a-z0-9.:@-]{1,20}", fullmatch=True)
+zones = st.sampled_from(
+    [UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-8))]
+)
+moments = st.datetimes(
+    min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=zones
+)
+any_entry = st.one_of(
+    st.builds(
+        CreditsDebited, entry_id=st.uuids(), account_id=accounts,
+        usage_event_id=texts, model=texts, tier=texts,
+        multiplier=st.decimals(min_value=0, max_value=100, allow_nan=False, places=4),
+        billable_tokens=st.integers(0, 10**12), credits=st.integers(0, 2**62), price_version=texts,
+        occurred_at=moments, priced_at=moments,
+    ),
+    st.builds(
+        CreditsGranted, entry_id=st.uuids(), account_id=st.just("a"), credits=st.integers(1, 2**62),
+        reason=st.sampled_from(["purchase", "grant", "refund"]), reference=st.text(max_size=60),
+        occurred_at=moments,
+    ),
+    st.builds(
+        CreditsAdjusted, entry_id=st.uuids(), account_id=st.just("a"),
+        credits=st.integers(-(2**62), 2**62), reason=texts, reference=st.text(max_size=60),
+        occurred_at=moments,
+    ),
+)  # fmt: skip
+
+
+@given(any_entry)
+def test_the_one_pass_digest_equals_content_digest(entry: LedgerEntry) -> None:
+    """SourcedEntry digests its one canonical dump; conflict detection compares it with
+    digests stored by content_digest, so the two must never differ."""
+    record = sourced(entry)
+    assert record.canonical == entry.model_dump_json()
+    assert record.digest == content_digest(entry)
