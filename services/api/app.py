@@ -14,6 +14,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from services.api.auth import AuthConfigError, parse_tokens
+from services.api.authenticate import Authenticate
 from services.api.errors import install_error_handlers
 from services.api.limits import BodySizeLimit
 from services.api.metrics import ApiMetrics, RequestMetrics
@@ -49,8 +50,10 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(pricing.router)
     app.include_router(health.router)
     # Added last, so they wrap everything: oversized bodies are refused before any route
-    # runs, and every answer (error answers included) is counted.
+    # runs, tokens are checked before any body is parsed, and every answer (error answers
+    # included) is counted.
     app.add_middleware(BodySizeLimit)
+    app.add_middleware(Authenticate, tokens=tokens)
     app.add_middleware(RequestMetrics, metrics=metrics)
     return app
 

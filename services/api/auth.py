@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
@@ -66,27 +65,51 @@ def parse_tokens(settings: Settings) -> Tokens:
     return Tokens(enabled=mode == "enabled", pairs=tuple(pairs))
 
 
-# auto_error=False: a missing or malformed header is answered by `require` in the API's
-# own error format; the scheme is declared so /docs offers an "Authorize" button.
+# auto_error=False: a missing or malformed header is answered in the API's own error format;
+# the scheme is declared so /docs offers an "Authorize" button.
 bearer = HTTPBearer(auto_error=False, description="a token from LEDGER_API_TOKENS")
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
 
-def require(needed: Scope) -> Callable[..., Awaitable[None]]:
-    """A route dependency: 401 without a known token, 403 when its scope is not enough."""
+def refusal(tokens: Tokens, token: str | None, needed: Scope) -> ApiError | None:
+    """The 401 or 403 for `token` on a route that needs `needed`; None when it may pass."""
+    if not tokens.enabled:
+        return None
+    if token is None:
+        return ApiError(401, "unauthorized", "expected 'Authorization: Bearer <token>'", CHALLENGE)
+    scope = tokens.scope_of(token)
+    if scope is None:
+        return ApiError(401, "unauthorized", "unknown token", CHALLENGE)
+    if scope not in GRANTS[needed]:
+        return ApiError(403, "forbidden", f"this route needs the {needed!r} scope")
+    return None
 
-    async def check(request: Request, credentials: Credentials) -> None:
-        tokens: Tokens = request.app.state.tokens
-        if not tokens.enabled:
-            return
-        if credentials is None:
-            raise ApiError(
-                401, "unauthorized", "expected 'Authorization: Bearer <token>'", CHALLENGE
-            )
-        scope = tokens.scope_of(credentials.credentials)
-        if scope is None:
-            raise ApiError(401, "unauthorized", "unknown token", CHALLENGE)
-        if scope not in GRANTS[needed]:
-            raise ApiError(403, "forbidden", f"this route needs the {needed!r} scope")
 
-    return check
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header, as HTTPBearer reads it."""
+    if not authorization:
+        return None
+    scheme, _, token = authorization.strip().partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
+class Require:
+    """A route dependency: 401 without a known token, 403 when its scope is not enough.
+
+    The `Authenticate` middleware (services/api/authenticate.py) applies the same rule
+    before the body is parsed; this check stays as the route's own declaration (OpenAPI
+    security) and as a second line behind the middleware.
+    """
+
+    def __init__(self, needed: Scope) -> None:
+        self.needed = needed
+
+    async def __call__(self, request: Request, credentials: Credentials) -> None:
+        token = credentials.credentials if credentials is not None else None
+        if (error := refusal(request.app.state.tokens, token, self.needed)) is not None:
+            raise error
+
+
+def require(needed: Scope) -> Require:
+    return Require(needed)
