@@ -98,7 +98,7 @@ async def get_usage(
     "/{account_id}/credits",
     status_code=202,
     dependencies=[Depends(require("admin"))],
-    responses={**ERRORS, 400: {"model": ErrorBody}, 409: {"model": ErrorBody}},
+    responses={code: {"model": ErrorBody} for code in (*ERRORS, 400, 409, 413)},
 )
 async def post_credits(
     account_id: AccountId,

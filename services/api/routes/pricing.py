@@ -20,7 +20,8 @@ ERRORS: dict[int | str, dict[str, object]] = {
 }
 
 
-@router.post("/quote", responses=ERRORS)
+# 400: a body that cannot be decoded at all; 413: over the body limit (services/api/limits.py).
+@router.post("/quote", responses={**ERRORS, 400: {"model": ErrorBody}, 413: {"model": ErrorBody}})
 async def post_quote(body: QuoteRequest, opened: Opened) -> QuoteAnswer:
     """Prices a request under the version in force now; 422 `unknown_model` or
     `exceeds_context` when it cannot be priced."""
