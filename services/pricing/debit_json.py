@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime
 from decimal import Decimal
+from functools import lru_cache
 from json.encoder import encode_basestring
 from uuid import UUID
 
@@ -38,11 +39,22 @@ if tuple(CreditsDebited.model_fields) != FIELDS:
 
 def uuid5_text(namespace: UUID, name: str) -> str:
     """str(uuid.uuid5(namespace, name)), without building UUID objects."""
-    digest = bytearray(hashlib.sha1(namespace.bytes + name.encode()).digest()[:16])
-    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
-    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
-    h = digest.hex()
+    hashed = _namespace_hash(namespace).copy()
+    hashed.update(name.encode())
+    bits = int.from_bytes(hashed.digest()[:16]) & _CLEAR | _VERSION_5_RFC_4122
+    h = f"{bits:032x}"
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+# The version nibble (bits 76..79) and the variant bits (62..63) of a 128-bit UUID.
+_CLEAR = ~((0xF << 76) | (0x3 << 62))
+_VERSION_5_RFC_4122 = (0x5 << 76) | (0x2 << 62)
+
+
+@lru_cache(maxsize=8)
+def _namespace_hash(namespace: UUID) -> hashlib._Hash:
+    """sha1 already fed with the namespace; copying it saves hashing those bytes again."""
+    return hashlib.sha1(namespace.bytes)
 
 
 def timestamp_text(at: datetime) -> str:

@@ -110,6 +110,36 @@ class PriceBook:
             billable_tokens=billable_tokens(input_tokens, output_tokens),
         )
 
+    def price(
+        self,
+        *,
+        model: str,
+        input_tokens: int,
+        cached_input_tokens: int,
+        output_tokens: int,
+        at: datetime,
+    ) -> tuple[PriceVersion, Tier, int] | None:
+        """quote() for the hot path: (version, tier, credits), or None where quote() gives a
+        Rejection. The caller guarantees what quote() checks: counts >= 0, cached <= input,
+        an aware `at`."""
+        index = bisect_right(self._starts, at) - 1
+        if index < 0:
+            return None
+        version = self.versions[index]
+        price = version.models.get(model)
+        if price is None:
+            return None
+        tier = price.tier_for(input_tokens)
+        if tier is None:
+            return None
+        credits = price.credits(
+            tier,
+            input_tokens=input_tokens,
+            cached_input_tokens=cached_input_tokens,
+            output_tokens=output_tokens,
+        )
+        return version, tier, credits
+
     def describe(self, now: datetime) -> list[dict[str, object]]:
         """Every version as JSON-ready dicts, with its status at `now`."""
         _require_aware(now)
