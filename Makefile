@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install up down test unit lint run stop bench schemas status clean
+.PHONY: install up down test unit lint run stop bench schemas status clean soak
 
 install: $(STAMP)
 
@@ -48,6 +48,13 @@ run: install up
 
 stop:
 	@infra/run.sh stop
+
+# The crash matrix with more seeds, more load and more kills than `make test` runs.
+soak: install up
+	for seed in 101 202 303 404 505 606; do \
+		FAULT_SEED=$$seed FAULT_EVENTS=60000 FAULT_RATE=2000 FAULT_EXTRA_KILLS=4 \
+		$(BIN)/pytest tests/e2e/test_fault_crash_matrix.py -s $(PYTEST_ARGS) || exit 1; \
+	done
 
 bench: install up
 	$(BIN)/ledger bench --output bench-results/bench.json

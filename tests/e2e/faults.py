@@ -46,6 +46,9 @@ ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 # How long a scenario may take to settle before its counts are taken as final. Not a
 # performance assertion: the counts decide, this only keeps a broken run from hanging.
 SETTLE_S = 120.0
+# A pipeline that has not moved for this long is taken as settled: a pricing restart waits
+# for the group's session timeout (10 s), so this must be longer than that.
+STALL_S = 25.0
 
 
 def scenario_seeds(defaults: tuple[int, ...]) -> list[int]:
@@ -390,18 +393,21 @@ class Report:
 
 
 async def settle(settings: Settings, expected: Expected, pipeline: Pipeline | None = None) -> None:
-    """Waits until the journal holds every usage event's debit and the DLQ every rejection."""
+    """Waits until the journal holds every usage event's debit and the DLQ every rejection,
+    or until nothing has moved for STALL_S (then the counts show what is missing)."""
     deadline = time.monotonic() + SETTLE_S
+    progress, moved_at = -1, time.monotonic()
     conn = await asyncpg.connect(settings.database_url)
     try:
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and time.monotonic() - moved_at < STALL_S:
             if pipeline is not None and (ended := pipeline.exited()):
                 raise AssertionError(f"services exited on their own: {ended}\n{pipeline.logs()}")
             debits = await count_debits(conn)
-            if debits >= len(expected.event_ids):
-                rejected = await rejections(settings)
-                if len(rejected) >= expected.malformed:
-                    return
+            rejected = len(await rejections(settings))
+            if debits >= len(expected.event_ids) and rejected >= expected.malformed:
+                return
+            if debits + rejected != progress:
+                progress, moved_at = debits + rejected, time.monotonic()
             await asyncio.sleep(0.5)
     finally:
         await conn.close()
