@@ -41,14 +41,12 @@ def uuid5_text(namespace: UUID, name: str) -> str:
     """str(uuid.uuid5(namespace, name)), without building UUID objects."""
     hashed = _namespace_hash(namespace).copy()
     hashed.update(name.encode())
-    bits = int.from_bytes(hashed.digest()[:16]) & _CLEAR | _VERSION_5_RFC_4122
-    h = f"{bits:032x}"
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    h = hashed.hexdigest()
+    # The 13th hex digit is the version (5); the 17th carries the RFC 4122 variant bits 10.
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
 
 
-# The version nibble (bits 76..79) and the variant bits (62..63) of a 128-bit UUID.
-_CLEAR = ~((0xF << 76) | (0x3 << 62))
-_VERSION_5_RFC_4122 = (0x5 << 76) | (0x2 << 62)
+_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
 
 
 @lru_cache(maxsize=8)
