@@ -38,6 +38,10 @@ class FreshnessFigure:
     p95_ms: float | None
     p99_ms: float | None
     max_ms: float | None
+    # When the steady load ended: published events not yet priced / priced, not yet applied.
+    # A backlog there means a stage could not keep up with the rate.
+    backlog_at_end_of_load: dict[str, int] = field(default_factory=dict)
+    cores_used: dict[str, float] = field(default_factory=dict)  # during the whole phase
 
 
 @dataclass

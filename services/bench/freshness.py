@@ -12,7 +12,7 @@ import asyncio
 import math
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -47,8 +47,17 @@ class ProbeAccount:
             self.latencies.append(now - self.sent_at[len(self.latencies)])
 
 
+# (usage events priced, entries applied) so far in the namespace.
+Progress = Callable[[], Awaitable[tuple[int, int]]]
+
+
 async def measure_freshness(
-    settings: Settings, pipeline: Pipeline, load: Sequence[KeyedMessage], target_rate: int
+    settings: Settings,
+    pipeline: Pipeline,
+    load: Sequence[KeyedMessage],
+    target_rate: int,
+    progress: Progress,
+    published_before: int,
 ) -> FreshnessFigure:
     run = uuid.uuid4().hex[:8]
     probes = [ProbeAccount(f"probe-{run}-{i}") for i in range(PROBE_ACCOUNTS)]
@@ -58,12 +67,19 @@ async def measure_freshness(
         try:
             async with UsagePublisher(settings) as publisher:
                 elapsed = await _steady_load(publisher, load, probes, target_rate)
+            priced, applied = await progress()
             await _drain(probes, pipeline, pollers)
         finally:
             for poller in pollers:
                 poller.cancel()
             await asyncio.gather(*pollers, return_exceptions=True)
-    return _figure(probes, len(load), elapsed, target_rate)
+    figure = _figure(probes, len(load), elapsed, target_rate)
+    published = published_before + len(load) + figure.probes
+    figure.backlog_at_end_of_load = {
+        "not yet priced": published - priced,
+        "priced, not yet applied": priced - applied,
+    }
+    return figure
 
 
 async def _steady_load(

@@ -20,13 +20,11 @@ from services.bench.namespace import Namespace
 from services.bench.processes import Service
 from services.bench.progress import applied_count, patience, wait_for_count
 from services.bench.resources import (
+    CpuMeter,
     ProcessGroup,
     children_of,
     cmdline,
-    cpu_used,
-    machine_busy_seconds,
     pid_from_file,
-    sample,
 )
 from services.bench.stages import Chunks, generate, publish
 from services.gateway.traffic import TrafficPlan
@@ -34,7 +32,6 @@ from services.gateway.traffic import TrafficPlan
 # Events on accounts of their own before the clock starts: every consumer has joined its group
 # and every connection is open, so the timed run measures work, not startup.
 WARMUP_EVENTS = 200
-OTHERS = "other processes"
 REPO = Path(services.__file__).resolve().parent.parent
 
 
@@ -96,7 +93,7 @@ async def end_to_end(
 ) -> EndToEnd:
     groups = process_groups(pipeline, ns.database)
     target = await applied_count(conn) + events
-    before, busy_before = sample(groups), machine_busy_seconds()
+    meter = CpuMeter(groups)
     started = time.monotonic()
     watcher = asyncio.create_task(
         wait_for_count(lambda: applied_count(conn), target, patience(events), pipeline.services())
@@ -106,10 +103,7 @@ async def end_to_end(
         reached = await watcher
     finally:
         watcher.cancel()
-    used = cpu_used(before, sample(groups))
-    # Everything else the machine did meanwhile: other users' tests compete for the cores.
-    used[OTHERS] = max(0.0, machine_busy_seconds() - busy_before - sum(used.values()))
-    return EndToEnd(StageFigure.of(events, reached.at - started), used)
+    return EndToEnd(StageFigure.of(events, reached.at - started), meter.used())
 
 
 def local_dir() -> Path:

@@ -104,6 +104,10 @@ def _details_table(f: BenchFigures) -> Table:
         table.add_row("freshness probes seen", f"{fresh.probes_seen} of {fresh.probes}")
         for label, ms in (("p50", fresh.p50_ms), ("p95", fresh.p95_ms), ("max", fresh.max_ms)):
             table.add_row(f"freshness {label} ms", _number(ms))
+        for backlog, count in fresh.backlog_at_end_of_load.items():
+            table.add_row(f"freshness backlog at end of load: {backlog}", f"{count:,}")
+        cores = ", ".join(f"{name} {c:g}" for name, c in fresh.cores_used.items())
+        table.add_row("freshness cores used", cores)
     if (rebuild := f.rebuild) is not None:
         done = rebuild.status if rebuild.status != "ok" else f"{rebuild.entries:,} entries"
         took = f" in {rebuild.seconds} s" if rebuild.seconds is not None else ""

@@ -8,12 +8,15 @@ seconds per wall second).
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PROC = Path("/proc")
+OTHERS = "other processes"
+IOWAIT = "disk wait (iowait)"
 
 
 def cpu_seconds(pid: int) -> float | None:
@@ -101,9 +104,32 @@ def pid_from_file(path: Path) -> int | None:
     return pid if (PROC / str(pid)).exists() else None
 
 
-def machine_busy_seconds() -> float:
-    """CPU seconds all cores spent on anything but idling since boot (/proc/stat): the
-    difference between two readings minus the bench's processes is everyone else's load."""
+def machine_seconds() -> tuple[float, float]:
+    """(busy, iowait): CPU seconds all cores spent working, and idle waiting for the disk,
+    since boot (/proc/stat)."""
     fields = (PROC / "stat").read_text().splitlines()[0].split()[1:]
     ticks = [int(f) for f in fields[:8]]  # user nice system idle iowait irq softirq steal
-    return (sum(ticks) - ticks[3] - ticks[4]) / CLOCK_TICKS
+    return (sum(ticks) - ticks[3] - ticks[4]) / CLOCK_TICKS, ticks[4] / CLOCK_TICKS
+
+
+class CpuMeter:
+    """CPU seconds of each group from now on, plus the rest of the machine's load (other users'
+    tests compete for the same cores) and the time cores sat waiting for the disk."""
+
+    def __init__(self, groups: list[ProcessGroup]) -> None:
+        self.groups = groups
+        self.started = time.monotonic()
+        self.before = sample(groups)
+        self.machine = machine_seconds()
+
+    def used(self) -> dict[str, float]:
+        used = cpu_used(self.before, sample(self.groups))
+        busy, iowait = machine_seconds()
+        used[OTHERS] = max(0.0, busy - self.machine[0] - sum(used.values()))
+        used[IOWAIT] = iowait - self.machine[1]
+        return used
+
+    def cores(self) -> dict[str, float]:
+        """Average cores each group kept busy since the meter started."""
+        elapsed = time.monotonic() - self.started
+        return {name: round(cpu / elapsed, 2) for name, cpu in self.used().items()}

@@ -14,20 +14,22 @@ from pathlib import Path
 import asyncpg
 
 from services.bench.baseline import run_baseline
-from services.bench.figures import BenchFigures, ProcessFigure
+from services.bench.figures import BenchFigures, FreshnessFigure, ProcessFigure
 from services.bench.freshness import measure_freshness
-from services.bench.namespace import BenchNamespaces, create, new_namespaces, remove
+from services.bench.namespace import BenchNamespaces, Namespace, create, new_namespaces, remove
 from services.bench.pipeline import (
     WARMUP_EVENTS,
     EndToEnd,
+    Pipeline,
     end_to_end,
     local_dir,
+    process_groups,
     start_pipeline,
     warm_up,
 )
-from services.bench.progress import patience
+from services.bench.progress import PricingOffsets, applied_count, patience
 from services.bench.rebuild import measure_rebuild
-from services.bench.resources import peak_rss_mb, pid_from_file
+from services.bench.resources import IOWAIT, OTHERS, CpuMeter, peak_rss_mb, pid_from_file
 from services.bench.stages import Chunks, generate, run_stages
 from services.common.settings import load_settings
 from services.gateway.traffic import TrafficPlan
@@ -42,7 +44,8 @@ NOTES = {
     "bench (publisher)": "the gateways' stand-in; polls progress",
     "kafka": "whole broker (shared)",
     "postgresql": "bench DB backends + background",
-    "other processes": "not the bench's: other users' load",
+    OTHERS: "not the bench's: other users' load",
+    IOWAIT: "cores idle, waiting for the disk",
 }
 
 Say = Callable[[str], None]
@@ -113,16 +116,38 @@ async def _pipeline(
         e2e = await end_to_end(ns, pipeline, conn, chunks, f.events)
         f.end_to_end = e2e.figure
         say(f"freshness: {opts.rate:,} events/s for {opts.seconds:g} s with probes")
-        steady = TrafficPlan(ACCOUNTS, events=int(opts.rate * opts.seconds), seed=seed + 2)
-        load = list(chain.from_iterable(generate(steady)))
-        f.freshness = await measure_freshness(ns.settings, pipeline, load, opts.rate)
+        fresh = await _freshness(ns, pipeline, conn, opts, f.events, seed)
+        f.freshness = fresh
         counters = dict(await conn.fetch(COUNTERS))
         f.checks["projector_counters"] = counters
-        f.checks["expected_applied"] = WARMUP_EVENTS + f.events + len(load) + f.freshness.probes
+        f.checks["expected_applied"] = WARMUP_EVENTS + f.events + fresh.sent + fresh.probes
     finally:
         pipeline.stop()
         await conn.close()
     _process_figures(f, e2e, {s.name: s.peak_rss_mb for s in pipeline.services()})
+
+
+async def _freshness(
+    ns: Namespace,
+    pipeline: Pipeline,
+    conn: asyncpg.Connection,
+    opts: Options,
+    events_before: int,
+    seed: int,
+) -> FreshnessFigure:
+    steady = TrafficPlan(ACCOUNTS, events=int(opts.rate * opts.seconds), seed=seed + 2)
+    load = list(chain.from_iterable(generate(steady)))
+    async with PricingOffsets(ns.settings) as offsets:
+
+        async def progress() -> tuple[int, int]:
+            return await offsets.count(), await applied_count(conn)
+
+        meter = CpuMeter(process_groups(pipeline, ns.database))
+        figure = await measure_freshness(
+            ns.settings, pipeline, load, opts.rate, progress, WARMUP_EVENTS + events_before
+        )
+        figure.cores_used = meter.cores()
+    return figure
 
 
 def _process_figures(f: BenchFigures, e2e: EndToEnd, rss: dict[str, float | None]) -> None:
