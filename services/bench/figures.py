@@ -18,6 +18,8 @@ class StageFigure:
     events_per_s: float
     # CPU seconds per 1,000 events of the stage's own process (None: not sampled).
     cpu_s_per_1k: float | None = None
+    # Average cores each process (and the rest of the machine) kept busy meanwhile.
+    cores_used: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def of(cls, events: int, seconds: float, cpu_s: float | None = None) -> StageFigure:

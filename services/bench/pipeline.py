@@ -4,35 +4,26 @@ and the end-to-end run timed from the first publish to the last debit applied in
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
 import socket
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
 
-import services
 from services.bench.figures import StageFigure
+from services.bench.machine import process_groups
 from services.bench.namespace import Namespace
 from services.bench.processes import Service
 from services.bench.progress import applied_count, patience, wait_for_count
-from services.bench.resources import (
-    CpuMeter,
-    ProcessGroup,
-    children_of,
-    cmdline,
-    pid_from_file,
-)
+from services.bench.resources import CpuMeter
 from services.bench.stages import Chunks, generate, publish
 from services.gateway.traffic import TrafficPlan
 
 # Events on accounts of their own before the clock starts: every consumer has joined its group
 # and every connection is open, so the timed run measures work, not startup.
 WARMUP_EVENTS = 200
-REPO = Path(services.__file__).resolve().parent.parent
 
 
 @dataclass
@@ -91,7 +82,7 @@ async def end_to_end(
     chunks: Chunks,
     events: int,
 ) -> EndToEnd:
-    groups = process_groups(pipeline, ns.database)
+    groups = process_groups(pipeline.services(), ns.database)
     target = await applied_count(conn) + events
     meter = CpuMeter(groups)
     started = time.monotonic()
@@ -104,41 +95,6 @@ async def end_to_end(
     finally:
         watcher.cancel()
     return EndToEnd(StageFigure.of(events, reached.at - started), meter.used())
-
-
-def local_dir() -> Path:
-    """Where `make up` keeps the native Kafka's and PostgreSQL's pid files (infra/*.sh)."""
-    return Path(os.environ.get("LEDGER_LOCAL_DIR", REPO / ".local"))
-
-
-def process_groups(pipeline: Pipeline, database: str) -> list[ProcessGroup]:
-    local = local_dir()
-    groups = [ProcessGroup(s.name, _pid_of(s)) for s in pipeline.services()]
-    groups.append(ProcessGroup("bench (publisher)", lambda: [os.getpid()]))
-    kafka = pid_from_file(local / "kafka.pid")
-    if kafka is not None:
-        groups.append(ProcessGroup("kafka", lambda: [kafka]))
-    postmaster = pid_from_file(local / "pg-data" / "postmaster.pid")
-    if postmaster is not None:
-        groups.append(ProcessGroup("postgresql", lambda: _postgres_pids(postmaster, database)))
-    return groups
-
-
-def _pid_of(service: Service) -> Callable[[], list[int]]:
-    return lambda: [service.pid]
-
-
-def _postgres_pids(postmaster: int, database: str) -> list[int]:
-    """The postmaster, its background processes (WAL writer, checkpointer...) and the backends
-    of the bench's database; backends of other databases belong to other users of the
-    server and are left out."""
-    pids = [postmaster]
-    for pid in children_of(postmaster):
-        line = cmdline(pid)
-        is_backend = "(" in line or "[local]" in line
-        if not is_backend or f" {database} " in line:
-            pids.append(pid)
-    return pids
 
 
 def _free_port() -> int:

@@ -99,6 +99,8 @@ def _details_table(f: BenchFigures) -> Table:
         if stage is not None:
             cpu = f", {stage.cpu_s_per_1k} CPU s/1k" if stage.cpu_s_per_1k is not None else ""
             table.add_row(f"{name} events/s", f"{stage.events_per_s:,.0f} ({stage.seconds} s{cpu})")
+            if stage.cores_used:
+                table.add_row(f"{name} cores used", _cores(stage.cores_used))
     if (fresh := f.freshness) is not None:
         table.add_row("freshness load sent", f"{fresh.sent:,} at {fresh.achieved_rate:,.0f}/s")
         table.add_row("freshness probes seen", f"{fresh.probes_seen} of {fresh.probes}")
@@ -106,8 +108,7 @@ def _details_table(f: BenchFigures) -> Table:
             table.add_row(f"freshness {label} ms", _number(ms))
         for backlog, count in fresh.backlog_at_end_of_load.items():
             table.add_row(f"freshness backlog at end of load: {backlog}", f"{count:,}")
-        cores = ", ".join(f"{name} {c:g}" for name, c in fresh.cores_used.items())
-        table.add_row("freshness cores used", cores)
+        table.add_row("freshness cores used", _cores(fresh.cores_used))
     if (rebuild := f.rebuild) is not None:
         done = rebuild.status if rebuild.status != "ok" else f"{rebuild.entries:,} entries"
         took = f" in {rebuild.seconds} s" if rebuild.seconds is not None else ""
@@ -132,6 +133,10 @@ def _processes_table(f: BenchFigures) -> Table:
             name, _number(p.cpu_s_per_1k), _number(p.cores_used), _number(p.peak_rss_mb), p.note
         )
     return table
+
+
+def _cores(cores: dict[str, float]) -> str:
+    return ", ".join(f"{name} {c:g}" for name, c in cores.items())
 
 
 def _number(value: float | None) -> str:

@@ -16,14 +16,13 @@ import asyncpg
 from services.bench.baseline import run_baseline
 from services.bench.figures import BenchFigures, FreshnessFigure, ProcessFigure
 from services.bench.freshness import measure_freshness
+from services.bench.machine import local_dir, process_groups
 from services.bench.namespace import BenchNamespaces, Namespace, create, new_namespaces, remove
 from services.bench.pipeline import (
     WARMUP_EVENTS,
     EndToEnd,
     Pipeline,
     end_to_end,
-    local_dir,
-    process_groups,
     start_pipeline,
     warm_up,
 )
@@ -142,7 +141,7 @@ async def _freshness(
         async def progress() -> tuple[int, int]:
             return await offsets.count(), await applied_count(conn)
 
-        meter = CpuMeter(process_groups(pipeline, ns.database))
+        meter = CpuMeter(process_groups(pipeline.services(), ns.database))
         figure = await measure_freshness(
             ns.settings, pipeline, load, opts.rate, progress, WARMUP_EVENTS + events_before
         )

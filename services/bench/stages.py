@@ -14,10 +14,11 @@ from pathlib import Path
 import asyncpg
 
 from services.bench.figures import StageFigure
+from services.bench.machine import process_groups
 from services.bench.namespace import Namespace
 from services.bench.processes import Service
 from services.bench.progress import PricingOffsets, applied_count, patience, wait_for_count
-from services.bench.resources import cpu_seconds
+from services.bench.resources import CpuMeter
 from services.common.settings import Settings
 from services.gateway.progress import ProgressReport
 from services.gateway.publisher import UsagePublisher
@@ -70,10 +71,10 @@ async def _pricing_alone(
     service = Service("pricing", ns.env(), log_dir)
     try:
         service.start()
-        cpu_before = cpu_seconds(service.pid)
+        meter = CpuMeter(process_groups([service], ns.database))
         async with PricingOffsets(ns.settings) as offsets:
             reached = await wait_for_count(offsets.count, events, patience(events), [service])
-        figure = _figure(service, events, reached.at, cpu_before)
+        figure = _figure(service, events, reached.at, meter)
     finally:
         service.stop()
     return figure, service.peak_rss_mb
@@ -86,18 +87,20 @@ async def _projection_alone(
     conn = await asyncpg.connect(ns.settings.database_url)
     try:
         service.start()
-        cpu_before = cpu_seconds(service.pid)
+        meter = CpuMeter(process_groups([service], ns.database))
         reached = await wait_for_count(
             lambda: applied_count(conn), events, patience(events), [service]
         )
-        figure = _figure(service, events, reached.at, cpu_before)
+        figure = _figure(service, events, reached.at, meter)
     finally:
         service.stop()
         await conn.close()
     return figure, service.peak_rss_mb
 
 
-def _figure(service: Service, events: int, done_at: float, cpu_before: float | None) -> StageFigure:
-    cpu_after = cpu_seconds(service.pid)
-    cpu = cpu_after - cpu_before if cpu_after is not None and cpu_before is not None else None
-    return StageFigure.of(events, done_at - service.ready_at, cpu)
+def _figure(service: Service, events: int, done_at: float, meter: CpuMeter) -> StageFigure:
+    """The meter starts a moment after the ready mark; its cores cover the stage's work."""
+    cores = meter.cores()
+    figure = StageFigure.of(events, done_at - service.ready_at, meter.used()[service.name])
+    figure.cores_used = cores
+    return figure

@@ -1,0 +1,49 @@
+"""The processes a phase's CPU is charged to: the bench's services, the bench itself, and the
+native Kafka broker and PostgreSQL server `make up` started (found by their pid files)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import services
+from services.bench.processes import Service
+from services.bench.resources import ProcessGroup, children_of, cmdline, pid_from_file
+
+REPO = Path(services.__file__).resolve().parent.parent
+
+
+def local_dir() -> Path:
+    """Where `make up` keeps the native Kafka's and PostgreSQL's pid files (infra/*.sh)."""
+    return Path(os.environ.get("LEDGER_LOCAL_DIR", REPO / ".local"))
+
+
+def process_groups(services: Sequence[Service], database: str) -> list[ProcessGroup]:
+    local = local_dir()
+    groups = [ProcessGroup(s.name, _pid_of(s)) for s in services]
+    groups.append(ProcessGroup("bench (publisher)", lambda: [os.getpid()]))
+    kafka = pid_from_file(local / "kafka.pid")
+    if kafka is not None:
+        groups.append(ProcessGroup("kafka", lambda: [kafka]))
+    postmaster = pid_from_file(local / "pg-data" / "postmaster.pid")
+    if postmaster is not None:
+        groups.append(ProcessGroup("postgresql", lambda: _postgres_pids(postmaster, database)))
+    return groups
+
+
+def _pid_of(service: Service) -> Callable[[], list[int]]:
+    return lambda: [service.pid]
+
+
+def _postgres_pids(postmaster: int, database: str) -> list[int]:
+    """The postmaster, its background processes (WAL writer, checkpointer...) and the backends
+    of the bench's database; backends of other databases belong to other users of the
+    server and are left out."""
+    pids = [postmaster]
+    for pid in children_of(postmaster):
+        line = cmdline(pid)
+        is_backend = "(" in line or "[local]" in line
+        if not is_backend or f" {database} " in line:
+            pids.append(pid)
+    return pids
