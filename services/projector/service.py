@@ -8,6 +8,7 @@ effect). Fetching and parsing the next batch overlaps with writing the current o
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -33,6 +34,8 @@ from services.projector.store import ApplyResult, apply_prepared, open_projectio
 log = logging.getLogger("services.projector")
 
 MAX_RECORDS = 10_000
+# Allocations between young-generation collections (CPython's default is 700).
+GC_THRESHOLD = 100_000
 FETCH_TIMEOUT_MS = 500
 REPORT_SECONDS = 5.0
 MAX_BACKOFF_SECONDS = 5.0
@@ -57,12 +60,23 @@ class Batch:
 
 
 def run() -> int:
+    quiet_garbage_collector()
     try:
         asyncio.run(serve(load_settings()))
     except Exception:
         log.exception("projector stopped by an error; uncommitted batches will be redelivered")
         return 1
     return 0
+
+
+def quiet_garbage_collector() -> None:
+    """A batch makes about ten objects per entry, all alive until it is applied, and nothing
+    here makes reference cycles worth chasing often: with the default thresholds the
+    collector re-scans every live batch many times over. Objects that exist at start
+    (modules, schemas) are frozen out of the scans altogether."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_THRESHOLD, 50, 100)
 
 
 async def serve(settings: Settings) -> None:
