@@ -50,9 +50,7 @@ def crash_schedule(seed: int) -> list[tuple[float, str, float]]:
 async def test_every_usage_event_settles_once_whatever_is_killed(
     seed: int, isolated_settings: Settings, tmp_path: Path
 ) -> None:
-    plan = TrafficPlan(
-        accounts=ACCOUNTS, events=EVENTS, seed=seed, duplicates=0.02, malformed=0.01
-    )
+    plan = TrafficPlan(accounts=ACCOUNTS, events=EVENTS, seed=seed, duplicates=0.02, malformed=0.01)
     expected = expected_traffic(plan)
     report = Report(f"crash-matrix FAULT_SEED={seed}", published=plan.events)
     pipeline = Pipeline.standard(isolated_settings, tmp_path)
