@@ -60,6 +60,8 @@ start() {
     "$ROOT/infra/kafka/server.properties.in" >"$CONF"
   format_storage
   say "starting Kafka on 127.0.0.1:$PORT (logs in $LOGS/kafka)"
+  # Readiness is read from server.log: keep the previous run's log out of the way.
+  [ -f "$LOGS/kafka/server.log" ] && mv -f "$LOGS/kafka/server.log" "$LOGS/kafka/server.log.previous"
   local cmd; read -ra cmd <<<"$(java_cmd)"
   nohup "${cmd[@]}" kafka.Kafka "$CONF" >"$LOGS/kafka/stdout.log" 2>&1 &
   echo $! >"$PIDFILE"
