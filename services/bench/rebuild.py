@@ -57,7 +57,7 @@ async def measure_rebuild(
         seconds=round(seconds, 3),
         entries_per_s=round(rate(entries, seconds)),
         matches_live=before == after,
-        peak_rss_mb=rss,
+        peak_rss_mb=round(rss, 1) if rss is not None else None,
         detail="wall time of the whole command, interpreter startup included",
         reported_seconds=own_s,
         reported_entries_per_s=round(rate(entries, own_s)) if own_s else None,
