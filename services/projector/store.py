@@ -62,7 +62,8 @@ JOURNAL_COPY_COLUMNS = (
     "billable_tokens", "price_version", "usage_event_id", "reason", "reference", "occurred_at",
     "priced_at", "content_digest", "source_partition", "source_offset", "ord",
 )  # fmt: skip
-# The result lists the entry_ids that were already in the journal (duplicates or conflicts).
+# Inserts the staged rows; answers how many were new. Almost always all of them: a batch
+# only meets stored entry_ids after a redelivery or in a re-sent event.
 INSERT_JOURNAL = """
 WITH inserted AS (
     INSERT INTO journal (entry_id, account_id, kind, credits, model, tier, multiplier,
@@ -74,10 +75,17 @@ WITH inserted AS (
            content_digest, source_partition, source_offset
     FROM pg_temp.journal_staging ORDER BY ord
     ON CONFLICT (entry_id) DO NOTHING
-    RETURNING entry_id
+    RETURNING 1
 )
-SELECT entry_id FROM pg_temp.journal_staging EXCEPT SELECT entry_id FROM inserted
+SELECT count(*) FROM inserted
 """
+# The same insert, answering which entry_ids were already in the journal (duplicates or
+# conflicts). The set difference costs PostgreSQL about 1.5 us per row, so it runs only
+# when INSERT_JOURNAL (rolled back to its savepoint) found some already there.
+INSERT_JOURNAL_LISTING_KNOWN = INSERT_JOURNAL.replace("RETURNING 1", "RETURNING entry_id").replace(
+    "SELECT count(*) FROM inserted",
+    "SELECT entry_id FROM pg_temp.journal_staging EXCEPT SELECT entry_id FROM inserted",
+)
 
 APPLIED_DIGESTS = "SELECT entry_id, content_digest FROM journal WHERE entry_id = ANY($1::uuid[])"
 
@@ -236,7 +244,17 @@ async def _insert_journal(conn: asyncpg.Connection, batch: columns.PreparedBatch
         columns=JOURNAL_COPY_COLUMNS,
         format="text",
     )
-    return [r["entry_id"] for r in await conn.fetch(INSERT_JOURNAL)]
+    try:
+        async with conn.transaction():  # a savepoint: undone when some were known
+            if await conn.fetchval(INSERT_JOURNAL) == len(batch.plan.candidates):
+                return []
+            raise _SomeKnown
+    except _SomeKnown:
+        return [r["entry_id"] for r in await conn.fetch(INSERT_JOURNAL_LISTING_KNOWN)]
+
+
+class _SomeKnown(Exception):
+    """Some staged entry_ids were in the journal already: INSERT_JOURNAL is undone."""
 
 
 async def _one_chunk(data: bytes) -> AsyncIterator[bytes]:

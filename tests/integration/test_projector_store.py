@@ -246,3 +246,23 @@ async def test_journal_rows_hold_every_value_exactly_whatever_the_text(pool: asy
     )  # fmt: skip
     assert [r["content_digest"] for r in rows] == [r.digest for r in records]  # type: ignore[union-attr]
     assert [(r["source_partition"], r["source_offset"]) for r in rows] == [(0, 0), (0, 1), (0, 2)]
+
+
+async def test_a_batch_mixing_new_and_applied_entries_applies_only_the_new(
+    pool: asyncpg.Pool,
+) -> None:
+    """The journal insert is undone and redone when it meets stored entry_ids."""
+    log = Log()
+    first, second, third = granted("a", 100), debited("a", 30), debited("b", 4)
+    await apply(pool, log.records(first, second))
+    result = await apply(pool, [*Log().records(first, second), *log.records(third)])
+    assert (result.applied, result.duplicates, result.conflicts) == (1, 2, 0)
+    assert await table(pool, BALANCES) == [
+        ("a", 70, 100, 0, 30, 2, "active"),
+        ("b", -4, 0, 0, 4, 1, "exhausted"),
+    ]
+    journal = await table(pool, "SELECT entry_id, source_offset FROM journal ORDER BY seq")
+    assert journal == [(first.entry_id, 0), (second.entry_id, 1), (third.entry_id, 2)]
+    assert dict(await table(pool, COUNTERS)) == {
+        "applied": 3, "conflicts": 0, "duplicates": 2, "rejected": 0,
+    }  # fmt: skip
