@@ -10,12 +10,12 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 import orjson
 
-from schemas.events import LedgerEntry
+from schemas.events import CreditsDebited, LedgerEntry
 from services.projector.ledger import (
     AccountDelta,
     BatchPlan,
@@ -26,6 +26,7 @@ from services.projector.ledger import (
     account_deltas,
     next_offsets,
     plan_batch,
+    usage_day,
     usage_rollup,
 )
 
@@ -57,7 +58,49 @@ def prepare(records: Sequence[SourcedEntry | RejectedMessage]) -> PreparedBatch:
 
 
 def totals(entries: Iterable[LedgerEntry]) -> Columns:
-    """Columns of UPSERT_TOTALS $1..$12."""
+    """Columns of UPSERT_TOTALS $1..$12: what `reference_totals` gives (unit tests compare
+    them), in one pass over the entries and without the intermediate values, because this
+    runs for every batch."""
+    balance_rows: dict[str, list[Any]] = {}  # account -> [purchased, adjusted, spent, n, at]
+    usage_rows: dict[tuple[str, date, str], list[int]] = {}  # -> [requests, tokens, credits]
+    days: dict[datetime, date] = {}
+    for entry in entries:
+        account, at, credits = entry.account_id, entry.occurred_at, entry.credits
+        row = balance_rows.get(account)
+        if row is None:
+            row = balance_rows[account] = [0, 0, 0, 0, at]
+        elif at > row[4]:
+            row[4] = at
+        row[_COLUMN[entry.type]] += credits
+        row[3] += 1
+        if isinstance(entry, CreditsDebited):
+            day = days.get(at)
+            if day is None:
+                day = days[at] = usage_day(at)
+            key = (account, day, entry.model)
+            usage_row = usage_rows.get(key)
+            if usage_row is None:
+                usage_row = usage_rows[key] = [0, 0, 0]
+            usage_row[0] += 1
+            usage_row[1] += entry.billable_tokens
+            usage_row[2] += credits
+    b = list(balance_rows.values())
+    u = list(usage_rows.values())
+    keys = list(usage_rows)
+    return (
+        list(balance_rows), [r[0] for r in b], [r[1] for r in b], [r[2] for r in b],
+        [r[3] for r in b], [r[4] for r in b],
+        [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys],
+        [r[0] for r in u], [r[1] for r in u], [r[2] for r in u],
+    )  # fmt: skip
+
+
+# Where each kind adds up in a balances row (AccountDelta's order: purchased, adjusted, spent).
+_COLUMN = {"credits.granted": 0, "credits.adjusted": 1, "credits.debited": 2}
+
+
+def reference_totals(entries: Iterable[LedgerEntry]) -> Columns:
+    """`totals` spelled with the ledger arithmetic of ledger.py: the reference it must equal."""
     applied = list(entries)
     return (*balances(account_deltas(applied)), *usage(usage_rollup(applied)))
 

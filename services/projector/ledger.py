@@ -284,5 +284,6 @@ __all__ = [
     "signed_credits",
     "split_repeats",
     "status_for",
+    "usage_day",
     "usage_rollup",
 ]
