@@ -51,6 +51,10 @@ CONNECTION_ERRORS = (
     asyncpg.exceptions.OperatorInterventionError,
     asyncpg.exceptions.InsufficientResourcesError,
     asyncpg.InterfaceError,
+    # A shutdown that arrives during the journal's COPY leaves asyncpg consuming the error
+    # when the transaction's ROLLBACK is sent: "cannot switch to state 15; another operation
+    # (2) is in progress". The server has rolled back; the retry uses another connection.
+    asyncpg.InternalClientError,
 )
 
 T = TypeVar("T")
