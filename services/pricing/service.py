@@ -138,12 +138,11 @@ class Pricing:
             if fetched:
                 async with self.guard.lock:
                     if self.guard.generation != generation:
-                        # The rebalance reset every position to its committed offset, so
-                        # these records come again; pricing them now would duplicate them.
                         log.info(
                             "rebalance during fetch: %d records left to be re-read",
                             sum(map(len, fetched.values())),
                         )
+                        await self.rewind_to_committed()
                         continue
                     records = [r for batch in fetched.values() for r in batch]
                     started = time.monotonic()
@@ -165,6 +164,21 @@ class Pricing:
                     committed_at - priced_at,
                 )
             self.report()
+
+    async def rewind_to_committed(self) -> None:
+        """Puts every assigned partition back at its committed offset.
+
+        Records fetched across a rebalance may belong to the old assignment (another member
+        may have priced them since) or to the new one (the position is already past them):
+        only the group's committed offsets, written in the same transactions as the debits,
+        say where pricing really stands.
+        """
+        for tp in self.consumer.assignment():
+            committed = await self.consumer.committed(tp)
+            if committed is None:
+                await self.consumer.seek_to_beginning(tp)
+            else:
+                self.consumer.seek(tp, committed)
 
     def after_commit(self, priced: PricedBatch) -> None:
         for (topic, partition), offset in priced.next_offsets.items():

@@ -31,15 +31,6 @@ RATE = 1_000
 ACCOUNTS = 300
 
 
-# FINDING (services/pricing, not ours to edit): records fetched by a getmany during which a
-# rebalance completed are dropped as "stale" (Pricing.run, `rebalance during fetch`) although
-# they were fetched under the NEW assignment: the consumer's position is already past them,
-# and the next batch commits offsets beyond them, so they are never priced (lost).
-@pytest.mark.xfail(
-    strict=True,
-    reason="pricing loses the records of a getmany that spanned a rebalance "
-    "(services/pricing/service.py Pricing.run discards them without seeking back)",
-)
 async def test_exactly_once_in_effect_across_rebalances(
     isolated_settings: Settings, tmp_path: Path
 ) -> None:
