@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
+from functools import lru_cache
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.partitioner import murmur2
 from aiokafka.structs import RecordMetadata
 
 from services.common.settings import Settings
@@ -44,6 +46,14 @@ def consumer(settings: Settings, *topics: str, group_id: str | None) -> AIOKafka
 
 def account_key(account_id: str) -> bytes:
     return account_id.encode()
+
+
+@lru_cache(maxsize=1 << 16)
+def partition_for(key: bytes, partitions: int) -> int:
+    """Kafka's default partitioner (murmur2 of the key): whoever produces an account's
+    messages, with batches built per partition or not, they land on the same partition."""
+    hashed: int = murmur2(key)
+    return (hashed & 0x7FFFFFFF) % partitions
 
 
 async def send_keyed(

@@ -18,10 +18,9 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import MessageSizeTooLargeError
-from aiokafka.partitioner import DefaultPartitioner
 
 from schemas.events import UsageRecorded, dump
-from services.common.kafka import account_key
+from services.common.kafka import account_key, partition_for
 from services.common.settings import Settings
 from services.common.topics import Topics
 
@@ -31,7 +30,6 @@ BATCH_BYTES = 1024 * 1024
 # How long an event may wait in a partly filled batch before it is sent anyway.
 DEFAULT_LINGER_S = 0.05
 # A gateway may see millions of accounts; the partition cache must not grow without bound.
-PARTITION_CACHE_LIMIT = 100_000
 # Room for the record batch's own header and a record's framing.
 BATCH_OVERHEAD = 256
 _PRUNE_AT = 64
@@ -48,7 +46,6 @@ class UsagePublisher:
         self._linger_s = linger_s
         self._producer: Any = None
         self._partitions: list[int] = []
-        self._partition_of: dict[bytes, int] = {}
         self._open: dict[int, Any] = {}
         self._send_locks: dict[int, asyncio.Lock] = {}
         self._in_flight: list[asyncio.Future[Any]] = []
@@ -91,14 +88,8 @@ class UsagePublisher:
             await self._producer.stop()
 
     def partition_for(self, key: bytes) -> int:
-        """The partition Kafka's default partitioner (murmur2 of the key) gives `key`."""
-        partition = self._partition_of.get(key)
-        if partition is None:
-            if len(self._partition_of) >= PARTITION_CACHE_LIMIT:
-                self._partition_of.clear()
-            partition = DefaultPartitioner()(key, self._partitions, self._partitions)
-            self._partition_of[key] = partition
-        return partition
+        """The partition Kafka's default partitioner gives `key`."""
+        return partition_for(key, len(self._partitions))
 
     async def publish(self, event: UsageRecorded) -> None:
         await self.publish_raw(account_key(event.account_id), dump(event))
@@ -111,11 +102,9 @@ class UsagePublisher:
         """`publish_raw` for each (account key, value), in order, without a coroutine each."""
         if self._failure is not None:
             raise self._failure
-        partition_of, open_batches = self._partition_of, self._open
+        partitions, open_batches = len(self._partitions), self._open
         for key, value in messages:
-            partition = partition_of.get(key)
-            if partition is None:
-                partition = self.partition_for(key)
+            partition = partition_for(key, partitions)
             builder = open_batches.get(partition)
             if builder is None:
                 open_batches[partition] = self._new_batch(key, value)

@@ -5,12 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import lru_cache
-
-from aiokafka.partitioner import murmur2
 
 from schemas.events import UsageRejected, dump
-from services.common.kafka import account_key
+from services.common.kafka import account_key, partition_for
 from services.pricing.debit_json import timestamp_text
 from services.pricing.debits import ConsumedRecord, price_usage
 from services.pricing.pricebook import PriceBook
@@ -30,13 +27,6 @@ class PricedBatch:
     @property
     def size(self) -> int:
         return self.debited + len(self.rejections)
-
-
-@lru_cache(maxsize=1 << 16)
-def partition_for(key: bytes, partitions: int) -> int:
-    """Kafka's default partitioner (murmur2), so debits land where any producer puts the key."""
-    hashed: int = murmur2(key)
-    return (hashed & 0x7FFFFFFF) % partitions
 
 
 def price_batch(

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from services.common.kafka import partition_for
 from services.common.settings import Settings
 from services.common.topics import Topics
-from services.pricing.batch import partition_for
 from services.pricing.transactions import send_partition
 from tests.integration.test_pricing_service import debits, read_committed, usage
 from tests.processes import ServiceProcess

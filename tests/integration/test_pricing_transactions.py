@@ -7,9 +7,9 @@ import uuid
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from services.common.kafka import partition_for
 from services.common.settings import Settings
 from services.common.topics import Topics
-from services.pricing.batch import partition_for
 from services.pricing.transactions import send_partition
 from tests.integration.test_pricing_service import read_committed
 

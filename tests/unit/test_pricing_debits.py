@@ -14,8 +14,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from schemas.events import CreditsDebited, UsageRejected, dump
+from services.common.kafka import partition_for
 from services.common.settings import DEFAULT_PRICEBOOK
-from services.pricing.batch import partition_for, price_batch
+from services.pricing.batch import price_batch
 from services.pricing.debit_json import encode_debit, timestamp_text, uuid5_text
 from services.pricing.debits import (
     DEBIT_NAMESPACE,
