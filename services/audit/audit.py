@@ -25,7 +25,7 @@ from services.audit.figures import (
     log_differences,
 )
 from services.audit.reading import LogReader
-from services.audit.replay import applied_offsets, replay
+from services.audit.replay import applied_offsets, replay, tune_interpreter
 from services.audit.report import AuditReport, Conflict
 from services.common.settings import Settings, load_settings
 from services.common.topics import Topics
@@ -122,6 +122,7 @@ def main(args: argparse.Namespace) -> int:
     """Exit 0: the live projection equals the log and the identity holds; 1: differences
     (each listed); 2: the audit could not run."""
     stream = sys.stdout if sys.stdout.isatty() else sys.stderr
+    tune_interpreter()
     try:
         with ProgressReport("audit", None, stream=stream) as progress:
             report = asyncio.run(run_audit(load_settings(), progress))

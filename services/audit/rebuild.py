@@ -26,8 +26,14 @@ from aiokafka.errors import KafkaError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.audit import queries
+from services.audit.indexes import (
+    create_indexes,
+    defer_indexes,
+    drop_secondary_indexes,
+    restore_indexes,
+)
 from services.audit.reading import LogReader
-from services.audit.replay import BATCH_RECORDS, ReplayStats, replay
+from services.audit.replay import BATCH_RECORDS, ReplayStats, replay, tune_interpreter
 from services.common.settings import Settings, load_settings
 from services.common.topics import Topics, create_topics
 from services.gateway.progress import ProgressReport, events_per_second
@@ -86,8 +92,11 @@ async def swap(
         await conn.execute(queries.lock_tables(LIVE_SCHEMA))
         targets = await reader.end_offsets(topic)
         stats = await replay(work, reader, topic, targets, advance, batch)
+        # The lock is held anyway: building the index once after the copy shortens it.
+        definitions = await drop_secondary_indexes(conn, LIVE_SCHEMA)
         for statement in queries.replace_contents(LIVE_SCHEMA, WORK_SCHEMA):
             await conn.execute(statement)
+        await create_indexes(conn, definitions)
     return stats
 
 
@@ -105,10 +114,13 @@ async def run_rebuild(
     try:
         async with work.acquire() as conn:
             summary.resumed_from = await conn.fetchval(queries.OFFSETS_SUM, topic)
+            await defer_indexes(conn, WORK_SCHEMA)
         async with LogReader(settings) as reader:
             targets = await reader.end_offsets(topic)
             progress.total = max(sum(targets.values()) - summary.resumed_from, 0)
             first = await replay(work, reader, topic, targets, advance, batch)
+            async with work.acquire() as conn:
+                await restore_indexes(conn)  # always before the swap, resumed or not
             last = await swap(live, work, reader, topic, advance, batch)
         summary.entries = first.entries + last.entries
         async with live.acquire() as conn:
@@ -130,6 +142,7 @@ def main(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    tune_interpreter()
     try:
         with ProgressReport("rebuild", None, stream=sys.stdout) as progress:
             summary = asyncio.run(run_rebuild(load_settings(), RebuildSettings(), progress))

@@ -9,6 +9,7 @@ the same transaction as the rows.
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
@@ -20,9 +21,18 @@ from services.audit import queries
 from services.audit.reading import LogReader
 from services.projector.columns import PreparedBatch, prepare
 from services.projector.ledger import read_message
+from services.projector.service import GIL_SWITCH_SECONDS, quiet_garbage_collector
 from services.projector.store import ApplyResult, apply_prepared
 
 BATCH_RECORDS = 10_000
+# Prepared batches waiting for PostgreSQL: enough to ride out an uneven fetch, and a bound
+# on memory (a batch of 10,000 entries holds about 100,000 objects).
+PREPARED_AHEAD = 2
+# Only the audit's shadow and the rebuild's work schema are written here, and both are
+# rebuilt from the log if lost: their commits need not wait for the WAL flush. A commit
+# that is lost in a crash loses rows and their applied_offsets together (one transaction),
+# so a resumed rebuild re-reads exactly those. Never used for the live projection.
+WORK_SCHEMA_COMMIT = "SET synchronous_commit = off"
 
 
 @dataclass
@@ -43,6 +53,13 @@ class ReplayStats:
         self.rejected += result.rejected
 
 
+def tune_interpreter() -> None:
+    """The live projector's settings, for the same reasons: a replay holds its batches
+    alive like the projector does, and parses them in a worker thread like it does."""
+    quiet_garbage_collector()
+    sys.setswitchinterval(GIL_SWITCH_SECONDS)
+
+
 async def applied_offsets(conn: asyncpg.Connection, topic: str) -> dict[int, int]:
     """The next offset per partition already applied to the connection's schema."""
     rows = await conn.fetch(queries.APPLIED_OFFSETS, topic)
@@ -59,31 +76,50 @@ async def replay(
 ) -> ReplayStats:
     """Applies ledger.v1 from the schema's applied offsets up to `targets` (exclusive).
 
-    The next batch is fetched and prepared while PostgreSQL writes the current one.
+    Fetching, parsing (in a worker thread) and PostgreSQL's write of the batch before run
+    at the same time, as in the live projector; the queue bounds the batches held at once.
     """
     async with pool.acquire() as conn:
         starts = await applied_offsets(conn, topic)
     stats = ReplayStats()
-    batches = _prepared(reader.read_range(topic, starts, targets, batch_records))
-    upcoming = asyncio.create_task(_next(batches))
+    ready: asyncio.Queue[PreparedBatch | None] = asyncio.Queue(maxsize=PREPARED_AHEAD)
+    records = reader.read_range(topic, starts, targets, batch_records)
+    feeder = asyncio.create_task(_feed(records, ready))
     try:
-        while (batch := await upcoming) is not None:
-            upcoming = asyncio.create_task(_next(batches))
+        while (batch := await _take(ready, feeder)) is not None:
             async with pool.acquire() as conn:
+                await conn.execute(WORK_SCHEMA_COMMIT)
                 result = await apply_prepared(conn, topic, batch)
             stats.add(len(batch.records), result)
             on_batch(len(batch.records))
     finally:
-        upcoming.cancel()
-        with suppress(asyncio.CancelledError, StopAsyncIteration):
-            await upcoming
+        feeder.cancel()
+        with suppress(asyncio.CancelledError):
+            await feeder
     return stats
 
 
-async def _prepared(batches: AsyncIterator[list[Any]]) -> AsyncIterator[PreparedBatch]:
-    async for records in batches:
-        yield prepare([read_message(r.value, r.partition, r.offset) for r in records])
+async def _feed(
+    batches: AsyncIterator[list[Any]], ready: asyncio.Queue[PreparedBatch | None]
+) -> None:
+    """Puts prepared batches, then None; on an error too, so the consumer wakes up."""
+    try:
+        async for records in batches:
+            await ready.put(await asyncio.to_thread(prepare_records, records))
+    except Exception:
+        await ready.put(None)
+        raise
+    await ready.put(None)
 
 
-async def _next(batches: AsyncIterator[PreparedBatch]) -> PreparedBatch | None:
-    return await anext(batches, None)
+async def _take(
+    ready: asyncio.Queue[PreparedBatch | None], feeder: asyncio.Task[None]
+) -> PreparedBatch | None:
+    batch = await ready.get()
+    if batch is None:
+        await feeder  # a fetch or parse error is raised here rather than lost
+    return batch
+
+
+def prepare_records(records: list[Any]) -> PreparedBatch:
+    return prepare([read_message(r.value, r.partition, r.offset) for r in records])
