@@ -29,7 +29,6 @@ from services.common.topics import Topics
 BATCH_BYTES = 1024 * 1024
 # How long an event may wait in a partly filled batch before it is sent anyway.
 DEFAULT_LINGER_S = 0.05
-# A gateway may see millions of accounts; the partition cache must not grow without bound.
 # Room for the record batch's own header and a record's framing.
 BATCH_OVERHEAD = 256
 _PRUNE_AT = 64
@@ -51,6 +50,7 @@ class UsagePublisher:
         self._in_flight: list[asyncio.Future[Any]] = []
         self._failure: BaseException | None = None
         self._linger_task: asyncio.Task[None] | None = None
+        self._closing = asyncio.Event()
 
     async def __aenter__(self) -> UsagePublisher:
         self._producer = AIOKafkaProducer(
@@ -80,9 +80,10 @@ class UsagePublisher:
         """Flushes what was published, even when the block failed, then closes."""
         try:
             if self._linger_task is not None:
-                self._linger_task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._linger_task
+                # Never cancelled: a cancel could strike while it holds a batch it has taken
+                # out of the open batches but not yet handed to the producer, losing it.
+                self._closing.set()
+                await self._linger_task
             await self.flush()
         finally:
             await self._producer.stop()
@@ -164,8 +165,9 @@ class UsagePublisher:
                 await self._send(partition, builder)
 
     async def _linger(self) -> None:
-        while True:
-            await asyncio.sleep(self._linger_s)
+        while not self._closing.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), self._linger_s)
             try:
                 await self._send_open()
             except Exception as error:  # kept, and raised to the next caller
