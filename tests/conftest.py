@@ -19,6 +19,7 @@ import pytest
 from services.common.db import ADMIN_DATABASE, _with_database
 from services.common.settings import Settings
 from services.common.topics import create_topics
+from tests.namespaces import namespace
 
 NATIVE_KAFKA = "127.0.0.1:9092"
 NATIVE_DATABASE = "postgresql://postgres@127.0.0.1:5432/ledger"
@@ -97,27 +98,10 @@ async def settings(kafka_bootstrap: str, database_url: str, topic_prefix: str) -
     return s
 
 
-_namespaces = iter(range(1, 1_000_000))
-
-
 @pytest.fixture
 async def isolated_settings(
     kafka_bootstrap: str, postgres_server_url: str
 ) -> AsyncIterator[Settings]:
     """Settings with topics and a database of this test's own, for tests that count everything."""
-    n = next(_namespaces)
-    name = f"ledger_test_{RUN_ID}_{n}"
-    admin = await asyncpg.connect(_with_database(postgres_server_url, ADMIN_DATABASE))
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        s = Settings(
-            kafka_bootstrap_servers=kafka_bootstrap,
-            database_url=_with_database(postgres_server_url, name),
-            ledger_topic_prefix=f"test-{RUN_ID}-{n}-",
-            ledger_partitions=6,
-        )
-        await create_topics(s)
-        yield s
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    async with namespace(kafka_bootstrap, postgres_server_url, f"test_{RUN_ID}") as settings:
+        yield settings

@@ -74,14 +74,4 @@ class ServiceProcess:
 
 def service_env(settings: Settings, **extra: str) -> dict[str, str]:
     """The environment a service subprocess needs to join a test's Kafka and database."""
-    env = dict(os.environ)
-    env.update(
-        KAFKA_BOOTSTRAP_SERVERS=settings.kafka_bootstrap_servers,
-        DATABASE_URL=settings.database_url,
-        LEDGER_TOPIC_PREFIX=settings.ledger_topic_prefix,
-        LEDGER_PARTITIONS=str(settings.ledger_partitions),
-        LEDGER_PRICEBOOK=str(settings.ledger_pricebook),
-        PYTHONUNBUFFERED="1",
-    )
-    env.update(extra)
-    return env
+    return {**os.environ, **settings.service_environment(), **extra}

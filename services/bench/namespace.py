@@ -30,17 +30,7 @@ class Namespace:
 
     def env(self, **extra: str) -> dict[str, str]:
         """The variables a `ledger serve` child needs to join this namespace."""
-        s = self.settings
-        env = {
-            "KAFKA_BOOTSTRAP_SERVERS": s.kafka_bootstrap_servers,
-            "DATABASE_URL": s.database_url,
-            "LEDGER_TOPIC_PREFIX": s.ledger_topic_prefix,
-            "LEDGER_PARTITIONS": str(s.ledger_partitions),
-            "LEDGER_PRICEBOOK": str(s.ledger_pricebook),
-            "PYTHONUNBUFFERED": "1",
-        }
-        env.update(extra)
-        return env
+        return {**self.settings.service_environment(), **extra}
 
 
 @dataclass(frozen=True)

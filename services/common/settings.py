@@ -22,6 +22,18 @@ class Settings(BaseSettings):
     ledger_api_tokens: str = ""
     ledger_api_auth: str = "enabled"
 
+    def service_environment(self) -> dict[str, str]:
+        """The variables a `ledger` child process needs to join the same Kafka topics and
+        database as these settings (the tests and the benchmark start services this way)."""
+        return {
+            "KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap_servers,
+            "DATABASE_URL": self.database_url,
+            "LEDGER_TOPIC_PREFIX": self.ledger_topic_prefix,
+            "LEDGER_PARTITIONS": str(self.ledger_partitions),
+            "LEDGER_PRICEBOOK": str(self.ledger_pricebook),
+            "PYTHONUNBUFFERED": "1",
+        }
+
 
 @lru_cache(maxsize=1)
 def load_settings() -> Settings:

@@ -18,9 +18,8 @@ import socket
 import subprocess
 import tempfile
 import time
-import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,9 +30,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
-from services.common.db import ADMIN_DATABASE, _with_database
 from services.common.settings import Settings
-from services.common.topics import Topics, create_topics
+from services.common.topics import Topics
 from services.gateway.traffic import TrafficPlan, generate_messages
 from tests.processes import LEDGER, ServiceProcess, service_env
 
@@ -121,35 +119,6 @@ def running(infra: PrivateInfra) -> Iterator[PrivateInfra]:
     finally:
         infra.stop()
         infra.remove()
-
-
-@contextlib.asynccontextmanager
-async def namespace(kafka: str, postgres_server_url: str) -> AsyncIterator[Settings]:
-    """Like the `isolated_settings` fixture, on any broker and server: fresh topics and db."""
-    tag = uuid.uuid4().hex[:10]
-    name = f"ledger_fault_{tag}"
-    admin_url = _with_database(postgres_server_url, ADMIN_DATABASE)
-    admin = await asyncpg.connect(admin_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    try:
-        settings = Settings(
-            kafka_bootstrap_servers=kafka,
-            database_url=_with_database(postgres_server_url, name),
-            ledger_topic_prefix=f"fault-{tag}-",
-            ledger_partitions=6,
-        )
-        await create_topics(settings)
-        yield settings
-    finally:
-        # A new connection: the server may have restarted since the database was made.
-        admin = await asyncpg.connect(admin_url)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
 
 
 # --- the pipeline's processes ---------------------------------------------------------------

@@ -24,7 +24,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from services.api.limits import MAX_BODY_BYTES
-from tests.e2e.faults import ADMIN, READ, Pipeline, Report, namespace
+from tests.e2e.faults import ADMIN, READ, Pipeline, Report
+from tests.namespaces import namespace
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 

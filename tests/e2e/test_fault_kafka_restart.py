@@ -21,13 +21,13 @@ from tests.e2e.faults import (
     count_debits,
     expected_traffic,
     granted_entries,
-    namespace,
     private_kafka,
     running,
     settle,
     skip_without_jars,
     top_ups,
 )
+from tests.namespaces import namespace
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 

@@ -21,13 +21,13 @@ from tests.e2e.faults import (
     account_for,
     expected_traffic,
     granted_entries,
-    namespace,
     private_postgres,
     running,
     settle,
     top_ups,
 )
 from tests.e2e.test_fault_kafka_restart import wait_for_debits
+from tests.namespaces import namespace
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
