@@ -14,7 +14,7 @@ import signal
 import time
 from datetime import UTC, datetime
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from services.common.kafka import consumer as make_consumer
 from services.common.settings import Settings, load_settings
@@ -142,7 +142,7 @@ class Pricing:
                             "rebalance during fetch: %d records left to be re-read",
                             sum(map(len, fetched.values())),
                         )
-                        await self.rewind_to_committed()
+                        self.rewind(fetched)
                         continue
                     records = [r for batch in fetched.values() for r in batch]
                     started = time.monotonic()
@@ -165,20 +165,18 @@ class Pricing:
                 )
             self.report()
 
-    async def rewind_to_committed(self) -> None:
-        """Puts every assigned partition back at its committed offset.
+    def rewind(self, fetched: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
+        """Puts the partitions still assigned back at the first record of a discarded fetch.
 
-        Records fetched across a rebalance may belong to the old assignment (another member
-        may have priced them since) or to the new one (the position is already past them):
-        only the group's committed offsets, written in the same transactions as the debits,
-        say where pricing really stands.
+        getmany returns only records that follow the current positions; when a rebalance
+        completed meanwhile, the positions are already past them, and without this seek
+        they would never be priced. No call to the coordinator: the revoke callback holds
+        `guard.lock` waiting for this batch, and the rebalance waits for the callback.
         """
-        for tp in self.consumer.assignment():
-            committed = await self.consumer.committed(tp)
-            if committed is None:
-                await self.consumer.seek_to_beginning(tp)
-            else:
-                self.consumer.seek(tp, committed)
+        assigned = self.consumer.assignment()
+        for tp, records in fetched.items():
+            if tp in assigned and records:
+                self.consumer.seek(tp, records[0].offset)
 
     def after_commit(self, priced: PricedBatch) -> None:
         for (topic, partition), offset in priced.next_offsets.items():

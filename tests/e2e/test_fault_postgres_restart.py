@@ -63,16 +63,6 @@ async def recovered(client: httpx.AsyncClient) -> int:
     return 503
 
 
-# FINDING (services/projector, not ours to edit): when PostgreSQL shuts down while a batch is
-# being applied, asyncpg may raise InternalClientError ("cannot switch to state 15; another
-# operation (2) is in progress") instead of a connection error; service.CONNECTION_ERRORS
-# lacks it, so `retry` lets it through and the projector exits 1. It is a race (about one
-# run in three here), so the mark is not strict: a lucky run must not turn the suite red.
-@pytest.mark.xfail(
-    strict=False,
-    reason="projector exits on asyncpg.InternalClientError during a PostgreSQL shutdown "
-    "(services/projector/service.py CONNECTION_ERRORS)",
-)
 async def test_projector_and_api_ride_out_a_database_restart(
     cluster: tuple[PrivateInfra, str], kafka_bootstrap: str, tmp_path: Path
 ) -> None:
