@@ -5,10 +5,22 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 PORT="${PGPORT:-5432}"
-DATA="$LOCAL/pg-data"
-SOCK="$LOCAL/pg-run"
-LOG="$LOGS/postgres.log"
 DB="${LEDGER_DB_NAME:-ledger}"
+
+# As root the cluster belongs to the `postgres` user, which must be able to reach its folder;
+# a clone inside a private (0700) folder cannot give it that, so the cluster then lives in
+# a folder of its own under /var/tmp, named after this checkout.
+cluster_home() {
+  if [ "$(id -u)" != 0 ] || runuser -u postgres -- test -x "$LOCAL" 2>/dev/null; then
+    echo "$LOCAL/postgres"
+  else
+    echo "/var/tmp/ledger-postgres-$(echo "$LOCAL" | md5sum | cut -c1-12)"
+  fi
+}
+HOME_DIR="$(cluster_home)"
+DATA="$HOME_DIR/data"
+SOCK="$HOME_DIR/run"
+LOG="$HOME_DIR/postgres.log"
 
 find_bin() {
   local dir
@@ -36,7 +48,8 @@ init_cluster() {
   [ -f "$DATA/PG_VERSION" ] && return
   say "creating a cluster in $DATA"
   mkdir -p "$DATA" "$SOCK"
-  [ "$(id -u)" = 0 ] && chown postgres: "$DATA" "$SOCK" "$LOGS" && chmod 700 "$DATA"
+  [ "$(id -u)" = 0 ] && chown -R postgres: "$HOME_DIR"
+  chmod 700 "$DATA"
   as_owner "$BIN/initdb" -D "$DATA" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 \
     >"$LOGS/initdb.log" 2>&1 || die "initdb failed; see $LOGS/initdb.log"
   cat >>"$DATA/postgresql.conf" <<CONF
@@ -65,7 +78,7 @@ start() {
   else
     port_open "$PORT" && die "port $PORT is busy but no PostgreSQL answers there"
     init_cluster
-    mkdir -p "$SOCK"; [ "$(id -u)" = 0 ] && chown postgres: "$SOCK" "$LOGS"
+    mkdir -p "$SOCK"; [ "$(id -u)" = 0 ] && chown postgres: "$SOCK"
     say "starting PostgreSQL on 127.0.0.1:$PORT (log $LOG)"
     as_owner "$BIN/pg_ctl" -D "$DATA" -l "$LOG" -w -t "${PG_START_TIMEOUT:-60}" start >/dev/null \
       || { tail -20 "$LOG" >&2; die "PostgreSQL did not start; see $LOG"; }
