@@ -77,6 +77,26 @@ class PriceBook:
             raise ValueError("token counts must be >= 0 and cached_input_tokens <= input_tokens")
         if at.tzinfo is None:
             _require_aware(at)
+        priced = self.price(
+            model=model,
+            input_tokens=input_tokens,
+            cached_input_tokens=cached_input_tokens,
+            output_tokens=output_tokens,
+            at=at,
+        )
+        if priced is None:
+            return self._rejection(model, input_tokens, at)
+        version, tier, credits = priced
+        return Quote(
+            credits=credits,
+            multiplier=tier.multiplier,
+            tier=tier.name,
+            price_version=version.version,
+            billable_tokens=billable_tokens(input_tokens, output_tokens),
+        )
+
+    def _rejection(self, model: str, input_tokens: int, at: datetime) -> Rejection:
+        """Why price() found no price: the lookups again, this time to explain."""
         index = bisect_right(self._starts, at) - 1
         if index < 0:
             return Rejection("unknown_model", f"model {model!r} has no price: {self._before(at)}")
@@ -89,25 +109,10 @@ class PriceBook:
                 f"model {model!r} is not in price-book version {version.version!r} "
                 f"(known: {known})",
             )
-        tier = price.tier_for(input_tokens)
-        if tier is None:
-            return Rejection(
-                "exceeds_context",
-                f"input_tokens {input_tokens} exceed the maximum context of model {model!r} "
-                f"({price.max_input_tokens}) in price-book version {version.version!r}",
-            )
-        credits = price.credits(
-            tier,
-            input_tokens=input_tokens,
-            cached_input_tokens=cached_input_tokens,
-            output_tokens=output_tokens,
-        )
-        return Quote(
-            credits=credits,
-            multiplier=tier.multiplier,
-            tier=tier.name,
-            price_version=version.version,
-            billable_tokens=billable_tokens(input_tokens, output_tokens),
+        return Rejection(
+            "exceeds_context",
+            f"input_tokens {input_tokens} exceed the maximum context of model {model!r} "
+            f"({price.max_input_tokens}) in price-book version {version.version!r}",
         )
 
     def price(
