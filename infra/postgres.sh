@@ -36,7 +36,8 @@ BIN="$(find_bin)"
 as_owner() {
   if [ "$(id -u)" = 0 ]; then
     id postgres >/dev/null 2>&1 || die "running as root needs a 'postgres' user to own the cluster"
-    runuser -u postgres -- "$@"
+    # From /: the postgres user may not be allowed into the caller's folder.
+    (cd / && runuser -u postgres -- "$@")
   else
     "$@"
   fi
