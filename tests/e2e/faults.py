@@ -19,7 +19,7 @@ import subprocess
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -469,3 +469,66 @@ async def granted_entries(settings: Settings) -> Counter[str]:
 def skip_without_jars() -> None:
     if not (ROOT / ".local" / "kafka-libs" / ".complete").exists():
         pytest.skip("no Kafka jars in .local/kafka-libs for a private broker (make up fetches)")
+
+
+async def wait_for_debits(database_url: str, at_least: int) -> None:
+    conn = await asyncpg.connect(database_url)
+    try:
+        for _ in range(1200):
+            if await count_debits(conn) >= at_least:
+                return
+            await asyncio.sleep(0.1)
+        raise TimeoutError(f"fewer than {at_least} debits in the journal")
+    finally:
+        await conn.close()
+
+
+# --- one scenario under load ------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    """What a scenario under load left behind, for the test's own assertions."""
+
+    pipeline: Pipeline
+    accepted: dict[str, str]  # top-up key -> the entry_id the API accepted
+    granted: Counter[str]  # grant entry_ids in the journal
+    exited: dict[str, int]  # processes that ended on their own
+    unclean: dict[str, int]  # processes that did not stop cleanly on SIGTERM
+
+
+async def under_load(
+    settings: Settings,
+    plan: TrafficPlan,
+    rate: float,
+    log_dir: Path,
+    report: Report,
+    inject: Callable[[Pipeline, Loadgen], Awaitable[None]],
+) -> Outcome:
+    """The standard pipeline under seeded load and a stream of top-ups while `inject` does
+    its damage; then everything published is settled and accounted for in `report`."""
+    expected = expected_traffic(plan)
+    pipeline = Pipeline.standard(settings, log_dir)
+    loadgen = Loadgen(settings, plan, rate, log_dir)
+    stop_buying = asyncio.Event()
+    buying: asyncio.Task[dict[str, str]] | None = None
+    try:
+        await pipeline.start()
+        loadgen.start()
+        buying = asyncio.create_task(top_ups(pipeline.api_url, plan.accounts, stop_buying))
+        await inject(pipeline, loadgen)
+        code = await loadgen.wait()
+        assert code == 0, f"loadgen exited {code}:\n{loadgen.log()}"
+        stop_buying.set()
+        accepted = await buying
+        await settle(settings, expected, pipeline)
+        await account_for(settings, expected, report)
+        granted = await granted_entries(settings)
+        exited = pipeline.exited()
+    finally:
+        stop_buying.set()
+        if buying is not None:
+            buying.cancel()
+        loadgen.kill()
+        unclean = pipeline.close()
+    return Outcome(pipeline, accepted, granted, exited, unclean)

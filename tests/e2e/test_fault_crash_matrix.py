@@ -20,12 +20,8 @@ from tests.e2e.faults import (
     Loadgen,
     Pipeline,
     Report,
-    account_for,
-    expected_traffic,
-    granted_entries,
     scenario_seeds,
-    settle,
-    top_ups,
+    under_load,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -51,17 +47,11 @@ async def test_every_usage_event_settles_once_whatever_is_killed(
     seed: int, isolated_settings: Settings, tmp_path: Path
 ) -> None:
     plan = TrafficPlan(accounts=ACCOUNTS, events=EVENTS, seed=seed, duplicates=0.02, malformed=0.01)
-    expected = expected_traffic(plan)
     report = Report(f"crash-matrix FAULT_SEED={seed}", published=plan.events)
-    pipeline = Pipeline.standard(isolated_settings, tmp_path)
-    loadgen = Loadgen(isolated_settings, plan, RATE, tmp_path)
-    stop_buying = asyncio.Event()
-    buying: asyncio.Task[dict[str, str]] | None = None
-    try:
-        await pipeline.start()
-        loadgen.start()
-        buying = asyncio.create_task(top_ups(pipeline.api_url, ACCOUNTS, stop_buying))
-        kills_under_load = 0
+    kills_under_load = 0
+
+    async def kill_and_restart(pipeline: Pipeline, loadgen: Loadgen) -> None:
+        nonlocal kills_under_load
         for pause, victim, dead_for in crash_schedule(seed):
             await asyncio.sleep(pause)
             kills_under_load += loadgen.running()
@@ -69,24 +59,17 @@ async def test_every_usage_event_settles_once_whatever_is_killed(
             report.faults += 1
             await asyncio.sleep(dead_for)
             await pipeline.restart(victim)
-        stop_buying.set()
-        accepted = await buying
-        assert await loadgen.wait() == 0, loadgen.log()
-        await settle(isolated_settings, expected, pipeline)
-        await account_for(isolated_settings, expected, report)
-        granted = await granted_entries(isolated_settings)
-    finally:
-        stop_buying.set()
-        if buying is not None:
-            buying.cancel()
-        loadgen.kill()
-        unclean = pipeline.close()
-    lost_grants = set(accepted.values()) - set(granted)
+
+    outcome = await under_load(isolated_settings, plan, RATE, tmp_path, report, kill_and_restart)
+    lost_grants = set(outcome.accepted.values()) - set(outcome.granted)
     report.lost += len(lost_grants)
+    accepted = len(outcome.accepted)
     report.notes.append(
-        f"{kills_under_load} kills while loadgen published, {len(accepted)} top-ups accepted"
+        f"{kills_under_load} kills while loadgen published, {accepted} top-ups accepted"
     )
     report.check()
     assert kills_under_load > 0, "every kill came after the load: raise FAULT_EVENTS"
-    assert set(granted) == set(accepted.values()), "journal grants differ from accepted top-ups"
-    assert unclean == {}, f"SIGTERM did not stop cleanly: {unclean}"
+    assert set(outcome.granted) == set(outcome.accepted.values()), (
+        "journal grants differ from accepted top-ups"
+    )
+    assert outcome.unclean == {}, f"SIGTERM did not stop cleanly: {outcome.unclean}"

@@ -18,15 +18,11 @@ from tests.e2e.faults import (
     Pipeline,
     PrivateInfra,
     Report,
-    account_for,
-    expected_traffic,
-    granted_entries,
     private_postgres,
     running,
-    settle,
-    top_ups,
+    under_load,
+    wait_for_debits,
 )
-from tests.e2e.test_fault_kafka_restart import wait_for_debits
 from tests.namespaces import namespace
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -68,44 +64,31 @@ async def test_projector_and_api_ride_out_a_database_restart(
 ) -> None:
     infra, server_url = cluster
     plan = TrafficPlan(accounts=ACCOUNTS, events=EVENTS, seed=5151, duplicates=0.02, malformed=0.01)
-    expected = expected_traffic(plan)
     report = Report("postgres-restart", published=plan.events)
+    during: set[tuple[int, str]] = set()
+    after = 0
+
+    async def restart_database(pipeline: Pipeline, loadgen: Loadgen) -> None:
+        nonlocal during, after
+        await wait_for_debits(pipeline.settings.database_url, 1_000)
+        async with httpx.AsyncClient(base_url=pipeline.api_url, timeout=30.0) as client:
+            await asyncio.to_thread(infra.stop)
+            report.faults += 1
+            during = await answers_while_down(client)
+            await asyncio.sleep(DOWN_S)
+            await asyncio.to_thread(infra.start)
+            after = await recovered(client)
+        assert loadgen.running(), "the load ended before the database came back"
+
     async with namespace(kafka_bootstrap, server_url) as settings:
-        pipeline = Pipeline.standard(settings, tmp_path)
-        loadgen = Loadgen(settings, plan, RATE, tmp_path)
-        stop_buying = asyncio.Event()
-        buying: asyncio.Task[dict[str, str]] | None = None
-        try:
-            await pipeline.start()
-            loadgen.start()
-            buying = asyncio.create_task(top_ups(pipeline.api_url, ACCOUNTS, stop_buying))
-            await wait_for_debits(settings.database_url, 1_000)
-            async with httpx.AsyncClient(base_url=pipeline.api_url, timeout=30.0) as client:
-                await asyncio.to_thread(infra.stop)
-                report.faults += 1
-                during = await answers_while_down(client)
-                await asyncio.sleep(DOWN_S)
-                await asyncio.to_thread(infra.start)
-                after = await recovered(client)
-            assert loadgen.running(), "the load ended before the database came back"
-            assert await loadgen.wait() == 0, loadgen.log()
-            stop_buying.set()
-            accepted = await buying
-            await settle(settings, expected, pipeline)
-            await account_for(settings, expected, report)
-            granted = await granted_entries(settings)
-            exited = pipeline.exited()
-        finally:
-            stop_buying.set()
-            if buying is not None:
-                buying.cancel()
-            loadgen.kill()
-            unclean = pipeline.close()
-        report.notes.append(f"API while down: {sorted(during)}, then {after}")
-        report.notes.append(f"{len(accepted)} top-ups accepted across the restart")
-        report.check()
-        assert during == {(503, "database_unavailable"), (503, "not_ready")}
-        assert after == 200
-        assert exited == {}, f"services exited on their own: {exited}\n{pipeline.logs()}"
-        assert set(granted) == set(accepted.values())
-        assert unclean == {}, f"SIGTERM did not stop cleanly: {unclean}"
+        outcome = await under_load(settings, plan, RATE, tmp_path, report, restart_database)
+    report.notes.append(f"API while down: {sorted(during)}, then {after}")
+    report.notes.append(f"{len(outcome.accepted)} top-ups accepted across the restart")
+    report.check()
+    assert during == {(503, "database_unavailable"), (503, "not_ready")}
+    assert after == 200
+    assert outcome.exited == {}, (
+        f"services exited on their own: {outcome.exited}\n{outcome.pipeline.logs()}"
+    )
+    assert set(outcome.granted) == set(outcome.accepted.values())
+    assert outcome.unclean == {}, f"SIGTERM did not stop cleanly: {outcome.unclean}"

@@ -21,8 +21,8 @@ from tests.e2e.faults import (
     free_port,
     ledger_debits_on_log,
     settle,
+    wait_for_debits,
 )
-from tests.e2e.test_fault_kafka_restart import wait_for_debits
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
