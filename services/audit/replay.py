@@ -9,7 +9,6 @@ the same transaction as the rows.
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
@@ -19,9 +18,9 @@ import asyncpg
 
 from services.audit import queries
 from services.audit.reading import LogReader
+from services.common.batching import quiet_garbage_collector, share_the_gil_quickly
 from services.projector.columns import PreparedBatch, prepare
 from services.projector.ledger import read_message
-from services.projector.service import GIL_SWITCH_SECONDS, quiet_garbage_collector
 from services.projector.store import ApplyResult, apply_prepared
 
 BATCH_RECORDS = 10_000
@@ -57,7 +56,7 @@ def tune_interpreter() -> None:
     """The live projector's settings, for the same reasons: a replay holds its batches
     alive like the projector does, and parses them in a worker thread like it does."""
     quiet_garbage_collector()
-    sys.setswitchinterval(GIL_SWITCH_SECONDS)
+    share_the_gil_quickly()
 
 
 async def applied_offsets(conn: asyncpg.Connection, topic: str) -> dict[int, int]:

@@ -7,7 +7,6 @@ consumed offsets, so a batch's output and its progress commit together or not at
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import os
 import signal
@@ -16,6 +15,7 @@ from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
+from services.common.batching import quiet_garbage_collector
 from services.common.kafka import consumer as make_consumer
 from services.common.settings import Settings, load_settings
 from services.common.topics import Topics, create_topics
@@ -28,8 +28,6 @@ from services.pricing.transactions import commit_batch
 log = logging.getLogger("services.pricing")
 
 MAX_RECORDS = 10_000
-# Allocations between young-generation collections (CPython's default is 700).
-GC_THRESHOLD = 100_000
 POLL_TIMEOUT_MS = 200
 # Short, so a transaction left open by a crash that no successor fences is aborted soon.
 TRANSACTION_TIMEOUT_MS = 15_000
@@ -56,16 +54,6 @@ def run() -> int:
     instance = os.environ.get("LEDGER_INSTANCE_ID", "0")
     quiet_garbage_collector()
     return asyncio.run(serve(settings, book, instance))
-
-
-def quiet_garbage_collector() -> None:
-    """A batch of 10,000 records keeps tens of thousands of objects alive until it is
-    committed, and nothing here makes reference cycles worth chasing often: with the default
-    thresholds the collector re-scans every live batch many times over. Objects that exist
-    at start (modules, schemas) are frozen out of the scans altogether."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(GC_THRESHOLD, 50, 100)
 
 
 async def serve(settings: Settings, book: PriceBook, instance: str) -> int:

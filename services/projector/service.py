@@ -8,11 +8,9 @@ effect). Fetching and parsing the next batch overlaps with writing the current o
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import os
 import signal
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
@@ -25,6 +23,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
 from services.common import kafka
+from services.common.batching import quiet_garbage_collector, share_the_gil_quickly
 from services.common.settings import Settings, load_settings
 from services.common.topics import Topics, create_topics
 from services.projector.columns import PreparedBatch, prepare
@@ -35,10 +34,6 @@ from services.projector.store import ApplyResult, apply_prepared, open_projectio
 log = logging.getLogger("services.projector")
 
 MAX_RECORDS = 10_000
-# Allocations between young-generation collections (CPython's default is 700).
-GC_THRESHOLD = 100_000
-# How long the parsing thread may keep the GIL while the event loop has a reply to handle.
-GIL_SWITCH_SECONDS = 0.002
 FETCH_TIMEOUT_MS = 500
 REPORT_SECONDS = 5.0
 MAX_BACKOFF_SECONDS = 5.0
@@ -68,23 +63,13 @@ class Batch:
 
 def run() -> int:
     quiet_garbage_collector()
-    sys.setswitchinterval(GIL_SWITCH_SECONDS)
+    share_the_gil_quickly()
     try:
         asyncio.run(serve(load_settings()))
     except Exception:
         log.exception("projector stopped by an error; uncommitted batches will be redelivered")
         return 1
     return 0
-
-
-def quiet_garbage_collector() -> None:
-    """A batch makes about ten objects per entry, all alive until it is applied, and nothing
-    here makes reference cycles worth chasing often: with the default thresholds the
-    collector re-scans every live batch many times over. Objects that exist at start
-    (modules, schemas) are frozen out of the scans altogether."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(GC_THRESHOLD, 50, 100)
 
 
 async def serve(settings: Settings) -> None:
