@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,48 +15,30 @@ import httpx
 from schemas.events import UsageRecorded, dump
 from services.common.settings import Settings
 from services.gateway.publisher import UsagePublisher
-from tests.processes import ServiceProcess
+from tests.e2e.faults import ADMIN, READ
+from tests.e2e.faults import Pipeline as Processes
 
-ADMIN_TOKEN = "e2e-admin"
-READ_TOKEN = "e2e-read"
 SAFETY_TIMEOUT = 120.0  # only against a hang; nothing asserts on durations
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass
 class Pipeline:
+    """The three real services of tests/e2e/faults.py, with a client that speaks to them."""
+
     settings: Settings
-    services: list[ServiceProcess]
+    services: Processes
     client: httpx.AsyncClient
 
     @classmethod
-    def start(cls, settings: Settings, log_dir: Path) -> Pipeline:
-        port = free_port()
-        tokens = f"{ADMIN_TOKEN}:admin,{READ_TOKEN}:read"
-        services = [
-            ServiceProcess("pricing", settings, log_dir).start(),
-            ServiceProcess("projector", settings, log_dir).start(),
-            ServiceProcess(
-                "api", settings, log_dir, "--port", str(port), LEDGER_API_TOKENS=tokens
-            ).start(),
-        ]
-        client = httpx.AsyncClient(
-            base_url=f"http://127.0.0.1:{port}",
-            headers={"Authorization": f"Bearer {READ_TOKEN}"},
-            timeout=30,
-        )
+    async def start(cls, settings: Settings, log_dir: Path) -> Pipeline:
+        services = Processes.standard(settings, log_dir)
+        await services.start()
+        client = httpx.AsyncClient(base_url=services.api_url, headers=READ, timeout=30)
         return cls(settings, services, client)
 
     async def close(self) -> None:
         await self.client.aclose()
-        for service in self.services:
-            service.kill()
+        self.services.close()
 
     async def publish(self, events: Iterable[UsageRecorded]) -> None:
         async with UsagePublisher(self.settings) as publisher:
@@ -67,7 +48,7 @@ class Pipeline:
         response = await self.client.post(
             f"/v1/accounts/{account}/credits",
             json={"credits": credits, "reason": reason, "reference": f"e2e-{uuid4().hex[:8]}"},
-            headers={"Authorization": f"Bearer {ADMIN_TOKEN}", "Idempotency-Key": uuid4().hex},
+            headers={**ADMIN, "Idempotency-Key": uuid4().hex},
         )
         assert response.status_code == 202, response.text
         entry_id: str = response.json()["entry_id"]

@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 @pytest.fixture
 async def pipeline(isolated_settings: Settings, tmp_path: Path) -> AsyncIterator[Pipeline]:
-    running = Pipeline.start(isolated_settings, tmp_path)
+    running = await Pipeline.start(isolated_settings, tmp_path)
     yield running
     await running.close()
 
