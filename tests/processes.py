@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import time
 from pathlib import Path
 
 from services.bench.processes import LEDGER, READY_MARK, Service
 from services.common.settings import Settings
 
-__all__ = ["LEDGER", "READY_MARK", "ServiceProcess", "service_env"]
+__all__ = ["LEDGER", "READY_MARK", "ServiceProcess", "free_port", "service_env"]
 
 
 class ServiceProcess(Service):
@@ -45,3 +46,11 @@ class ServiceProcess(Service):
 def service_env(settings: Settings, **extra: str) -> dict[str, str]:
     """The environment a service subprocess needs to join a test's Kafka and database."""
     return {**os.environ, **settings.service_environment(), **extra}
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port

@@ -14,7 +14,6 @@ import json
 import os
 import random
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -33,7 +32,7 @@ from aiokafka.structs import ConsumerRecord
 from services.common.settings import Settings
 from services.common.topics import Topics
 from services.gateway.traffic import TrafficPlan, generate_messages
-from tests.processes import LEDGER, ServiceProcess, service_env
+from tests.processes import LEDGER, ServiceProcess, free_port, service_env
 
 ROOT = Path(__file__).resolve().parents[2]
 READ_TOKEN = "fault-read-token-0123456789"
@@ -54,13 +53,6 @@ def scenario_seeds(defaults: tuple[int, ...]) -> list[int]:
     if seed := os.environ.get("FAULT_SEED"):
         return [int(seed)]
     return list(defaults)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 # --- private infrastructure: the shared broker and cluster are never stopped -------------

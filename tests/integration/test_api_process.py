@@ -3,7 +3,6 @@ refuses to start without tokens."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,16 +12,9 @@ import pytest
 from test_api_harness import ADMIN, READ, TOKENS, new_account
 
 from services.common.settings import Settings
-from tests.processes import LEDGER, ServiceProcess, service_env
+from tests.processes import LEDGER, ServiceProcess, free_port, service_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture
