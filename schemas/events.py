@@ -25,6 +25,10 @@ ACCOUNT_ID_PATTERN = r"^[A-Za-z0-9._:@-]{1,128}$"
 # Token counts above this cannot come from a real request and would overflow the arithmetic
 # downstream (credits are PostgreSQL bigint); such an event is invalid, not priced.
 MAX_TOKENS = 10**12
+# The largest total one account may reach (balance, purchased, spent, |adjusted|): PostgreSQL's
+# bigint. The API refuses a grant or adjustment that would pass it (422 balance_limit) and the
+# projector rejects an entry that would, so totals stay exact (docs/contracts.md, Guarantees).
+BALANCE_LIMIT = 2**63 - 1
 
 AccountId = Annotated[str, StringConstraints(pattern=ACCOUNT_ID_PATTERN)]
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=128)]
