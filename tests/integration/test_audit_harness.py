@@ -21,11 +21,11 @@ import pytest
 
 from schemas.events import CreditsGranted, dump
 from services.common import kafka
+from services.common.progress import ProgressReport
 from services.common.settings import Settings
 from services.common.topics import Topics
-from services.gateway.loadgen import run_loadgen
-from services.gateway.progress import ProgressReport
-from services.gateway.traffic import TrafficPlan
+from services.traffic.loadgen import run_loadgen
+from services.traffic.traffic import TrafficPlan
 from tests.processes import LEDGER, ServiceProcess, service_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
