@@ -26,6 +26,7 @@ from services.common.settings import Settings
 from services.common.topics import Topics
 from services.traffic.loadgen import run_loadgen
 from services.traffic.traffic import TrafficPlan
+from tests.namespaces import send_keyed
 from tests.processes import LEDGER, ServiceProcess, service_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -89,13 +90,8 @@ def grant(account: str, credits: int) -> CreditsGranted:
 
 
 async def publish_ledger(settings: Settings, *entries: CreditsGranted) -> None:
-    producer = kafka.producer(settings)
-    await producer.start()
-    try:
-        pairs = [(kafka.account_key(e.account_id), dump(e)) for e in entries]
-        await kafka.send_keyed(producer, Topics.from_settings(settings).ledger, pairs)
-    finally:
-        await producer.stop()
+    pairs = [(kafka.account_key(e.account_id), dump(e)) for e in entries]
+    await send_keyed(settings, Topics.from_settings(settings).ledger, pairs)
 
 
 async def grant_accounts(settings: Settings, accounts: int) -> list[CreditsGranted]:
