@@ -15,7 +15,7 @@ from schemas.events import LedgerEntry, dump
 from services.common import kafka
 from services.common.settings import Settings
 from services.common.topics import Topics
-from tests.integration.test_projector_store import adjusted, debited, granted
+from tests.factories import adjusted, debited, granted
 from tests.namespaces import send_keyed
 from tests.processes import ServiceProcess
 
