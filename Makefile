@@ -1,7 +1,7 @@
 # Credit ledger: see README.md. Every target installs what it needs by itself.
 SHELL := /bin/bash
 PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
-	command -v $$p >/dev/null && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' && { echo $$p; break; }; done)
+	command -v $$p >/dev/null && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && { echo $$p; break; }; done)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -10,7 +10,9 @@ PYTEST_ARGS ?=
 # the runtime and development set for .venv. `make lock` rewrites both from pyproject.toml.
 LOCK := requirements.lock
 DEV_LOCK := requirements-dev.lock
-COMPILE := $(BIN)/uv pip compile pyproject.toml --universal --generate-hashes --python-version 3.11 --quiet
+# `make lock LOCK_ARGS=--upgrade` moves every pin to the newest release within the bounds.
+LOCK_ARGS ?=
+COMPILE := $(BIN)/uv pip compile pyproject.toml --universal --generate-hashes --python-version 3.11 --quiet $(LOCK_ARGS)
 
 .PHONY: install lock up down test unit lint run stop bench schemas status clean soak
 

@@ -1,8 +1,8 @@
 """What the audit compares, per account: pure functions over plain values.
 
 `log_differences` puts the live projection beside the shadow rebuilt from the log;
-`identity_violations` checks the live balances against the live journal (DESIGN.md:
-balance = sum(granted) + sum(adjusted) - sum(debited)).
+`identity_violations` checks the live balances against the live journal (docs/contracts.md,
+Guarantees: balance = sum(granted) + sum(adjusted) - sum(debited)).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Kafka clients as the ledger uses them: keyed by account, batched per partition.
 
 FastStream has no transactions and its `publish_batch` ignores keys, so the hot paths use
-aiokafka directly (STYLE.md, field notes).
+aiokafka directly (docs/architecture.md, Why aiokafka).
 """
 
 from __future__ import annotations
