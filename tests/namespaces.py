@@ -10,21 +10,30 @@ from collections.abc import AsyncIterator, Iterable
 import asyncpg
 from aiokafka.admin import AIOKafkaAdminClient
 
-from services.common import kafka
 from services.common.db import ADMIN_DATABASE, _with_database
+from services.common.kafka import producer
 from services.common.settings import Settings
 from services.common.topics import create_topics
+
+DELETE_ATTEMPTS = 20
 
 
 async def delete_topics(kafka: str, prefix: str) -> None:
     """Deletes every topic whose name starts with `prefix`: the ledger's own and any a test
-    or a child process made beside them under the same prefix."""
+    or a child process made beside them under the same prefix.
+
+    The broker answers a deletion per topic and may refuse some for a while (a loaded
+    controller times out), so it asks again until none is listed."""
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka)
     await admin.start()
     try:
-        names = [t for t in await admin.list_topics() if t.startswith(prefix)]
-        if names:
+        for _ in range(DELETE_ATTEMPTS):
+            names = [t for t in await admin.list_topics() if t.startswith(prefix)]
+            if not names:
+                return
             await admin.delete_topics(names)
+            await asyncio.sleep(0.5)
+        raise AssertionError(f"topics still listed after deleting them: {names}")
     finally:
         await admin.close()
 
@@ -67,10 +76,10 @@ async def send_keyed(
 ) -> None:
     """Writes (key, value) pairs to `topic` as any producer would, returning once every one
     is acknowledged; keyed by account, so one account's messages keep their order."""
-    producer = kafka.producer(settings)
-    await producer.start()
+    client = producer(settings)
+    await client.start()
     try:
-        futures = [await producer.send(topic, value, key=key) for key, value in messages]
+        futures = [await client.send(topic, value, key=key) for key, value in messages]
         await asyncio.gather(*futures)
     finally:
-        await producer.stop()
+        await client.stop()
