@@ -76,7 +76,7 @@ READERS = (
     Reader(
         "projector", TOPICS.ledger,
         "`ledger serve projector`, consumer group `ledger-projector`, read_committed; `ledger "
-        "audit` and `ledger rebuild` read it from offset 0 without a group.",
+        "audit`, `ledger rebuild` and `ledger reprice` read it without a group.",
     ),
 )  # fmt: skip
 
