@@ -9,12 +9,31 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
+from typing import Any
 
 from hypothesis import strategies as st
 
 from schemas.events import CreditsAdjusted, CreditsDebited, CreditsGranted, LedgerEntry
 
 T0 = datetime(2026, 11, 27, 19, 0, tzinfo=UTC)
+
+
+def usage_fields(model: str = "mimo-v2-omni", **changes: Any) -> dict[str, Any]:
+    """A usage.recorded as the JSON object a gateway sends, with a fresh event_id; `changes`
+    replace or add fields (an invalid event on purpose, too)."""
+    return {
+        "type": "usage.recorded",
+        "schema_version": 1,
+        "event_id": str(uuid.uuid4()),
+        "account_id": "acct-1",
+        "model": model,
+        "input_tokens": 1000,
+        "cached_input_tokens": 0,
+        "output_tokens": 200,
+        "occurred_at": "2026-11-27T19:00:00Z",
+        "gateway_id": "gw-test",
+        **changes,
+    }
 
 
 def granted(

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from tests.e2e.faults import (
     read_topic,
     settle,
 )
+from tests.factories import usage_fields
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -30,20 +30,8 @@ KEY = b"acct-poison"
 
 
 def usage(**fields: Any) -> dict[str, Any]:
-    event = {
-        "type": "usage.recorded",
-        "schema_version": 1,
-        "event_id": str(uuid.uuid4()),
-        "account_id": KEY.decode(),
-        "model": "mimo-v2-omni",
-        "input_tokens": 100,
-        "cached_input_tokens": 0,
-        "output_tokens": 10,
-        "occurred_at": "2026-11-27T19:00:00Z",
-        "gateway_id": "gw-fault",
-    }
-    event.update(fields)
-    return event
+    defaults = {"account_id": KEY.decode(), "input_tokens": 100, "output_tokens": 10}
+    return usage_fields(**{**defaults, "gateway_id": "gw-fault", **fields})
 
 
 def ev(**fields: Any) -> bytes:
