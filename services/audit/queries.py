@@ -47,6 +47,13 @@ SELECT entry_id, account_id, conflict_digest, source_partition, source_offset, d
 FROM conflicts ORDER BY detected_at, entry_id
 """
 
+# Rejected entries of the topic, read in the cut's snapshot on the live side and after the
+# replay on the shadow side: the replay must reject exactly what the projector rejected.
+REJECTED = """
+SELECT source_partition, source_offset, reason, error, rejected_at FROM rejected_entries
+WHERE topic = $1 ORDER BY source_partition, source_offset
+"""
+
 SCHEMA_EXISTS = "SELECT to_regclass($1) IS NOT NULL"
 
 # The live projection's tables, in the order the projector's transaction first writes them,
