@@ -1,6 +1,8 @@
-"""Poison input on usage.v1: every hostile message is rejected with a code on usage.dlq.v1,
+"""Poison input. On usage.v1: every hostile message is rejected with a code on usage.dlq.v1,
 the consumer never stalls, and the good event sent right after each one (same key, so the
-same partition, behind it) is priced."""
+same partition, behind it) is priced. On ledger.v1: every entry the projection cannot
+take is stored in the rejected entries with its reason, listed by `ledger audit`, and the
+projector applies everything else without ever stopping."""
 
 from __future__ import annotations
 
@@ -10,18 +12,29 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
+from hypothesis import Phase, given, settings
+from hypothesis import strategies as st
 
+from schemas.events import LedgerEntry, dump
 from services.common.settings import Settings
 from tests.e2e.faults import (
     Expected,
     Pipeline,
     Report,
     account_for,
+    audit,
+    balance_mismatches,
     publish_raw,
     read_topic,
     settle,
 )
+from tests.integration.test_projector_apply import extreme_entries as extreme_strategy
+from tests.integration.test_projector_apply import past_year_9999, refused_multiplier, spend
+from tests.integration.test_projector_service import publish as publish_entries
+from tests.integration.test_projector_service import wait_applied
+from tests.integration.test_projector_store import debited, granted
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -140,3 +153,89 @@ async def test_poison_is_rejected_with_a_code_and_the_next_event_is_priced(
     assert set(codes.values()) <= CODES
     assert exited == {}, f"services exited on their own: {exited}\n{pipeline.logs()}"
     assert unclean == {}, f"SIGTERM did not stop cleanly: {unclean}"
+
+
+# --- poison on ledger.v1, fed to the running projector -----------------------------------------
+
+HALF = 2**62  # the largest credits one ledger entry may carry
+
+
+def extreme_entries(count: int) -> list[LedgerEntry]:
+    """Schema-valid entries at the extremes (tests/integration/test_projector_apply.py's
+    strategy), drawn once per run."""
+    drawn: list[LedgerEntry] = []
+
+    @settings(max_examples=1, database=None, phases=[Phase.generate])
+    @given(st.lists(extreme_strategy, min_size=count, max_size=count))
+    def draw(entries: list[LedgerEntry]) -> None:
+        drawn[:] = [e.model_copy(update={"account_id": f"x-{e.account_id}"}) for e in entries]
+
+    draw()
+    return drawn
+
+
+def ledger_poison() -> list[tuple[str, str, bytes]]:
+    """(label, expected reason, message) of each poison entry."""
+    nul = dump(granted("poison-nul", 1)).replace(b'"order-1"', b'"order\\u0000"')
+    return [
+        ("second top-up of 2**62", "balance_limit", dump(granted("big", HALF))),
+        ("third top-up of 2**62", "balance_limit", dump(granted("big", HALF))),
+        ("debit past the limit", "balance_limit", dump(spend("spender", HALF))),
+        ("multiplier 1E+200000", "refused", dump(refused_multiplier("+200000"))),
+        ("multiplier 1E-20000", "refused", dump(refused_multiplier("-20000"))),
+        ("NUL in text", "refused", nul),
+        ("UTC day past year 9999", "unprocessable", dump(past_year_9999())),
+    ]
+
+
+async def test_poison_entries_never_stop_the_projector(
+    isolated_settings: Settings, tmp_path: Path
+) -> None:
+    normal = [granted(f"n{i % 20}", 1000 + i) for i in range(100)]
+    normal += [debited(f"n{i % 20}", i) for i in range(100)]
+    head = [granted("big", HALF), spend("spender", HALF), spend("spender", HALF - 1)]
+    poison = ledger_poison()
+    pending = [(json.loads(value)["account_id"], value) for _, _, value in poison]
+    extremes = extreme_entries(30)
+    # Interleaved with the normal traffic of other accounts, in one burst: the projector
+    # meets them inside its batches.
+    messages: list[LedgerEntry | tuple[str, bytes]] = [*head]
+    for i, entry in enumerate(normal):
+        messages.append(entry)
+        if i % 25 == 0 and pending:
+            messages.append(pending.pop(0))
+        if i % 6 == 0 and extremes:
+            messages.append(extremes.pop())
+    messages += [*pending, *extremes]
+    pipeline = Pipeline.standard(isolated_settings, tmp_path)
+    try:
+        await pipeline.start("projector")
+        await publish_entries(isolated_settings, *messages)
+        conn = await asyncpg.connect(
+            isolated_settings.database_url, server_settings={"search_path": "ledger"}
+        )
+        try:
+            await wait_applied(conn, len(messages))
+            journal = {r["entry_id"] for r in await conn.fetch("SELECT entry_id FROM journal")}
+            rows = await conn.fetch(
+                "SELECT source_partition, source_offset, reason, raw FROM rejected_entries"
+            )
+            mismatches = await balance_mismatches(conn)
+        finally:
+            await conn.close()
+        code, document = audit(isolated_settings)
+        exited = pipeline.exited()
+    finally:
+        unclean = pipeline.close()
+    assert exited == {}, f"the projector exited on its own: {exited}\n{pipeline.logs()}"
+    assert unclean == {}
+    assert {e.entry_id for e in normal + head} <= journal
+    reasons = {bytes(r["raw"]): r["reason"] for r in rows}
+    assert {label: reasons.get(value) for label, _, value in poison} == {
+        label: reason for label, reason, _ in poison
+    }
+    assert len(journal) + len(rows) == len(messages), "every entry applied or rejected"
+    assert mismatches == []
+    assert code == 0, document
+    listed = {(r["partition"], r["offset"], r["reason"]) for r in document["rejected"]}
+    assert listed == {(r["source_partition"], r["source_offset"], r["reason"]) for r in rows}
