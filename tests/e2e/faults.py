@@ -227,7 +227,9 @@ class Loadgen:
         return self.log_path.read_text(errors="replace")
 
 
-async def publish_raw(settings: Settings, messages: list[tuple[bytes | None, bytes]]) -> None:
+async def publish_raw(
+    settings: Settings, messages: list[tuple[bytes | None, bytes | None]]
+) -> None:
     """Sends (key, value) pairs to usage.v1 exactly as given, in order."""
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap_servers,

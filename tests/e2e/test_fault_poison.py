@@ -14,11 +14,14 @@ from typing import Any
 
 import asyncpg
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 
 from schemas.events import LedgerEntry, dump
 from services.common.settings import Settings
+from services.common.topics import Topics, create_topics
 from tests.e2e.faults import (
     Expected,
     Pipeline,
@@ -74,8 +77,22 @@ def with_field(name: str, json_value: str) -> bytes:
     return text.replace(f'"{name}": 0', f'"{name}": {json_value}').encode()
 
 
-def poison() -> list[tuple[str, bytes | None, bytes]]:
-    """(label, key, value) of each hostile message."""
+async def message_limit(settings: Settings) -> int:
+    """The largest record usage.v1 takes (max.message.bytes, from the broker's default)."""
+    await create_topics(settings)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        topic = Topics.from_settings(settings).usage
+        responses = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+    finally:
+        await admin.close()
+    values = {c[0]: c[1] for r in responses for res in r.resources for c in res[4]}
+    return int(values["max.message.bytes"])
+
+
+def poison(limit: int) -> list[tuple[str, bytes | None, bytes | None]]:
+    """(label, key, value) of each hostile message; `limit` is the broker's message limit."""
     depth = 100_000
     nested = '{"a":' * 5000 + "1" + "}" * 5000
     return [
@@ -109,19 +126,24 @@ def poison() -> list[tuple[str, bytes | None, bytes]]:
         ("ledger entry on usage.v1", KEY, b'{"type": "credits.granted", "credits": 1000000000}'),
         ("invalid UTF-8", KEY, json.dumps(usage()).encode().replace(b"gw-fault", b"gw-\xff\xfe")),
         ("UTF-16 event", KEY, json.dumps(usage()).encode("utf-16")),
+        ("tombstone", KEY, None),
+        ("key near the message limit", b"k" * (limit - 4096), b"junk"),
+        # Copied whole, its key and its payload's JSON (6 bytes per control character)
+        # would not fit the broker's message limit.
+        ("DLQ copy past the message limit", b"k" * (limit - 120_000), b"\x01" * 100_000),
     ]  # fmt: skip
 
 
 async def test_poison_is_rejected_with_a_code_and_the_next_event_is_priced(
     isolated_settings: Settings, tmp_path: Path
 ) -> None:
-    cases = poison()
-    messages: list[tuple[bytes | None, bytes]] = []
+    cases = poison(await message_limit(isolated_settings))
+    messages: list[tuple[bytes | None, bytes | None]] = []
     good_ids = set()
     for _, key, value in cases:
         good = usage()
         good_ids.add(good["event_id"])
-        messages += [(key, value), (KEY, json.dumps(good).encode())]
+        messages += [(key, value), (key or KEY, json.dumps(good).encode())]
     expected = Expected(len(messages), frozenset(good_ids), len(cases))
     report = Report("poison", published=len(messages), faults=len(cases))
     pipeline = Pipeline.standard(isolated_settings, tmp_path)
@@ -141,7 +163,7 @@ async def test_poison_is_rejected_with_a_code_and_the_next_event_is_priced(
         unclean = pipeline.close()
     # Which hostile message each rejection came from: the usage.v1 log, value by value.
     label_of = {value: label for label, _, value in cases}
-    where = {(r.partition, r.offset): label_of.get(r.value or b"") for r in usage_log}
+    where = {(r.partition, r.offset): label_of.get(r.value) for r in usage_log}
     codes = {}
     for record in dlq:
         rejected = json.loads(record.value)
@@ -191,15 +213,16 @@ def ledger_poison() -> list[tuple[str, str, bytes]]:
 async def test_poison_entries_never_stop_the_projector(
     isolated_settings: Settings, tmp_path: Path
 ) -> None:
-    normal = [granted(f"n{i % 20}", 1000 + i) for i in range(100)]
+    normal: list[LedgerEntry] = [granted(f"n{i % 20}", 1000 + i) for i in range(100)]
     normal += [debited(f"n{i % 20}", i) for i in range(100)]
-    head = [granted("big", HALF), spend("spender", HALF), spend("spender", HALF - 1)]
+    head: list[LedgerEntry] = [granted("big", HALF), spend("spender", HALF)]
+    head.append(spend("spender", HALF - 1))
     poison = ledger_poison()
     pending = [(json.loads(value)["account_id"], value) for _, _, value in poison]
     extremes = extreme_entries(30)
     # Interleaved with the normal traffic of other accounts, in one burst: the projector
     # meets them inside its batches.
-    messages: list[LedgerEntry | tuple[str, bytes]] = [*head]
+    messages: list[LedgerEntry | tuple[str, bytes]] = list(head)
     for i, entry in enumerate(normal):
         messages.append(entry)
         if i % 25 == 0 and pending:
