@@ -26,9 +26,9 @@ from aiokafka.errors import CommitFailedError, IllegalStateError
 from services.common import kafka
 from services.common.batching import quiet_garbage_collector, share_the_gil_quickly
 from services.common.settings import Settings, load_settings
+from services.common.throughput import Throughput
 from services.common.topics import Topics, create_topics
 from services.projector.apply import CONNECTION_ERRORS, Batch, apply, prepare
-from services.projector.stats import Window
 from services.projector.store import ApplyResult, open_projection
 
 log = logging.getLogger("services.projector")
@@ -75,7 +75,7 @@ async def serve(settings: Settings) -> None:
     try:
         await consumer.start()
         log.info("projector ready: consuming %s as group %s", topic, group)
-        reporter = asyncio.create_task(report(window := Window(time.monotonic())))
+        reporter = asyncio.create_task(report(window := progress_window(time.monotonic())))
         try:
             await project(consumer, pool, topic, stop, window)
         finally:
@@ -87,7 +87,11 @@ async def serve(settings: Settings) -> None:
 
 
 async def project(
-    consumer: AIOKafkaConsumer, pool: asyncpg.Pool, topic: str, stop: asyncio.Event, window: Window
+    consumer: AIOKafkaConsumer,
+    pool: asyncpg.Pool,
+    topic: str,
+    stop: asyncio.Event,
+    window: Throughput,
 ) -> None:
     """Applies batch after batch until stop; the next batch is fetched meanwhile."""
     # Several fault points may be armed at once, comma-separated, for the whole pipeline.
@@ -106,7 +110,7 @@ async def project(
                 os.kill(os.getpid(), signal.SIGKILL)
             await commit(consumer, batch.commit)
             report_news(result)
-            window.add(len(batch.prepared.records), result)
+            window.add(len(batch.prepared.records), **result.counts())
     finally:
         # A fetched batch that is not applied is not committed either: Kafka redelivers it.
         upcoming.cancel()
@@ -165,12 +169,17 @@ def report_news(result: ApplyResult) -> None:
         )  # fmt: skip
     for r in result.new_rejections:
         log.warning(
-            "rejected (%s): partition %d offset %d: %s",
-            r.reason, r.partition, r.offset, r.error[:500],
+            "rejected: partition %d offset %d (%s): %s",
+            r.partition, r.offset, r.reason, r.error[:500],
         )  # fmt: skip
 
 
-async def report(window: Window) -> None:
+def progress_window(now: float) -> Throughput:
+    names = ("applied", "duplicates", "conflicts", "rejected")
+    return Throughput("projector", "entries", now, names)
+
+
+async def report(window: Throughput) -> None:
     while True:
         await asyncio.sleep(REPORT_SECONDS)
         now = time.monotonic()

@@ -168,6 +168,15 @@ class ApplyResult:
     new_conflicts: tuple[SourcedEntry, ...] = ()
     new_rejections: tuple[RejectedMessage, ...] = ()
 
+    def counts(self) -> dict[str, int]:
+        """The projector_counters this batch adds to, and the progress line's counts."""
+        return {
+            "applied": self.applied,
+            "duplicates": self.duplicates,
+            "conflicts": self.conflicts,
+            "rejected": self.rejected,
+        }
+
     def __add__(self, other: ApplyResult) -> ApplyResult:
         """Two parts of one batch, written one after the other."""
         return ApplyResult(
@@ -311,12 +320,7 @@ async def _add_totals(
     offsets: columns.Columns,
     result: ApplyResult,
 ) -> None:
-    counters = {
-        "applied": result.applied,
-        "duplicates": result.duplicates,
-        "conflicts": result.conflicts,
-        "rejected": result.rejected,
-    }
+    counters = result.counts()
     await conn.execute(
         UPSERT_TOTALS, *totals, topic, *offsets, list(counters), list(counters.values())
     )
