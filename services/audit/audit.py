@@ -31,7 +31,7 @@ from services.audit.report import AuditReport, Conflict, Rejection
 from services.common.settings import Settings, load_settings
 from services.common.topics import Topics
 from services.gateway.progress import ProgressReport
-from services.projector.store import LIVE_SCHEMA, open_projection
+from services.projector import LIVE_SCHEMA, open_projection
 
 SHADOW_SCHEMA = "ledger_audit"
 

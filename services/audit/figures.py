@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Literal, Protocol
 
-from services.projector.ledger import status_for
+from services.projector import status_for
 
 Value = int | str | None
 Check = Literal["log", "identity"]

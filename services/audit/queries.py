@@ -8,7 +8,7 @@ SCHEMA_NAME pattern before they are quoted into the text.
 
 from __future__ import annotations
 
-from services.projector.store import SCHEMA_NAME
+from services.projector import SCHEMA_NAME
 
 APPLIED_OFFSETS = "SELECT partition, next_offset FROM applied_offsets WHERE topic = $1"
 

@@ -21,8 +21,7 @@ import asyncpg
 from services.audit import queries
 from services.audit.reading import LogReader
 from services.common.batching import quiet_garbage_collector, share_the_gil_quickly
-from services.projector.apply import Batch, apply, prepare
-from services.projector.store import ApplyResult
+from services.projector import ApplyResult, Batch, apply, prepare
 
 BATCH_RECORDS = 10_000
 # Prepared batches waiting for PostgreSQL: enough to ride out an uneven fetch, and a bound
