@@ -1,22 +1,24 @@
-"""The `ledger` command (DESIGN.md, Command line). Each subcommand lives with its service."""
+"""The `ledger` command (docs/contracts.md, Command line). Each subcommand lives with its
+service; this module parses the arguments, sets up logging and starts the one asked for."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import importlib
+import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from services.common.logs import configure_logging
+from services.common.settings import load_settings
 
 # subcommand -> "module:function"; the function takes the parsed arguments, returns an exit code.
 COMMANDS = {
-    "serve": "services.serve:main",
+    "serve": "services.cli:serve_main",
     "topics": "services.cli:topics_main",
-    "loadgen": "services.gateway.loadgen:main",
-    "replay": "services.gateway.replay:main",
-    "record": "services.gateway.record:main",
+    "loadgen": "services.traffic.loadgen:main",
+    "replay": "services.traffic.replay:main",
+    "record": "services.traffic.record:main",
     "audit": "services.audit.audit:main",
     "reprice": "services.audit.reprice:main",
     "rebuild": "services.audit.rebuild:main",
@@ -80,8 +82,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def serve_main(args: argparse.Namespace) -> int:
+    """`ledger serve pricing|projector|api`: one service in the foreground until SIGTERM."""
+    if args.service == "pricing":
+        from services.pricing.service import run as run_pricing
+
+        return run_pricing()
+    if args.service == "projector":
+        from services.projector.service import run as run_projector
+
+        return run_projector()
+    from services.api.app import run as run_api
+
+    return run_api(args.host, args.port)
+
+
 def topics_main(args: argparse.Namespace) -> int:
-    from services.common.settings import load_settings
     from services.common.topics import create_topics
 
     created = asyncio.run(create_topics(load_settings()))
@@ -93,6 +109,15 @@ def resolve(target: str) -> Callable[[argparse.Namespace], int]:
     module, _, function = target.partition(":")
     entry: Callable[[argparse.Namespace], int] = getattr(importlib.import_module(module), function)
     return entry
+
+
+def configure_logging() -> None:
+    """One logging set-up for every service and command: plain lines on stderr."""
+    logging.basicConfig(
+        level=load_settings().ledger_log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

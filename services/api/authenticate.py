@@ -2,7 +2,7 @@
 
 FastAPI parses a JSON body before it runs a route's dependencies, so a request with no
 token and a malformed body got 422 instead of 401. This middleware answers 401 or 403
-before routing, from the rule DESIGN.md states for the whole API: every route under /v1
+before routing, from the rule docs/contracts.md states for the whole API: every route under /v1
 needs a token, `read` or `admin`, and POST .../credits needs `admin`; /healthz, /readyz,
 /metrics and the OpenAPI pages need none. The routes keep their `Require` dependency as
 their declaration in OpenAPI and as a second check behind this one.

@@ -1,18 +1,15 @@
 """Kafka clients as the ledger uses them: keyed by account, batched per partition.
 
 FastStream has no transactions and its `publish_batch` ignores keys, so the hot paths use
-aiokafka directly (STYLE.md, field notes).
+aiokafka directly (docs/architecture.md, Why aiokafka).
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Iterable
 from functools import lru_cache
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.partitioner import murmur2
-from aiokafka.structs import RecordMetadata
 
 from services.common.settings import Settings
 
@@ -54,14 +51,3 @@ def partition_for(key: bytes, partitions: int) -> int:
     messages, with batches built per partition or not, they land on the same partition."""
     hashed: int = murmur2(key)
     return (hashed & 0x7FFFFFFF) % partitions
-
-
-async def send_keyed(
-    producer: AIOKafkaProducer, topic: str, messages: Iterable[tuple[bytes, bytes]]
-) -> list[RecordMetadata]:
-    """Sends (key, value) pairs without awaiting each one; returns once all are acknowledged.
-
-    The producer's partitioner keys by account, so one account's messages keep their order.
-    """
-    futures = [await producer.send(topic, value, key=key) for key, value in messages]
-    return list(await asyncio.gather(*futures))

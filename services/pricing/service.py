@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 import time
 from datetime import UTC, datetime
@@ -51,7 +50,7 @@ def run() -> int:
     except PriceBookError as error:
         log.error("pricing cannot start: %s", error)
         return 2
-    instance = os.environ.get("LEDGER_INSTANCE_ID", "0")
+    instance = settings.ledger_instance_id
     quiet_garbage_collector()
     return asyncio.run(serve(settings, book, instance))
 

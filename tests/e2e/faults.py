@@ -30,7 +30,7 @@ from aiokafka.structs import ConsumerRecord
 
 from services.common.settings import Settings
 from services.common.topics import Topics
-from services.gateway.traffic import TrafficPlan, generate_messages
+from services.traffic.traffic import TrafficPlan, generate_messages
 from tests.processes import LEDGER, ServiceProcess, free_port, service_env
 
 ROOT = Path(__file__).resolve().parents[2]
