@@ -26,9 +26,10 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
+from services.common import kafka
 from services.common.settings import Settings
 from services.common.topics import Topics
 from services.gateway.traffic import TrafficPlan, generate_messages
@@ -230,7 +231,7 @@ class Loadgen:
 async def publish_raw(settings: Settings, messages: list[tuple[bytes | None, bytes]]) -> None:
     """Sends (key, value) pairs to usage.v1 exactly as given, in order."""
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
+        **kafka.connection(settings),
         acks="all",
         enable_idempotence=True,
         max_request_size=2 * 1024 * 1024,
@@ -249,12 +250,7 @@ async def publish_raw(settings: Settings, messages: list[tuple[bytes | None, byt
 
 async def read_topic(settings: Settings, topic: str) -> list[ConsumerRecord]:
     """Every committed record of `topic`, from offset 0 to its current end."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        isolation_level="read_committed",
-        enable_auto_commit=False,
-        max_partition_fetch_bytes=4 * 1024 * 1024,
-    )
+    consumer = kafka.consumer(settings, group_id=None)
     await consumer.start()
     try:
         partitions = [TopicPartition(topic, p) for p in range(settings.ledger_partitions)]
