@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install up down test unit lint run stop bench schemas status clean soak
+.PHONY: install up down test unit lint run stop bench schemas status clean soak cluster-up cluster-down
 
 install: $(STAMP)
 
@@ -23,6 +23,13 @@ up:
 
 down:
 	@if infra/docker.sh available; then infra/docker.sh down; else infra/run.sh stop; infra/kafka.sh stop; infra/postgres.sh stop; fi
+
+# Three brokers on 127.0.0.1:19092-19094 (replication factor 3, min ISR 2), beside `make up`'s.
+cluster-up:
+	@infra/cluster.sh start
+
+cluster-down:
+	@infra/cluster.sh stop
 
 status:
 	@infra/kafka.sh status; infra/postgres.sh status; infra/run.sh status
@@ -59,5 +66,5 @@ soak: install up
 bench: install up
 	$(BIN)/ledger bench --output bench-results/bench.json
 
-clean: down
+clean: down cluster-down
 	rm -rf .local $(VENV)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import asyncpg
 
@@ -15,9 +16,10 @@ from services.common.topics import create_topics
 
 @contextlib.asynccontextmanager
 async def namespace(
-    kafka: str, postgres_server_url: str, label: str = "test"
+    kafka: str, postgres_server_url: str, label: str = "test", **options: Any
 ) -> AsyncIterator[Settings]:
-    """Settings on `kafka` and `postgres_server_url` that no other test shares."""
+    """Settings on `kafka` and `postgres_server_url` that no other test shares; `options`
+    are further Settings fields (replication factor, Kafka security)."""
     tag = uuid.uuid4().hex[:10]
     name = f"ledger_{label}_{tag}"
     admin_url = _with_database(postgres_server_url, ADMIN_DATABASE)
@@ -32,6 +34,7 @@ async def namespace(
             database_url=_with_database(postgres_server_url, name),
             ledger_topic_prefix=f"{label}-{tag}-",
             ledger_partitions=6,
+            **options,
         )
         await create_topics(settings)
         yield settings

@@ -492,11 +492,13 @@ async def under_load(
     log_dir: Path,
     report: Report,
     inject: Callable[[Pipeline, Loadgen], Awaitable[None]],
+    pipeline: Pipeline | None = None,
 ) -> Outcome:
-    """The standard pipeline under seeded load and a stream of top-ups while `inject` does
-    its damage; then everything published is settled and accounted for in `report`."""
+    """The pipeline (by default the standard one) under seeded load and a stream of top-ups
+    while `inject` does its damage; then everything published is settled and accounted for
+    in `report`. A pipeline given here must run an API for the top-ups."""
     expected = expected_traffic(plan)
-    pipeline = Pipeline.standard(settings, log_dir)
+    pipeline = pipeline or Pipeline.standard(settings, log_dir)
     loadgen = Loadgen(settings, plan, rate, log_dir)
     stop_buying = asyncio.Event()
     buying: asyncio.Task[dict[str, str]] | None = None
