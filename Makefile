@@ -56,12 +56,14 @@ run: install up
 stop:
 	@infra/run.sh stop
 
-# The crash matrix with more seeds, more load and more kills than `make test` runs.
+# The crash matrix with more seeds, more load and more kills than `make test` runs, and the
+# long broker-fault scenarios on the three-broker cluster (started by the tests if not up).
 soak: install up
 	for seed in 101 202 303 404 505 606; do \
 		FAULT_SEED=$$seed FAULT_EVENTS=60000 FAULT_RATE=2000 FAULT_EXTRA_KILLS=4 \
 		$(BIN)/pytest tests/e2e/test_fault_crash_matrix.py -s $(PYTEST_ARGS) || exit 1; \
 	done
+	LEDGER_SOAK=1 $(BIN)/pytest tests/e2e/test_cluster_faults.py -s $(PYTEST_ARGS)
 
 bench: install up
 	$(BIN)/ledger bench --output bench-results/bench.json

@@ -82,13 +82,15 @@ PROPERTIES
 }
 
 write_sasl_config() {  # write_sasl_config FILE: SCRAM on the client (and inter-node) listener
-  local first=${SCRAM_USERS%% *}
-  cat >>"$1" <<PROPERTIES
-
-sasl.enabled.mechanisms=SCRAM-SHA-256,SCRAM-SHA-512
-sasl.mechanism.inter.broker.protocol=SCRAM-SHA-256
-listener.name.client.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="${first%%:*}" password="${first#*:}";
-PROPERTIES
+  local first=${SCRAM_USERS%% *} mechanism login
+  login="org.apache.kafka.common.security.scram.ScramLoginModule required"
+  login+=" username=\"${first%%:*}\" password=\"${first#*:}\";"
+  printf '\n%s\n%s\n' "sasl.enabled.mechanisms=SCRAM-SHA-256,SCRAM-SHA-512" \
+    "sasl.mechanism.inter.broker.protocol=SCRAM-SHA-256" >>"$1"
+  # Every enabled mechanism needs its login on the listener, even if only one speaks between nodes.
+  for mechanism in scram-sha-256 scram-sha-512; do
+    echo "listener.name.client.$mechanism.sasl.jaas.config=$login" >>"$1"
+  done
 }
 
 scram_options() {  # one --add-scram per user and mechanism, for StorageTool format
@@ -141,7 +143,10 @@ start_node() {  # start_node NODE
 nodes_ready() {
   local n
   for n in $(all_nodes); do
-    node_pid "$n" >/dev/null || { tail -20 "$(node_dir "$n")/logs/stdout.log" >&2; die "node $n exited during start"; }
+    node_pid "$n" >/dev/null || {
+      grep -h -A1 ERROR "$(node_dir "$n")"/logs/{stdout,server}.log 2>/dev/null | tail -8 >&2
+      die "node $n exited during start (logs in $(node_dir "$n")/logs)"
+    }
     port_open "$(port "$n")" && kafka_node_started "$(node_dir "$n")/logs" || return 1
   done
 }
