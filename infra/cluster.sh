@@ -3,9 +3,10 @@
 # combined nodes (broker and controller) forming one controller quorum, for trials and fault
 # tests. Internal topics are replicated three times with min ISR 2, as the ledger's topics
 # are with LEDGER_REPLICATION_FACTOR=3 (docs/operations.md).
-# Usage: infra/cluster.sh start|stop|status|bootstrap|kill NODE
+# Usage: infra/cluster.sh start|stop|status|bootstrap|cafile|kill NODE
 #   start      starts every node that is not running (again, after `kill`) and waits for all
 #   kill NODE  SIGKILLs one node (1, 2 or 3): a broker fault for tests; `start` brings it back
+#   cafile     prints the CA file clients need with KAFKA_CLUSTER_TLS=1 (KAFKA_SSL_CAFILE)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -15,6 +16,9 @@ FIRST_CONTROLLER_PORT="${KAFKA_CLUSTER_CONTROLLER_PORT:-19192}"
 # "name:password ..." turns the client listener into SASL_PLAINTEXT with SCRAM-SHA-256 and
 # SCRAM-SHA-512; the users are written at format time and the first one speaks between nodes.
 SCRAM_USERS="${KAFKA_CLUSTER_SCRAM_USERS:-}"
+# 1: the client listener speaks TLS (SSL, or SASL_SSL with SCRAM users), with a certificate
+# for 127.0.0.1 signed by a CA made for this cluster (`cafile` prints where it is).
+TLS="${KAFKA_CLUSTER_TLS:-0}"
 HEAP="${KAFKA_HEAP:--Xms128m -Xmx384m}"
 HOME_DIR="$LOCAL/cluster"
 TIMEOUT="${KAFKA_START_TIMEOUT:-120}"
@@ -23,6 +27,7 @@ TIMEOUT="${KAFKA_START_TIMEOUT:-120}"
 REPLICAS=$((NODES < 3 ? NODES : 3))
 MIN_ISR=$((NODES < 2 ? NODES : 2))
 
+TLS_DIR="$HOME_DIR/tls"
 node_dir() { echo "$HOME_DIR/node-$1"; }
 port() { echo $((FIRST_PORT + $1 - 1)); }
 controller_port() { echo $((FIRST_CONTROLLER_PORT + $1 - 1)); }
@@ -42,9 +47,9 @@ quorum() {
 }
 
 write_config() {  # write_config NODE
-  local n=$1 dir protocol=PLAINTEXT
+  local n=$1 dir protocol
   dir=$(node_dir "$n")
-  [ -n "$SCRAM_USERS" ] && protocol=SASL_PLAINTEXT
+  protocol=$(client_protocol)
   mkdir -p "$dir/data" "$dir/logs"
   cat >"$dir/server.properties" <<PROPERTIES
 # Written by infra/cluster.sh: node $n of $NODES.
@@ -78,7 +83,50 @@ num.network.threads=2
 num.io.threads=2
 PROPERTIES
   [ -n "$SCRAM_USERS" ] && write_sasl_config "$dir/server.properties"
+  [ "$TLS" = 1 ] && write_tls_config "$dir/server.properties"
   return 0
+}
+
+client_protocol() {
+  case "$TLS:${SCRAM_USERS:+sasl}" in
+    0:) echo PLAINTEXT ;; 0:sasl) echo SASL_PLAINTEXT ;; 1:) echo SSL ;; 1:sasl) echo SASL_SSL ;;
+    *) die "KAFKA_CLUSTER_TLS must be 0 or 1, not '$TLS'" ;;
+  esac
+}
+
+make_certificates() {  # once per cluster: a CA, and a certificate for 127.0.0.1 it signed
+  [ -f "$TLS_DIR/broker.p12" ] && return
+  need openssl "install OpenSSL to make the cluster's TLS certificates"
+  mkdir -p "$TLS_DIR"
+  local log="$TLS_DIR/openssl.log"
+  {
+    openssl req -x509 -newkey rsa:2048 -nodes -days 365 -subj "/CN=ledger cluster CA" \
+      -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+      -keyout "$TLS_DIR/ca.key" -out "$TLS_DIR/ca.pem"
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" \
+      -keyout "$TLS_DIR/broker.key" -out "$TLS_DIR/broker.csr"
+    printf '%s\n' "subjectAltName=IP:127.0.0.1,DNS:localhost" "keyUsage=critical,digitalSignature,keyEncipherment" \
+      "extendedKeyUsage=serverAuth,clientAuth" "authorityKeyIdentifier=keyid,issuer" >"$TLS_DIR/broker.ext"
+    openssl x509 -req -days 365 -in "$TLS_DIR/broker.csr" -CA "$TLS_DIR/ca.pem" -CAkey "$TLS_DIR/ca.key" \
+      -CAcreateserial -extfile "$TLS_DIR/broker.ext" -out "$TLS_DIR/broker.pem"
+    openssl rand -hex 16 >"$TLS_DIR/keystore.password"
+    openssl pkcs12 -export -name broker -in "$TLS_DIR/broker.pem" -inkey "$TLS_DIR/broker.key" \
+      -passout "file:$TLS_DIR/keystore.password" -out "$TLS_DIR/broker.p12"
+  } >"$log" 2>&1 || die "making the TLS certificates failed; see $log"
+}
+
+write_tls_config() {  # write_tls_config FILE: the node's certificate, and the CA it trusts
+  local password
+  password=$(cat "$TLS_DIR/keystore.password")
+  cat >>"$1" <<PROPERTIES
+
+ssl.keystore.type=PKCS12
+ssl.keystore.location=$TLS_DIR/broker.p12
+ssl.keystore.password=$password
+ssl.key.password=$password
+ssl.truststore.type=PEM
+ssl.truststore.location=$TLS_DIR/ca.pem
+PROPERTIES
 }
 
 write_sasl_config() {  # write_sasl_config FILE: SCRAM on the client (and inter-node) listener
@@ -156,6 +204,7 @@ start() {
   fetch_jars
   mkdir -p "$HOME_DIR"
   local n started=0
+  [ "$TLS" = 1 ] && make_certificates
   for n in $(all_nodes); do write_config "$n"; done
   cluster_ids
   for n in $(all_nodes); do
@@ -199,6 +248,6 @@ status() {
 
 case "${1:-}" in
   start) start ;; stop) stop ;; status) status ;; bootstrap) bootstrap ;;
-  kill) kill_node "${2:-}" ;;
-  *) echo "usage: $0 start|stop|status|bootstrap|kill NODE" >&2; exit 2 ;;
+  cafile) echo "$TLS_DIR/ca.pem" ;; kill) kill_node "${2:-}" ;;
+  *) echo "usage: $0 start|stop|status|bootstrap|cafile|kill NODE" >&2; exit 2 ;;
 esac

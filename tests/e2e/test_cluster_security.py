@@ -1,12 +1,13 @@
-"""SASL/SCRAM: a private broker of this module's own (infra/cluster.sh, one node, its SCRAM
-user written at format time) accepts only authenticated clients. With the credentials the
-whole pipeline works; with wrong ones every service and command refuses to start at once,
-with one line that says why (no retrying forever, no traceback)."""
+"""SASL/SCRAM and TLS: private brokers of this module's own (infra/cluster.sh, one node each,
+the SCRAM user written at format time; the second one behind TLS with a CA of its own)
+accept only authenticated clients. With the credentials the whole pipeline works, over
+SASL_PLAINTEXT and over SASL_SSL; with wrong settings every service and command refuses to
+start at once, with one line that says why (no retrying forever, no traceback)."""
 
 from __future__ import annotations
 
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +45,8 @@ CREDENTIALS: dict[str, Any] = {
 REFUSAL_TIMEOUT_S = 90.0
 
 
-@pytest.fixture(scope="module")
-def sasl_broker() -> Iterator[str]:
+def secured_broker(tls: bool) -> Iterator[tuple[str, dict[str, Any]]]:
+    """A one-node broker with SCRAM (and TLS); yields its address and the client settings."""
     skip_without_jars()
     port = free_port()
     infra = PrivateInfra(
@@ -54,31 +55,58 @@ def sasl_broker() -> Iterator[str]:
         KAFKA_CLUSTER_PORT=str(port),
         KAFKA_CLUSTER_CONTROLLER_PORT=str(free_port()),
         KAFKA_CLUSTER_SCRAM_USERS=f"{USER}:{PASSWORD}",
+        KAFKA_CLUSTER_TLS="1" if tls else "0",
         KAFKA_LIBS_DIR=str(ROOT / ".local" / "kafka-libs"),
     )
+    tls_options = {
+        "kafka_security_protocol": "SASL_SSL",
+        "kafka_ssl_cafile": infra.dir / "cluster" / "tls" / "ca.pem",
+    }
     with running(infra):
-        yield f"127.0.0.1:{port}"
+        yield f"127.0.0.1:{port}", {**CREDENTIALS, **(tls_options if tls else {})}
 
 
-@pytest.fixture
-async def sasl_settings(sasl_broker: str, postgres_server_url: str) -> AsyncIterator[Settings]:
-    async with replicated_namespace(
-        sasl_broker, postgres_server_url, "sasl", **CREDENTIALS
-    ) as settings:
-        yield settings
+@pytest.fixture(scope="module")
+def sasl_broker() -> Iterator[str]:
+    for bootstrap, _ in secured_broker(tls=False):
+        yield bootstrap
 
 
-async def test_pipeline_works_with_credentials(sasl_settings: Settings, tmp_path: Path) -> None:
-    plan = TrafficPlan(accounts=50, events=6_000, seed=1804, duplicates=0.02, malformed=0.01)
-    report = Report("sasl-scram", published=plan.events)
+@pytest.fixture(scope="module")
+def tls_broker() -> Iterator[tuple[str, dict[str, Any]]]:
+    yield from secured_broker(tls=True)
+
+
+async def pipeline_with_credentials(
+    bootstrap: str, options: dict[str, Any], postgres_server_url: str, log_dir: Path, events: int
+) -> None:
+    protocol = options["kafka_security_protocol"]
+    plan = TrafficPlan(accounts=50, events=events, seed=1804, duplicates=0.02, malformed=0.01)
+    report = Report(f"{protocol.lower()}-scram", published=plan.events)
 
     async def no_fault(pipeline: Pipeline, loadgen: Loadgen) -> None:
         return None
 
-    outcome = await under_load(sasl_settings, plan, 1_500, tmp_path, report, no_fault)
-    report.notes.append(f"SCRAM-SHA-256 as {USER}; {len(outcome.accepted)} top-ups accepted")
+    async with replicated_namespace(bootstrap, postgres_server_url, "sasl", **options) as settings:
+        outcome = await under_load(settings, plan, 1_500, log_dir, report, no_fault)
+    report.notes.append(
+        f"{protocol}, SCRAM-SHA-256 as {USER}; {len(outcome.accepted)} top-ups accepted"
+    )
     report.check()
     assert outcome.exited == {} and outcome.unclean == {}, outcome.pipeline.logs()
+
+
+async def test_pipeline_works_with_credentials(
+    sasl_broker: str, postgres_server_url: str, tmp_path: Path
+) -> None:
+    await pipeline_with_credentials(sasl_broker, CREDENTIALS, postgres_server_url, tmp_path, 6_000)
+
+
+async def test_pipeline_works_over_tls(
+    tls_broker: tuple[str, dict[str, Any]], postgres_server_url: str, tmp_path: Path
+) -> None:
+    bootstrap, options = tls_broker
+    await pipeline_with_credentials(bootstrap, options, postgres_server_url, tmp_path, 3_000)
 
 
 COMMANDS = {
@@ -128,3 +156,21 @@ def test_other_wrong_settings_refused(sasl_broker: str, options: dict[str, Any])
     wrong = Settings(kafka_bootstrap_servers=sasl_broker, **{**CREDENTIALS, **options})
     message = refused(wrong, COMMANDS["pricing"])
     assert sasl_broker in message, message
+
+
+@pytest.mark.parametrize(
+    ("options", "reason"),
+    [
+        ({"kafka_ssl_cafile": None}, "CERTIFICATE_VERIFY_FAILED"),
+        ({"kafka_security_protocol": "SASL_PLAINTEXT"}, "closed"),
+        ({"kafka_sasl_password": WRONG}, "Authentication failed"),
+    ],
+    ids=["system-cas-only", "no-tls", "wrong-password-over-tls"],
+)
+def test_wrong_tls_settings_refused(
+    tls_broker: tuple[str, dict[str, Any]], options: dict[str, Any], reason: str
+) -> None:
+    bootstrap, good = tls_broker
+    wrong = Settings(kafka_bootstrap_servers=bootstrap, **{**good, **options})
+    message = refused(wrong, COMMANDS["pricing"])
+    assert reason in message, message
