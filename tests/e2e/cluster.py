@@ -10,6 +10,8 @@ import subprocess
 from collections.abc import AsyncIterator
 from typing import Any
 
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
 from services.common import kafka
 from services.common.settings import Settings
 from services.common.topics import Topics
@@ -74,6 +76,21 @@ async def partition_leader(settings: Settings, topic: str, partition: int) -> in
         await admin.close()
     leaders: dict[int, int] = {p["partition"]: p["leader"] for p in described["partitions"]}
     return leaders[partition]
+
+
+async def replication(settings: Settings, topic: str) -> tuple[set[int], str]:
+    """The replica counts of `topic`'s partitions and its min.insync.replicas, as the
+    brokers report them."""
+    admin = kafka.admin(settings)
+    await admin.start()
+    try:
+        (described,) = await admin.describe_topics([topic])
+        (answer,) = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+    finally:
+        await admin.close()
+    (resource,) = answer.to_object()["resources"]
+    configs = {e["config_names"]: e["config_value"] for e in resource["config_entries"]}
+    return {len(p["replicas"]) for p in described["partitions"]}, configs["min.insync.replicas"]
 
 
 async def pricing_coordinator(settings: Settings, instance: str = "0") -> int:

@@ -23,6 +23,7 @@ from tests.e2e.cluster import (
     partition_leader,
     pricing_coordinator,
     replicated_namespace,
+    replication,
 )
 from tests.e2e.faults import (
     API_TOKENS,
@@ -82,6 +83,8 @@ async def test_partition_leader_and_transaction_coordinator_killed(
         await bounce(cluster, coordinator, DOWN_S, report, "pricing's transaction coordinator")
 
     async with replicated_namespace(bootstrap, postgres_server_url, "cluster") as settings:
+        for topic in Topics.from_settings(settings).all():
+            assert await replication(settings, topic) == ({3}, "2"), topic
         outcome = await under_load(
             settings, load, RATE, tmp_path, report, kill_leader_then_coordinator
         )
