@@ -1,4 +1,4 @@
-"""Configuration from the environment (docs/contracts.md, Configuration), loaded once per process."""
+"""Configuration from the environment (docs/contracts.md, Configuration), read once."""
 
 from __future__ import annotations
 
