@@ -24,6 +24,10 @@ COMMANDS = {
     "rebuild": "services.audit.rebuild:main",
     "bench": "services.bench.bench:main",
 }
+# The subcommands that talk to Kafka: each checks that the brokers accept its settings first.
+KAFKA_COMMANDS = frozenset(
+    {"serve", "topics", "loadgen", "replay", "record", "audit", "reprice", "rebuild", "bench"}
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -105,6 +109,26 @@ def topics_main(args: argparse.Namespace) -> int:
     return 0
 
 
+def refusal(command: str) -> str | None:
+    """Why `command` must not start: settings that do not parse, or Kafka refusing them."""
+    from pydantic import ValidationError
+
+    from services.common.kafka import KafkaAccessError, KafkaSettingsError, check_access
+    from services.common.settings import load_settings
+
+    try:
+        settings = load_settings()
+        if command in KAFKA_COMMANDS:
+            asyncio.run(check_access(settings))
+    except ValidationError as error:
+        return "; ".join(
+            f"{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in error.errors()
+        )
+    except (KafkaSettingsError, KafkaAccessError) as error:
+        return str(error)
+    return None
+
+
 def resolve(target: str) -> Callable[[argparse.Namespace], int]:
     module, _, function = target.partition(":")
     entry: Callable[[argparse.Namespace], int] = getattr(importlib.import_module(module), function)
@@ -123,6 +147,9 @@ def configure_logging() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging()
+    if (reason := refusal(args.command)) is not None:
+        print(f"ledger {args.command}: refusing to start: {reason}", file=sys.stderr)
+        return 2
     return resolve(COMMANDS[args.command])(args)
 
 

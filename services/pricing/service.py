@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from services.common.batching import quiet_garbage_collector
+from services.common.kafka import connection
 from services.common.kafka import consumer as make_consumer
 from services.common.settings import Settings, load_settings
 from services.common.throughput import Throughput
@@ -64,7 +65,7 @@ async def serve(settings: Settings, book: PriceBook, instance: str) -> int:
     topics = Topics.from_settings(settings)
     prefix = settings.ledger_topic_prefix
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
+        **connection(settings),
         acks="all",
         enable_idempotence=True,
         transactional_id=transactional_id(prefix, instance),

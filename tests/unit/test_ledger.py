@@ -22,6 +22,7 @@ from services.projector.ledger import (
     split_repeats,
     status_for,
 )
+from tests.factories import T0, adjusted, any_entry, debited, few_account_entries, granted
 from tests.unit.ledger_reference import (
     AccountDelta,
     UsageKey,
@@ -31,7 +32,6 @@ from tests.unit.ledger_reference import (
     signed_credits,
     usage_rollup,
 )
-from tests.factories import T0, adjusted, any_entry, debited, few_account_entries, granted
 
 pytestmark = pytest.mark.unit
 
