@@ -14,6 +14,7 @@ from services.common.logs import configure_logging
 COMMANDS = {
     "serve": "services.serve:main",
     "topics": "services.cli:topics_main",
+    "keys": "services.api.keys_command:main",
     "loadgen": "services.gateway.loadgen:main",
     "replay": "services.gateway.replay:main",
     "record": "services.gateway.record:main",
@@ -35,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     topics = sub.add_parser("topics", help="manage the Kafka topics")
     topics.add_argument("action", choices=["create"])
+
+    add_keys_parser(sub)
 
     loadgen = sub.add_parser("loadgen", help="publish synthetic usage")
     loadgen.add_argument("--accounts", type=int, default=100)
@@ -78,6 +81,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--keep", action="store_true", help="keep the bench topics and databases")
     return parser
+
+
+def add_keys_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    keys = sub.add_parser("keys", help="API keys (the secret is printed once)")
+    actions = keys.add_subparsers(dest="action", required=True)
+    create = actions.add_parser("create", help="make a key and print its secret once")
+    create.add_argument("--scope", required=True, choices=["read", "gateway", "admin", "account"])
+    create.add_argument("--account", help="the account an 'account' key is bound to")
+    create.add_argument("--name", help="a label for the key")
+    listing = actions.add_parser("list", help="every key, never a secret")
+    listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    revoke = actions.add_parser("revoke", help="revoke a key on every API process at once")
+    revoke.add_argument("key_id")
 
 
 def topics_main(args: argparse.Namespace) -> int:

@@ -21,6 +21,12 @@ class Settings(BaseSettings):
     ledger_pricebook: Path = DEFAULT_PRICEBOOK
     ledger_api_tokens: str = ""
     ledger_api_auth: str = "enabled"
+    # Fault points for the fault tests, comma-separated (e.g. `api:after_claim`).
+    ledger_fault: str = ""
+
+    @property
+    def faults(self) -> frozenset[str]:
+        return frozenset(filter(None, (f.strip() for f in self.ledger_fault.split(","))))
 
     def service_environment(self) -> dict[str, str]:
         """The variables a `ledger` child process needs to join the same Kafka topics and
