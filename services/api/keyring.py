@@ -121,6 +121,7 @@ class KeyRing:
         try:
             await conn.add_listener(queries.KEYS_CHANNEL, self.on_revoked)
             self.listening = True
+            log.info("api keys: listening for revocations; keys are cached from now on")
             while not lost.is_set():  # a connection that died without a word fails its ping
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(lost.wait(), PING_SECONDS)
