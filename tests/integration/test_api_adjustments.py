@@ -3,8 +3,10 @@ balance limit that credits and adjustments share."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import asyncpg
 import httpx
@@ -21,6 +23,8 @@ from test_api_harness import (
 from schemas.events import BALANCE_LIMIT, CreditsAdjusted
 from services.api.grants import grant_entry_id
 from services.common.settings import Settings
+from tests.e2e.faults import audit
+from tests.processes import ServiceProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -167,3 +171,45 @@ async def test_balance_limit(
         small = {**body, "credits": 1 if credits > 0 else -1}
         again = await client.post(f"/v1/accounts/{account}/{route}", json=small, headers=keyed("l"))
         assert again.status_code == 202, again.text
+
+
+async def wait_for_balance(database_url: str, account: str, entries: int) -> dict[str, object]:
+    conn = await asyncpg.connect(database_url)
+    try:
+        for _ in range(600):
+            row = await conn.fetchrow(
+                "SELECT * FROM ledger.balances WHERE account_id = $1 AND entries >= $2",
+                account,
+                entries,
+            )
+            if row is not None:
+                return dict(row)
+            await asyncio.sleep(0.1)
+    finally:
+        await conn.close()
+    raise AssertionError(f"{account} has not {entries} entries projected")
+
+
+async def test_a_negative_adjustment_past_the_balance_is_projected_and_audited(
+    isolated_settings: Settings, tmp_path: Path
+) -> None:
+    """Through the real projector: the account goes below zero (exhausted), and `ledger
+    audit` finds the balance identity (granted + adjusted - debited) intact."""
+    account = new_account("overdrawn")
+    projector = ServiceProcess("projector", isolated_settings, tmp_path).start()
+    try:
+        async with api_client(with_tokens(isolated_settings)) as client:
+            url = f"/v1/accounts/{account}"
+            grant = await client.post(f"{url}/credits", json=GRANT, headers=keyed("g"))
+            fix = {"credits": -25, "reason": "chargeback"}
+            adjust = await client.post(f"{url}/adjustments", json=fix, headers=keyed("a"))
+            assert (grant.status_code, adjust.status_code) == (202, 202)
+            row = await wait_for_balance(isolated_settings.database_url, account, 2)
+            assert (row["balance"], row["purchased"], row["adjusted"]) == (-15, 10, -25)
+            assert row["status"] == "exhausted"
+            balance = await client.get(f"{url}/balance", headers=ADMIN)
+            assert balance.json()["status"] == "exhausted"
+    finally:
+        projector.stop()
+    code, report = audit(isolated_settings)
+    assert code == 0, report
