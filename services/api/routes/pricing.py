@@ -23,7 +23,7 @@ router = APIRouter(
 )
 Opened = Annotated[Resources, Depends(resources)]
 ERRORS: dict[int | str, dict[str, object]] = {
-    code: {"model": ErrorBody} for code in (401, 403, 422)
+    code: {"model": ErrorBody} for code in (401, 403, 422, 503)
 }
 
 
