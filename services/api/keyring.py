@@ -57,7 +57,7 @@ class KeyRing:
     # Bumped by every revocation and every loss of the listener: a lookup that started
     # before one may have read a key that is revoked by now, and is not cached.
     invalidations: int = 0
-    used: dict[UUID, datetime] = field(default_factory=dict)
+    used: dict[str, datetime] = field(default_factory=dict)  # key_id -> last use
 
     async def principal(self, secret: str) -> Principal | None:
         """The key's principal, or None for an unknown or revoked secret."""
@@ -82,7 +82,7 @@ class KeyRing:
 
     def note_use(self, principal: Principal) -> Principal:
         if principal.key_id is not None:
-            self.used[UUID(principal.key_id)] = datetime.now(UTC)
+            self.used[principal.key_id] = datetime.now(UTC)
         return principal
 
     def forget(self, key_id: str | None = None) -> None:
@@ -139,7 +139,7 @@ class KeyRing:
             return
         try:
             async with connection(self.pool) as conn:
-                await queries.touch_keys(conn, used)
+                await queries.touch_keys(conn, {UUID(k): at for k, at in used.items()})
         except Exception:
             # Kept for the next flush (newer uses win), never dropped.
             for key_id, at in used.items():
@@ -156,7 +156,7 @@ class KeyRing:
 
     def last_used(self, key_id: UUID) -> datetime | None:
         """A use this process has not flushed yet, if any."""
-        return self.used.get(key_id)
+        return self.used.get(str(key_id))
 
 
 @contextlib.asynccontextmanager
