@@ -39,6 +39,7 @@ CACHE_LIMIT = 10_000  # keys; a process serves far fewer, and memory stays bound
 PING_SECONDS = 5.0  # how often the listening connection proves it is alive
 RECONNECT_SECONDS = 1.0
 FLUSH_SECONDS = 10.0
+LISTENER_NAME = "ledger-api-key-revocations"  # its application_name in pg_stat_activity
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +109,11 @@ class KeyRing:
         """Keeps a LISTEN connection open, forever; caching happens only while it is."""
         while True:
             try:
-                conn = await asyncpg.connect(self.database_url, timeout=PING_SECONDS)
+                conn = await asyncpg.connect(
+                    self.database_url,
+                    timeout=PING_SECONDS,
+                    server_settings={"application_name": LISTENER_NAME},
+                )
             except (*UNAVAILABLE, asyncpg.PostgresError) as exc:
                 log.warning("api keys: cannot listen for revocations yet: %s", exc)
             else:

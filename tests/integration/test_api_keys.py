@@ -3,6 +3,7 @@ revoked at once; account keys see their own account only."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -108,6 +109,41 @@ async def test_revoked_key_is_refused_at_once_like_an_unknown_one(
     assert len(lookups) == 2  # the same path for both: one lookup each, nothing cached
     again = await client.delete(f"/v1/keys/{created['key_id']}", headers=ADMIN)
     assert again.status_code == 200 and again.json() == revoked.json()
+
+
+async def test_nothing_stays_cached_while_the_revocation_listener_is_away(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    ring: keyring.KeyRing = client._transport.app.state.resources.keys  # type: ignore[attr-defined]
+    created = await create_key(client, "read")
+    for _ in range(100):
+        if ring.listening:
+            break
+        await asyncio.sleep(0.05)
+    assert (await client.get("/v1/pricebook", headers=bearer(created["secret"]))).status_code == 200
+    assert created["key_id"] in ring.by_key_id
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        killed = await conn.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE application_name = $1 AND datname = current_database()",
+            keyring.LISTENER_NAME,
+        )
+    finally:
+        await conn.close()
+    assert killed >= 1
+    for _ in range(100):
+        if not ring.listening:
+            break
+        await asyncio.sleep(0.02)
+    assert not ring.listening and ring.cache == {}
+    for _ in range(200):  # it comes back by itself, and caching with it
+        if ring.listening:
+            break
+        await asyncio.sleep(0.05)
+    assert ring.listening
+    assert (await client.get("/v1/pricebook", headers=bearer(created["secret"]))).status_code == 200
+    assert created["key_id"] in ring.by_key_id
 
 
 async def test_account_key_reads_its_own_account_only(client: httpx.AsyncClient) -> None:
