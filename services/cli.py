@@ -14,7 +14,7 @@ from services.common.logs import configure_logging
 COMMANDS = {
     "serve": "services.serve:main",
     "topics": "services.cli:topics_main",
-    "keys": "services.api.keys_command:main",
+    "keys": "services.api.keys.command:main",
     "loadgen": "services.gateway.loadgen:main",
     "replay": "services.gateway.replay:main",
     "record": "services.gateway.record:main",

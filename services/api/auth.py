@@ -143,7 +143,7 @@ Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
 
 class KeyLookup(Protocol):
-    """What resolves an API key's secret (services/api/keyring.py)."""
+    """What resolves an API key's secret (services/api/keys/ring.py)."""
 
     async def principal(self, secret: str) -> Principal | None: ...
 

@@ -2,12 +2,12 @@
 
 The projection tables (journal, balances, usage_daily, projector_counters) belong to the
 projector; the API only reads them. `idempotency_keys` and `api_keys` are the API's own
-tables; `ledger keys` (services/api/keys_command.py) uses the same statements.
+tables (the statements on `api_keys` are in services/api/keys/store.py).
 """
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 from typing import Any, Literal
 from uuid import UUID
 
@@ -46,13 +46,11 @@ CREATE TABLE IF NOT EXISTS ledger.api_keys (
     revoked_at   timestamptz,
     CHECK ((scope = 'account') = (account_id IS NOT NULL))
 );
--- Only usable keys are in the index the lookup uses, so an unknown and a revoked secret
--- take the same path (and the same time).
+-- Only usable keys are in the index the lookup uses (services/api/keys/store.py), so an
+-- unknown and a revoked secret take the same path (and the same time).
 CREATE UNIQUE INDEX IF NOT EXISTS api_keys_usable
     ON ledger.api_keys (secret_hash) WHERE revoked_at IS NULL;
 """
-
-KEYS_CHANNEL = "ledger_api_keys"  # NOTIFY payload: the key_id of a revoked key
 
 BALANCE = """
 SELECT account_id, balance, purchased, spent, entries, status, updated_at
@@ -141,39 +139,6 @@ FROM unnest($1::text[], $2::text[]) AS p(account_id, idempotency_key)
 WHERE k.account_id = p.account_id AND k.idempotency_key = p.idempotency_key
 """
 
-INSERT_KEY = """
-INSERT INTO ledger.api_keys (key_id, secret_hash, scope, account_id, name)
-VALUES ($1, $2, $3, $4, $5)
-RETURNING key_id, scope, account_id, name, created_at
-"""
-
-USABLE_KEY = """
-SELECT key_id, scope, account_id FROM ledger.api_keys
-WHERE secret_hash = $1 AND revoked_at IS NULL
-"""
-
-LIST_KEYS = """
-SELECT key_id, scope, account_id, name, created_at, last_used_at, revoked_at
-FROM ledger.api_keys ORDER BY created_at, key_id
-"""
-
-# The notification goes out when the statement commits, to every API process listening
-# on this database; a key revoked twice keeps its first revoked_at.
-REVOKE_KEY = f"""
-WITH revoked AS (
-    UPDATE ledger.api_keys SET revoked_at = coalesce(revoked_at, now())
-    WHERE key_id = $1
-    RETURNING key_id, revoked_at
-)
-SELECT key_id, revoked_at, pg_notify('{KEYS_CHANNEL}', key_id::text) FROM revoked
-"""
-
-TOUCH_KEYS = """
-UPDATE ledger.api_keys AS k SET last_used_at = greatest(k.last_used_at, u.at)
-FROM unnest($1::uuid[], $2::timestamptz[]) AS u(key_id, at)
-WHERE k.key_id = u.key_id
-"""
-
 COUNTERS = "SELECT name, value FROM ledger.projector_counters"
 ACCOUNTS = "SELECT count(*) FROM ledger.balances"
 
@@ -250,37 +215,6 @@ async def lock_unpublished(conn: asyncpg.Connection, limit: int) -> list[dict[st
 async def mark_many_published(conn: asyncpg.Connection, claims: list[tuple[str, str]]) -> None:
     accounts, keys = [a for a, _ in claims], [k for _, k in claims]
     await conn.execute(MARK_MANY_PUBLISHED, accounts, keys)
-
-
-async def insert_key(
-    conn: asyncpg.Connection,
-    key_id: UUID,
-    secret_hash: bytes,
-    scope: str,
-    account_id: str | None,
-    name: str | None,
-) -> dict[str, Any]:
-    row = await conn.fetchrow(INSERT_KEY, key_id, secret_hash, scope, account_id, name)
-    assert row is not None
-    return dict(row)
-
-
-async def usable_key(conn: asyncpg.Connection, secret_hash: bytes) -> dict[str, Any] | None:
-    row = await conn.fetchrow(USABLE_KEY, secret_hash)
-    return dict(row) if row is not None else None
-
-
-async def list_keys(conn: asyncpg.Connection) -> list[dict[str, Any]]:
-    return [dict(r) for r in await conn.fetch(LIST_KEYS)]
-
-
-async def revoke_key(conn: asyncpg.Connection, key_id: UUID) -> dict[str, Any] | None:
-    row = await conn.fetchrow(REVOKE_KEY, key_id)
-    return dict(row) if row is not None else None
-
-
-async def touch_keys(conn: asyncpg.Connection, used: dict[UUID, datetime]) -> None:
-    await conn.execute(TOUCH_KEYS, list(used), list(used.values()))
 
 
 async def projector_counters(conn: asyncpg.Connection) -> tuple[dict[str, int], int]:

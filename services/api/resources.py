@@ -14,7 +14,7 @@ from fastapi import Request
 
 from services.api.database import open_pool
 from services.api.grants import FAULT_AFTER_CLAIM, Claims, Publisher
-from services.api.keyring import KeyRing, open_keyring
+from services.api.keys.ring import KeyRing, open_keyring
 from services.api.recovery import sweep_forever
 from services.common import kafka
 from services.common.settings import Settings

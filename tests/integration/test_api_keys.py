@@ -13,7 +13,8 @@ import httpx
 import pytest
 from test_api_harness import ADMIN, api_client, bearer, create_key, new_account, with_tokens
 
-from services.api import keyring, queries
+from services.api.keys import ring as keyring
+from services.api.keys import store
 from services.common.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -95,13 +96,13 @@ async def test_revoked_key_is_refused_at_once_like_an_unknown_one(
     assert revoked.status_code == 200
     assert set(revoked.json()) == {"key_id", "revoked_at"}
     lookups: list[bytes] = []
-    original = queries.usable_key
+    original = store.usable_key
 
     async def counting(conn: asyncpg.Connection, digest: bytes) -> dict[str, Any] | None:
         lookups.append(digest)
         return await original(conn, digest)
 
-    monkeypatch.setattr(queries, "usable_key", counting)
+    monkeypatch.setattr(store, "usable_key", counting)
     refused = await client.get("/v1/keys", headers=headers)
     unknown = await client.get("/v1/keys", headers=bearer("lk_" + "u" * 43))
     assert refused.status_code == unknown.status_code == 401

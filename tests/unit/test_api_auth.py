@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from services.api.auth import AuthConfigError, Principal, Rule, parse_tokens, permits
-from services.api.keys import looks_like_key, new_secret, secret_hash
+from services.api.keys.store import looks_like_key, new_secret, secret_hash
 from services.common.settings import Settings
 
 pytestmark = pytest.mark.unit

@@ -7,11 +7,11 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Path
 
-from services.api import keys
 from services.api.auth import require
 from services.api.authenticate import ScopedRoute
 from services.api.database import connection
 from services.api.errors import ApiError
+from services.api.keys import store
 from services.api.models import CreatedKey, ErrorBody, KeyInfo, KeyList, KeyRequest, RevokedKey
 from services.api.resources import Resources, resources
 
@@ -35,7 +35,7 @@ ERRORS: dict[int | str, dict[str, object]] = {
 async def post_key(body: KeyRequest, opened: Opened) -> CreatedKey:
     """A new key; `secret` (`lk_...`) is in this answer only: only its hash is stored."""
     async with connection(opened.pool) as conn:
-        return await keys.create_key(conn, body)
+        return await store.create_key(conn, body)
 
 
 @router.get("", responses=ERRORS)
@@ -44,7 +44,7 @@ async def get_keys(opened: Opened) -> KeyList:
     includes this process's uses not yet written (each process writes them every few
     seconds)."""
     async with connection(opened.pool) as conn:
-        listed = await keys.list_keys(conn)
+        listed = await store.list_keys(conn)
     return KeyList(keys=[with_unflushed_use(key, opened) for key in listed])
 
 
@@ -60,7 +60,7 @@ async def delete_key(key_id: KeyId, opened: Opened) -> RevokedKey:
     """Revokes the key on every API process at once; revoking again answers the same
     revoked_at. 404 `key_not_found`."""
     async with connection(opened.pool) as conn:
-        revoked = await keys.revoke_key(conn, key_id)
+        revoked = await store.revoke_key(conn, key_id)
     if revoked is None:
         raise ApiError(404, "key_not_found", f"no API key {key_id}")
     opened.keys.forget(str(key_id))  # this process need not wait for its own notification

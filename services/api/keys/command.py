@@ -1,7 +1,7 @@
 """`ledger keys create|list|revoke`: API keys for operators, straight in PostgreSQL.
 
 It needs only DATABASE_URL (no API process), and runs the API's own statements
-(services/api/keys.py, services/api/queries.py): a key revoked here is revoked at once on
+(services/api/keys/store.py): a key revoked here is revoked at once on
 every API process, which hears of it through PostgreSQL.
 """
 
@@ -15,7 +15,8 @@ import uuid
 import asyncpg
 from pydantic import ValidationError
 
-from services.api import keys, queries
+from services.api import queries
+from services.api.keys import store
 from services.api.models import KeyInfo, KeyRequest
 from services.common.db import ensure_database
 from services.common.settings import load_settings
@@ -49,14 +50,14 @@ async def create(conn: asyncpg.Connection, args: argparse.Namespace) -> int:
         problems = "; ".join(e["msg"] for e in exc.errors())
         print(f"ledger keys create: {problems}", file=sys.stderr)
         return 2
-    created = await keys.create_key(conn, request)
+    created = await store.create_key(conn, request)
     print(created.model_dump_json(indent=2))
     print("The secret is shown only this once; only its hash is stored.", file=sys.stderr)
     return 0
 
 
 async def show(conn: asyncpg.Connection, as_json: bool) -> int:
-    listed = await keys.list_keys(conn)
+    listed = await store.list_keys(conn)
     if as_json:
         for key in listed:
             print(key.model_dump_json())
@@ -79,7 +80,7 @@ async def revoke(conn: asyncpg.Connection, key_id: str) -> int:
     except ValueError:
         print(f"ledger keys revoke: {key_id!r} is not a key_id", file=sys.stderr)
         return 2
-    revoked = await keys.revoke_key(conn, parsed)
+    revoked = await store.revoke_key(conn, parsed)
     if revoked is None:
         print(f"ledger keys revoke: no API key {key_id}", file=sys.stderr)
         return 1

@@ -2,13 +2,13 @@
 
 Every read would otherwise pay a second PostgreSQL round trip for its key. A usable key
 found in PostgreSQL is cached in memory, but only while this process LISTENs on the
-revocation channel: a revocation (services/api/keys.py) notifies every process on commit
+revocation channel: a revocation (services/api/keys/store.py) notifies every process on commit
 and the key leaves each cache within milliseconds. When the listening connection is lost,
 the cache is emptied and bypassed until it is back, so a revocation is never missed; a
 short TTL bounds what a connection that died silently could still let through.
 
 Unknown and revoked secrets are never cached: both take the same lookup, on an index that
-holds neither (services/api/queries.py), so the answer's timing does not tell them apart.
+holds neither (services/api/keys/store.py), so the answer's timing does not tell them apart.
 
 `last_used_at` is kept in memory and written once per FLUSH_SECONDS for all keys used,
 not once per request.
@@ -27,10 +27,10 @@ from uuid import UUID
 
 import asyncpg
 
-from services.api import queries
 from services.api.auth import Principal
 from services.api.database import UNAVAILABLE, connection
-from services.api.keys import looks_like_key, secret_hash
+from services.api.keys import store
+from services.api.keys.store import looks_like_key, secret_hash
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ class KeyRing:
             return self.note_use(cached.principal)
         seen = self.invalidations
         async with connection(self.pool) as conn:
-            row = await queries.usable_key(conn, digest)
+            row = await store.usable_key(conn, digest)
         if row is None:
             return None
         key_id = str(row["key_id"])
@@ -124,7 +124,7 @@ class KeyRing:
         lost = asyncio.Event()
         conn.add_termination_listener(lambda _: self.stop_caching(lost))
         try:
-            await conn.add_listener(queries.KEYS_CHANNEL, self.on_revoked)
+            await conn.add_listener(store.KEYS_CHANNEL, self.on_revoked)
             self.listening = True
             log.info("api keys: listening for revocations; keys are cached from now on")
             while not lost.is_set():  # a connection that died without a word fails its ping
@@ -144,7 +144,7 @@ class KeyRing:
             return
         try:
             async with connection(self.pool) as conn:
-                await queries.touch_keys(conn, {UUID(k): at for k, at in used.items()})
+                await store.touch_keys(conn, {UUID(k): at for k, at in used.items()})
         except Exception:
             # Kept for the next flush (newer uses win), never dropped.
             for key_id, at in used.items():
