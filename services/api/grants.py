@@ -101,11 +101,12 @@ def past_balance_limit(totals: dict[str, int] | None, event: MoneyIn) -> str | N
 def check_key(idempotency_key: str | None) -> str:
     if idempotency_key is None:
         raise ApiError(400, "missing_idempotency_key", "the Idempotency-Key header is required")
-    if not 0 < len(idempotency_key) <= MAX_KEY_LENGTH:
+    printable = all(" " <= c != "\x7f" for c in idempotency_key)
+    if not (0 < len(idempotency_key) <= MAX_KEY_LENGTH and printable):
         raise ApiError(
             422,
             "invalid_idempotency_key",
-            f"Idempotency-Key must be 1..{MAX_KEY_LENGTH} characters",
+            f"Idempotency-Key must be 1..{MAX_KEY_LENGTH} characters, none a control character",
         )
     return idempotency_key
 

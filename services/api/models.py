@@ -25,6 +25,15 @@ def contract(event: type[Event], name: str) -> Any:
 class RequestBody(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    @model_validator(mode="after")
+    def _no_nul_characters(self) -> RequestBody:
+        # PostgreSQL text cannot hold NUL: such a value would fail the statement that
+        # stores it (the key's name here, the journal's reason downstream).
+        for name, value in self:
+            if isinstance(value, str) and "\x00" in value:
+                raise ValueError(f"{name} must not contain NUL characters")
+        return self
+
 
 class GrantRequest(RequestBody):
     credits: int = contract(CreditsGranted, "credits")

@@ -105,6 +105,8 @@ async def test_reference_is_optional(client: httpx.AsyncClient, settings: Settin
         {"credits": 2**63, "reason": "r"},
         {"credits": -(2**70), "reason": "r"},
         {"credits": 10, "reason": "r", "extra": 1},
+        {"credits": 10, "reason": "nul\x00"},
+        {"credits": 10, "reason": "r", "reference": "\x00"},
         [BODY],
     ],
 )

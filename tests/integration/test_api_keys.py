@@ -179,6 +179,7 @@ async def test_account_key_reads_its_own_account_only(client: httpx.AsyncClient)
         {"scope": "read", "name": ""},
         {"scope": "read", "name": "n" * 129},
         {"scope": "read", "secret": "lk_chosen"},
+        {"scope": "read", "name": "nul\x00"},
         {},
     ],
 )

@@ -59,7 +59,9 @@ def test_request_rejects_what_the_event_rejects(body: dict[str, object]) -> None
         GrantRequest.model_validate(body)
 
 
-@pytest.mark.parametrize(("key", "status"), [(None, 400), ("", 422), ("k" * 256, 422)])
+@pytest.mark.parametrize(
+    ("key", "status"), [(None, 400), ("", 422), ("k" * 256, 422), ("a\x00b", 422), ("a\nb", 422)]
+)
 def test_bad_keys_are_refused(key: str | None, status: int) -> None:
     with pytest.raises(ApiError) as refused:
         check_key(key)
