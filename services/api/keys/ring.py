@@ -125,6 +125,9 @@ class KeyRing:
         conn.add_termination_listener(lambda _: self.stop_caching(lost))
         try:
             await conn.add_listener(store.KEYS_CHANNEL, self.on_revoked)
+            # A lookup that read PostgreSQL before LISTEN took effect may have missed a
+            # revocation: counted as an invalidation, so its result is not cached.
+            self.forget()
             self.listening = True
             log.info("api keys: listening for revocations; keys are cached from now on")
             while not lost.is_set():  # a connection that died without a word fails its ping
