@@ -14,7 +14,7 @@ DEV_LOCK := requirements-dev.lock
 LOCK_ARGS ?=
 COMPILE := $(BIN)/uv pip compile pyproject.toml --universal --generate-hashes --python-version 3.11 --quiet $(LOCK_ARGS)
 
-.PHONY: install lock up down test unit lint run stop bench schemas status clean soak
+.PHONY: install lock up down test unit lint run stop bench schemas status clean soak cluster-up cluster-down
 
 install: $(STAMP)
 
@@ -42,6 +42,13 @@ up:
 down:
 	@if infra/docker.sh available; then infra/docker.sh down; else infra/run.sh stop; infra/kafka.sh stop; infra/postgres.sh stop; fi
 
+# Three brokers on 127.0.0.1:19092-19094 (replication factor 3, min ISR 2), beside `make up`'s.
+cluster-up:
+	@infra/cluster.sh start
+
+cluster-down:
+	@infra/cluster.sh stop
+
 status:
 	@infra/kafka.sh status; infra/postgres.sh status; infra/run.sh status
 
@@ -68,15 +75,17 @@ run: install up
 stop:
 	@infra/run.sh stop
 
-# The crash matrix with more seeds, more load and more kills than `make test` runs.
+# The crash matrix with more seeds, more load and more kills than `make test` runs, and the
+# long broker-fault scenarios on the three-broker cluster (started by the tests if not up).
 soak: install up
 	for seed in 101 202 303 404 505 606; do \
 		FAULT_SEED=$$seed FAULT_EVENTS=60000 FAULT_RATE=2000 FAULT_EXTRA_KILLS=4 \
 		$(BIN)/pytest tests/e2e/test_fault_crash_matrix.py -s $(PYTEST_ARGS) || exit 1; \
 	done
+	LEDGER_SOAK=1 $(BIN)/pytest tests/e2e/test_cluster_faults.py -s $(PYTEST_ARGS)
 
 bench: install up
 	$(BIN)/ledger bench --output bench-results/bench.json
 
-clean: down
+clean: down cluster-down
 	rm -rf .local $(VENV)

@@ -16,6 +16,7 @@ from services.common.settings import load_settings
 COMMANDS = {
     "serve": "services.cli:serve_main",
     "topics": "services.cli:topics_main",
+    "keys": "services.api.keys.command:main",
     "loadgen": "services.traffic.loadgen:main",
     "replay": "services.traffic.replay:main",
     "record": "services.traffic.record:main",
@@ -24,6 +25,10 @@ COMMANDS = {
     "rebuild": "services.audit.rebuild:main",
     "bench": "services.bench.bench:main",
 }
+# The subcommands that talk to Kafka: each checks that the brokers accept its settings first.
+KAFKA_COMMANDS = frozenset(
+    {"serve", "topics", "loadgen", "replay", "record", "audit", "reprice", "rebuild", "bench"}
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     topics = sub.add_parser("topics", help="manage the Kafka topics")
     topics.add_argument("action", choices=["create"])
+
+    add_keys_parser(sub)
 
     loadgen = sub.add_parser("loadgen", help="publish synthetic usage")
     loadgen.add_argument("--accounts", type=int, default=100)
@@ -97,12 +104,45 @@ def serve_main(args: argparse.Namespace) -> int:
     return run_api(args.host, args.port)
 
 
+def add_keys_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    keys = sub.add_parser("keys", help="API keys (the secret is printed once)")
+    actions = keys.add_subparsers(dest="action", required=True)
+    create = actions.add_parser("create", help="make a key and print its secret once")
+    create.add_argument("--scope", required=True, choices=["read", "gateway", "admin", "account"])
+    create.add_argument("--account", help="the account an 'account' key is bound to")
+    create.add_argument("--name", help="a label for the key")
+    listing = actions.add_parser("list", help="every key, never a secret")
+    listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    revoke = actions.add_parser("revoke", help="revoke a key on every API process at once")
+    revoke.add_argument("key_id")
+
+
 def topics_main(args: argparse.Namespace) -> int:
     from services.common.topics import create_topics
 
     created = asyncio.run(create_topics(load_settings()))
     print("created: " + (", ".join(created) if created else "nothing (all topics exist)"))
     return 0
+
+
+def refusal(command: str) -> str | None:
+    """Why `command` must not start: settings that do not parse, or Kafka refusing them."""
+    from pydantic import ValidationError
+
+    from services.common.kafka import KafkaAccessError, KafkaSettingsError, check_access
+    from services.common.settings import load_settings
+
+    try:
+        settings = load_settings()
+        if command in KAFKA_COMMANDS:
+            asyncio.run(check_access(settings))
+    except ValidationError as error:
+        return "; ".join(
+            f"{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in error.errors()
+        )
+    except (KafkaSettingsError, KafkaAccessError) as error:
+        return str(error)
+    return None
 
 
 def resolve(target: str) -> Callable[[argparse.Namespace], int]:
@@ -123,6 +163,9 @@ def configure_logging() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging()
+    if (reason := refusal(args.command)) is not None:
+        print(f"ledger {args.command}: refusing to start: {reason}", file=sys.stderr)
+        return 2
     return resolve(COMMANDS[args.command])(args)
 
 

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterable
+from typing import Any
 
 import asyncpg
 from aiokafka.admin import AIOKafkaAdminClient
@@ -40,9 +41,10 @@ async def delete_topics(kafka: str, prefix: str) -> None:
 
 @contextlib.asynccontextmanager
 async def namespace(
-    kafka: str, postgres_server_url: str, label: str = "test"
+    kafka: str, postgres_server_url: str, label: str = "test", **options: Any
 ) -> AsyncIterator[Settings]:
-    """Settings on `kafka` and `postgres_server_url` that no other test shares."""
+    """Settings on `kafka` and `postgres_server_url` that no other test shares; `options`
+    are further Settings fields (replication factor, Kafka security)."""
     tag = uuid.uuid4().hex[:10]
     name = f"ledger_{label}_{tag}"
     admin_url = _with_database(postgres_server_url, ADMIN_DATABASE)
@@ -58,6 +60,7 @@ async def namespace(
             database_url=_with_database(postgres_server_url, name),
             ledger_topic_prefix=prefix,
             ledger_partitions=6,
+            **options,
         )
         await create_topics(settings)
         yield settings

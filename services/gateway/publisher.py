@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import MessageSizeTooLargeError
 
 from schemas.events import UsageRecorded, dump
-from services.common.kafka import account_key, partition_for
+from services.common.kafka import account_key, connection, partition_for
 from services.common.settings import Settings
 from services.common.topics import Topics
 
@@ -55,7 +55,7 @@ class UsagePublisher:
 
     async def __aenter__(self) -> UsagePublisher:
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=self._settings.kafka_bootstrap_servers,
+            **connection(self._settings),
             enable_idempotence=True,
             acks="all",
             max_batch_size=BATCH_BYTES,

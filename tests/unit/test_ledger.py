@@ -1,4 +1,5 @@
-"""The projector's pure ledger arithmetic (services/projector/ledger.py)."""
+"""The projector's pure ledger arithmetic (services/projector/ledger.py) and the reference
+fold the projector's one-pass totals are checked against (tests/unit/ledger_reference.py)."""
 
 from __future__ import annotations
 
@@ -12,23 +13,25 @@ from hypothesis import strategies as st
 
 from schemas.events import CreditsDebited, CreditsGranted, LedgerEntry, dump
 from services.projector.ledger import (
-    AccountDelta,
     RejectedMessage,
     SourcedEntry,
-    UsageKey,
-    UsageTotals,
-    account_deltas,
     content_digest,
-    delta_of,
     next_offsets,
     plan_batch,
     read_message,
-    signed_credits,
     split_repeats,
     status_for,
-    usage_rollup,
 )
 from tests.factories import T0, adjusted, any_entry, debited, few_account_entries, granted
+from tests.unit.ledger_reference import (
+    AccountDelta,
+    UsageKey,
+    UsageTotals,
+    account_deltas,
+    delta_of,
+    signed_credits,
+    usage_rollup,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -68,9 +71,15 @@ def test_a_nul_character_cannot_reach_postgresql() -> None:
 
 
 def test_each_kind_moves_its_own_total() -> None:
-    assert delta_of(debited(credits=30)) == AccountDelta(spent=30, entries=1, updated_at=T0)
-    assert delta_of(granted(credits=70)) == AccountDelta(purchased=70, entries=1, updated_at=T0)
-    assert delta_of(adjusted(credits=-4)) == AccountDelta(adjusted=-4, entries=1, updated_at=T0)
+    assert delta_of(debited(credits=30)) == AccountDelta(
+        spent=30, entries=1, updated_at=T0, outflow=30
+    )
+    assert delta_of(granted(credits=70)) == AccountDelta(
+        purchased=70, entries=1, updated_at=T0, inflow=70
+    )
+    assert delta_of(adjusted(credits=-4)) == AccountDelta(
+        adjusted=-4, entries=1, updated_at=T0, outflow=4
+    )
     assert [signed_credits(e) for e in (debited(credits=30), granted(credits=70), adjusted())] == [
         -30,
         70,
@@ -83,8 +92,10 @@ def test_deltas_are_summed_per_account() -> None:
         [granted("a", 100), debited("a", 30), debited("b", 7), adjusted("a", 2)]
     )
     assert deltas == {
-        "a": AccountDelta(purchased=100, adjusted=2, spent=30, entries=3, updated_at=T0),
-        "b": AccountDelta(spent=7, entries=1, updated_at=T0),
+        "a": AccountDelta(
+            purchased=100, adjusted=2, spent=30, entries=3, updated_at=T0, inflow=102, outflow=30
+        ),
+        "b": AccountDelta(spent=7, entries=1, updated_at=T0, outflow=7),
     }
     assert deltas["a"].balance == 72 and deltas["b"].balance == -7
 
