@@ -32,11 +32,17 @@ from tests.e2e.faults import (
     read_topic,
     settle,
 )
-from tests.factories import debited, granted, usage_fields
-from tests.integration.test_projector_apply import extreme_entries as extreme_strategy
-from tests.integration.test_projector_apply import past_year_9999, refused_multiplier, spend
-from tests.integration.test_projector_service import publish as publish_entries
-from tests.integration.test_projector_service import wait_applied
+from tests.factories import (
+    debited,
+    granted,
+    past_year_9999,
+    refused_multiplier,
+    spend,
+    usage_fields,
+)
+from tests.factories import extreme_entries as extreme_strategy
+from tests.integration.projector_harness import publish as publish_entries
+from tests.integration.projector_harness import wait_applied
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
