@@ -1,28 +1,34 @@
-"""The `ledger` command (DESIGN.md, Command line). Each subcommand lives with its service."""
+"""The `ledger` command (docs/contracts.md, Command line). Each subcommand lives with its
+service; this module parses the arguments, sets up logging and starts the one asked for."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import importlib
+import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from services.common.logs import configure_logging
+from services.common.settings import load_settings
 
 # subcommand -> "module:function"; the function takes the parsed arguments, returns an exit code.
 COMMANDS = {
-    "serve": "services.serve:main",
+    "serve": "services.cli:serve_main",
     "topics": "services.cli:topics_main",
     "keys": "services.api.keys.command:main",
-    "loadgen": "services.gateway.loadgen:main",
-    "replay": "services.gateway.replay:main",
-    "record": "services.gateway.record:main",
+    "loadgen": "services.traffic.loadgen:main",
+    "replay": "services.traffic.replay:main",
+    "record": "services.traffic.record:main",
     "audit": "services.audit.audit:main",
     "reprice": "services.audit.reprice:main",
     "rebuild": "services.audit.rebuild:main",
     "bench": "services.bench.bench:main",
 }
+# The subcommands that talk to Kafka: each checks that the brokers accept its settings first.
+KAFKA_COMMANDS = frozenset(
+    {"serve", "topics", "loadgen", "replay", "record", "audit", "reprice", "rebuild", "bench"}
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -96,13 +102,47 @@ def add_keys_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     revoke.add_argument("key_id")
 
 
+def serve_main(args: argparse.Namespace) -> int:
+    """`ledger serve pricing|projector|api`: one service in the foreground until SIGTERM."""
+    if args.service == "pricing":
+        from services.pricing.service import run as run_pricing
+
+        return run_pricing()
+    if args.service == "projector":
+        from services.projector.service import run as run_projector
+
+        return run_projector()
+    from services.api.app import run as run_api
+
+    return run_api(args.host, args.port)
+
+
 def topics_main(args: argparse.Namespace) -> int:
-    from services.common.settings import load_settings
     from services.common.topics import create_topics
 
     created = asyncio.run(create_topics(load_settings()))
     print("created: " + (", ".join(created) if created else "nothing (all topics exist)"))
     return 0
+
+
+def refusal(command: str) -> str | None:
+    """Why `command` must not start: settings that do not parse, or Kafka refusing them."""
+    from pydantic import ValidationError
+
+    from services.common.kafka import KafkaAccessError, KafkaSettingsError, check_access
+    from services.common.settings import load_settings
+
+    try:
+        settings = load_settings()
+        if command in KAFKA_COMMANDS:
+            asyncio.run(check_access(settings))
+    except ValidationError as error:
+        return "; ".join(
+            f"{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in error.errors()
+        )
+    except (KafkaSettingsError, KafkaAccessError) as error:
+        return str(error)
+    return None
 
 
 def resolve(target: str) -> Callable[[argparse.Namespace], int]:
@@ -111,9 +151,21 @@ def resolve(target: str) -> Callable[[argparse.Namespace], int]:
     return entry
 
 
+def configure_logging() -> None:
+    """One logging set-up for every service and command: plain lines on stderr."""
+    logging.basicConfig(
+        level=load_settings().ledger_log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging()
+    if (reason := refusal(args.command)) is not None:
+        print(f"ledger {args.command}: refusing to start: {reason}", file=sys.stderr)
+        return 2
     return resolve(COMMANDS[args.command])(args)
 
 

@@ -1,4 +1,4 @@
-"""Request and answer bodies of the HTTP API (DESIGN.md, HTTP API).
+"""Request and answer bodies of the HTTP API (docs/contracts.md, HTTP API).
 
 Request fields are taken from the event contracts in schemas/events.py, with their
 constraints, so the API cannot accept what the ledger would reject.

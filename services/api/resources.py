@@ -43,7 +43,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
         await producer.start()
         stack.push_async_callback(producer.stop)
         publisher = Publisher(producer, Topics.from_settings(settings).ledger)
-        claims = Claims(pool, publisher, FAULT_AFTER_CLAIM in settings.faults)
+        claims = Claims(pool, publisher, settings.fault_armed(FAULT_AFTER_CLAIM))
         keys = await stack.enter_async_context(open_keyring(pool, settings.database_url))
         await stack.enter_async_context(background(sweep_forever(pool, publisher)))
         yield Resources(pool, producer, publisher, pricebook, claims, keys)
