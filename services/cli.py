@@ -89,19 +89,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def add_keys_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    keys = sub.add_parser("keys", help="API keys (the secret is printed once)")
-    actions = keys.add_subparsers(dest="action", required=True)
-    create = actions.add_parser("create", help="make a key and print its secret once")
-    create.add_argument("--scope", required=True, choices=["read", "gateway", "admin", "account"])
-    create.add_argument("--account", help="the account an 'account' key is bound to")
-    create.add_argument("--name", help="a label for the key")
-    listing = actions.add_parser("list", help="every key, never a secret")
-    listing.add_argument("--json", action="store_true", help="one JSON object per line")
-    revoke = actions.add_parser("revoke", help="revoke a key on every API process at once")
-    revoke.add_argument("key_id")
-
-
 def serve_main(args: argparse.Namespace) -> int:
     """`ledger serve pricing|projector|api`: one service in the foreground until SIGTERM."""
     if args.service == "pricing":
@@ -115,6 +102,19 @@ def serve_main(args: argparse.Namespace) -> int:
     from services.api.app import run as run_api
 
     return run_api(args.host, args.port)
+
+
+def add_keys_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    keys = sub.add_parser("keys", help="API keys (the secret is printed once)")
+    actions = keys.add_subparsers(dest="action", required=True)
+    create = actions.add_parser("create", help="make a key and print its secret once")
+    create.add_argument("--scope", required=True, choices=["read", "gateway", "admin", "account"])
+    create.add_argument("--account", help="the account an 'account' key is bound to")
+    create.add_argument("--name", help="a label for the key")
+    listing = actions.add_parser("list", help="every key, never a secret")
+    listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    revoke = actions.add_parser("revoke", help="revoke a key on every API process at once")
+    revoke.add_argument("key_id")
 
 
 def topics_main(args: argparse.Namespace) -> int:

@@ -476,11 +476,6 @@ async def granted_entries(settings: Settings) -> Counter[str]:
     return Counter(str(r["entry_id"]) for r in rows)
 
 
-def skip_without_jars() -> None:
-    """Kept for callers not yet moved to fetch_kafka_jars: fetches the jars, never skips."""
-    fetch_kafka_jars()
-
-
 async def wait_for_debits(database_url: str, at_least: int) -> None:
     conn = await asyncpg.connect(database_url)
     try:

@@ -13,10 +13,10 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from services.gateway.traffic import TrafficPlan
 
 from services.common.topics import Topics
 from services.pricing.service import TRANSACTION_TIMEOUT_MS
+from services.traffic.traffic import TrafficPlan
 from tests.e2e.cluster import (
     SOAK,
     Cluster,
