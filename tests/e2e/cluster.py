@@ -4,6 +4,7 @@ see it: its addresses, its brokers' faults, and who leads what (from the cluster
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import subprocess
@@ -84,7 +85,12 @@ async def replication(settings: Settings, topic: str) -> tuple[set[int], str]:
     admin = kafka.admin(settings)
     await admin.start()
     try:
-        (described,) = await admin.describe_topics([topic])
+        # A broker may not know a topic created a moment ago on another one: ask again.
+        for _ in range(100):
+            (described,) = await admin.describe_topics([topic])
+            if described["error_code"] == 0 and described["partitions"]:
+                break
+            await asyncio.sleep(0.1)
         (answer,) = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
     finally:
         await admin.close()
