@@ -5,13 +5,12 @@ addresses and security options from `connection(settings)` (docs/contracts.md,
 Configuration), so TLS and SASL are set in one place.
 
 FastStream has no transactions and its `publish_batch` ignores keys, so the hot paths use
-aiokafka directly.
+aiokafka directly (docs/architecture.md, Why aiokafka).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
 
@@ -22,7 +21,6 @@ from aiokafka.errors import KafkaError
 from aiokafka.helpers import create_ssl_context
 from aiokafka.partitioner import murmur2
 from aiokafka.protocol.metadata import MetadataRequest
-from aiokafka.structs import RecordMetadata
 
 from services.common.settings import Settings
 
@@ -107,17 +105,6 @@ def partition_for(key: bytes, partitions: int) -> int:
     messages, with batches built per partition or not, they land on the same partition."""
     hashed: int = murmur2(key)
     return (hashed & 0x7FFFFFFF) % partitions
-
-
-async def send_keyed(
-    producer: AIOKafkaProducer, topic: str, messages: Iterable[tuple[bytes, bytes]]
-) -> list[RecordMetadata]:
-    """Sends (key, value) pairs without awaiting each one; returns once all are acknowledged.
-
-    The producer's partitioner keys by account, so one account's messages keep their order.
-    """
-    futures = [await producer.send(topic, value, key=key) for key, value in messages]
-    return list(await asyncio.gather(*futures))
 
 
 class KafkaAccessError(RuntimeError):

@@ -1,4 +1,5 @@
-"""Configuration from the environment (docs/contracts.md, Configuration), read once."""
+"""Configuration from the environment (docs/contracts.md, Configuration), loaded once per
+process. Every variable the services and commands read goes through `Settings`."""
 
 from __future__ import annotations
 
@@ -27,6 +28,20 @@ class Settings(BaseSettings):
     ledger_pricebook: Path = DEFAULT_PRICEBOOK
     ledger_api_tokens: str = ""
     ledger_api_auth: str = "enabled"
+    ledger_log_level: str = "INFO"
+    # Pricing instance number: the stable Kafka transactional id of this process.
+    ledger_instance_id: str = "0"
+    # Test fault points, comma-separated (`projector:after_db_commit`, ...): the process
+    # kills itself there so the tests can crash it at an exact step.
+    ledger_fault: str = ""
+    # Records per batch the rebuild replays; None: the replay's own default.
+    ledger_replay_batch: int | None = Field(default=None, ge=1)
+    # Where `make up` keeps native Kafka's and PostgreSQL's data and pid files (infra/*.sh).
+    ledger_local_dir: Path | None = None
+
+    def fault_armed(self, point: str) -> bool:
+        return point in self.ledger_fault.split(",")
+
     # Kafka security, for every client (services/common/kafka.py builds their options).
     kafka_security_protocol: SecurityProtocol = "PLAINTEXT"
     kafka_sasl_mechanism: SaslMechanism = "PLAIN"

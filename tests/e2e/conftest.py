@@ -8,12 +8,12 @@ from collections.abc import Iterator
 import pytest
 
 from tests.e2e.cluster import BOOTSTRAP, Cluster
-from tests.e2e.faults import skip_without_jars
+from tests.e2e.faults import fetch_kafka_jars
 
 
 @pytest.fixture(scope="session")
 def kafka_cluster() -> Iterator[tuple[Cluster, str]]:
-    skip_without_jars()
+    fetch_kafka_jars()
     cluster = Cluster()
     started_here = not cluster.running()
     cluster.start()

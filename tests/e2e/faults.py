@@ -25,14 +25,13 @@ from typing import Any
 
 import asyncpg
 import httpx
-import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from services.common import kafka
 from services.common.settings import Settings
 from services.common.topics import Topics
-from services.gateway.traffic import TrafficPlan, generate_messages
+from services.traffic.traffic import TrafficPlan, generate_messages
 from tests.processes import LEDGER, ServiceProcess, free_port, service_env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -87,13 +86,34 @@ class PrivateInfra:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def kafka_libs() -> Path:
+    """Where the Kafka jars are: KAFKA_LIBS_DIR, else the clone's own .local/kafka-libs."""
+    return Path(os.environ.get("KAFKA_LIBS_DIR") or ROOT / ".local" / "kafka-libs")
+
+
+def fetch_kafka_jars() -> Path:
+    """The Kafka jars, fetched now when this clone has none (`make up` fetches nothing when
+    it reuses a broker that already answers on the port); their folder."""
+    libs = kafka_libs()
+    if not (libs / ".complete").exists():
+        done = subprocess.run(
+            [str(ROOT / "infra" / "kafka.sh"), "fetch"],
+            env={**os.environ, "KAFKA_LIBS_DIR": str(libs)},
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        assert done.returncode == 0, f"infra/kafka.sh fetch failed:\n{done.stdout}{done.stderr}"
+    return libs
+
+
 def private_kafka() -> tuple[PrivateInfra, str]:
     port = free_port()
     infra = PrivateInfra(
         "kafka.sh",
         KAFKA_PORT=str(port),
         KAFKA_CONTROLLER_PORT=str(free_port()),
-        KAFKA_LIBS_DIR=str(ROOT / ".local" / "kafka-libs"),
+        KAFKA_LIBS_DIR=str(fetch_kafka_jars()),
     )
     return infra, f"127.0.0.1:{port}"
 
@@ -228,7 +248,9 @@ class Loadgen:
         return self.log_path.read_text(errors="replace")
 
 
-async def publish_raw(settings: Settings, messages: list[tuple[bytes | None, bytes]]) -> None:
+async def publish_raw(
+    settings: Settings, messages: list[tuple[bytes | None, bytes | None]]
+) -> None:
     """Sends (key, value) pairs to usage.v1 exactly as given, in order."""
     producer = AIOKafkaProducer(
         **kafka.connection(settings),
@@ -452,11 +474,6 @@ async def granted_entries(settings: Settings) -> Counter[str]:
     finally:
         await conn.close()
     return Counter(str(r["entry_id"]) for r in rows)
-
-
-def skip_without_jars() -> None:
-    if not (ROOT / ".local" / "kafka-libs" / ".complete").exists():
-        pytest.skip("no Kafka jars in .local/kafka-libs for a private broker (make up fetches)")
 
 
 async def wait_for_debits(database_url: str, at_least: int) -> None:

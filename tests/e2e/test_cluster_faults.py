@@ -17,8 +17,8 @@ import pytest
 
 from services.common.settings import Settings
 from services.common.topics import Topics
-from services.gateway.traffic import TrafficPlan
 from services.pricing.service import TRANSACTION_TIMEOUT_MS
+from services.traffic.traffic import TrafficPlan
 from tests.e2e.cluster import (
     SOAK,
     Cluster,

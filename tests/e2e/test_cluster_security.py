@@ -15,18 +15,17 @@ import pytest
 from pydantic import SecretStr
 
 from services.common.settings import Settings
-from services.gateway.traffic import TrafficPlan
+from services.traffic.traffic import TrafficPlan
 from tests.e2e.cluster import replicated_namespace
 from tests.e2e.faults import (
     LEDGER,
-    ROOT,
     Loadgen,
     Pipeline,
     PrivateInfra,
     Report,
+    fetch_kafka_jars,
     free_port,
     running,
-    skip_without_jars,
     under_load,
 )
 from tests.processes import service_env
@@ -47,7 +46,7 @@ REFUSAL_TIMEOUT_S = 90.0
 
 def secured_broker(tls: bool) -> Iterator[tuple[str, dict[str, Any]]]:
     """A one-node broker with SCRAM (and TLS); yields its address and the client settings."""
-    skip_without_jars()
+    fetch_kafka_jars()
     port = free_port()
     infra = PrivateInfra(
         "cluster.sh",
@@ -56,7 +55,7 @@ def secured_broker(tls: bool) -> Iterator[tuple[str, dict[str, Any]]]:
         KAFKA_CLUSTER_CONTROLLER_PORT=str(free_port()),
         KAFKA_CLUSTER_SCRAM_USERS=f"{USER}:{PASSWORD}",
         KAFKA_CLUSTER_TLS="1" if tls else "0",
-        KAFKA_LIBS_DIR=str(ROOT / ".local" / "kafka-libs"),
+        KAFKA_LIBS_DIR=str(fetch_kafka_jars()),
     )
     tls_options = {
         "kafka_security_protocol": "SASL_SSL",
