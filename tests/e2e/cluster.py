@@ -15,9 +15,8 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from services.common import kafka
 from services.common.settings import Settings
-from services.common.topics import Topics
 from services.pricing.service import transactional_id
-from tests.e2e.faults import ROOT
+from tests.e2e.faults import ROOT, kafka_libs
 from tests.namespaces import namespace
 
 CLUSTER_SCRIPT = str(ROOT / "infra" / "cluster.sh")
@@ -34,7 +33,7 @@ class Cluster:
     def __init__(self, **env: str) -> None:
         self.env = {
             **os.environ,
-            "KAFKA_LIBS_DIR": os.environ.get("KAFKA_LIBS_DIR", str(ROOT / ".local" / "kafka-libs")),
+            "KAFKA_LIBS_DIR": str(kafka_libs()),
             **env,
         }
 
@@ -111,18 +110,6 @@ async def pricing_coordinator(settings: Settings, instance: str = "0") -> int:
         await admin.close()
 
 
-async def delete_topics(settings: Settings) -> None:
-    admin = kafka.admin(settings)
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-        names = [t for t in Topics.from_settings(settings).all() if t in existing]
-        if names:
-            await admin.delete_topics(names)
-    finally:
-        await admin.close()
-
-
 @contextlib.asynccontextmanager
 async def replicated_namespace(
     bootstrap: str, postgres_server_url: str, label: str, **options: Any
@@ -133,7 +120,4 @@ async def replicated_namespace(
     async with namespace(
         bootstrap, postgres_server_url, label, ledger_replication_factor=replicas, **options
     ) as settings:
-        try:
-            yield settings
-        finally:
-            await delete_topics(settings)
+        yield settings
