@@ -6,8 +6,10 @@ projector applies everything else without ever stopping."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import subprocess
 import uuid
 from pathlib import Path
 from typing import Any
@@ -38,6 +40,7 @@ from tests.integration.test_projector_apply import past_year_9999, refused_multi
 from tests.integration.test_projector_service import publish as publish_entries
 from tests.integration.test_projector_service import wait_applied
 from tests.integration.test_projector_store import debited, granted
+from tests.processes import LEDGER, service_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -244,14 +247,22 @@ async def test_poison_entries_never_stop_the_projector(
                 "SELECT source_partition, source_offset, reason, raw FROM rejected_entries"
             )
             mismatches = await balance_mismatches(conn)
+            code, document = audit(isolated_settings)
+            # The rebuild replays with the same code: the same rejections, the same balances.
+            before = await conn.fetch(REJECTIONS_AND_BALANCES)
+            rebuilt = await asyncio.to_thread(
+                subprocess.run, [*LEDGER, "rebuild", "--yes"], env=service_env(isolated_settings),
+                capture_output=True, text=True, timeout=300,
+            )  # fmt: skip
+            after = await conn.fetch(REJECTIONS_AND_BALANCES)
         finally:
             await conn.close()
-        code, document = audit(isolated_settings)
         exited = pipeline.exited()
     finally:
         unclean = pipeline.close()
     assert exited == {}, f"the projector exited on its own: {exited}\n{pipeline.logs()}"
     assert unclean == {}
+    assert "isolating" in pipeline.logs(), "the poison never met the batch path"
     assert {e.entry_id for e in normal + head} <= journal
     reasons = {bytes(r["raw"]): r["reason"] for r in rows}
     assert {label: reasons.get(value) for label, _, value in poison} == {
@@ -262,3 +273,13 @@ async def test_poison_entries_never_stop_the_projector(
     assert code == 0, document
     listed = {(r["partition"], r["offset"], r["reason"]) for r in document["rejected"]}
     assert listed == {(r["source_partition"], r["source_offset"], r["reason"]) for r in rows}
+    assert rebuilt.returncode == 0, rebuilt.stdout + rebuilt.stderr
+    assert [tuple(r) for r in after] == [tuple(r) for r in before]
+
+
+REJECTIONS_AND_BALANCES = """
+SELECT 'rejected', source_partition::text, source_offset::text, reason FROM rejected_entries
+UNION ALL
+SELECT 'balance', account_id, balance::text, inflow || '/' || outflow FROM balances
+ORDER BY 1, 2, 3
+"""
