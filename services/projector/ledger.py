@@ -118,6 +118,14 @@ def flows_of(entry: LedgerEntry) -> tuple[int, int]:
     return (credits, 0) if credits >= 0 else (0, -credits)
 
 
+def within_limit(flows: tuple[int, int], entry: LedgerEntry) -> bool:
+    """Whether the account's (inflow, outflow) stay within BALANCE_LIMIT after `entry`: the
+    projector's balance limit rule (docs/contracts.md, Guarantees), for anyone who must
+    apply the same rule before writing an entry."""
+    more_in, more_out = flows_of(entry)
+    return flows[0] + more_in <= BALANCE_LIMIT and flows[1] + more_out <= BALANCE_LIMIT
+
+
 def screen(
     records: Iterable[SourcedEntry | RejectedMessage],
     flows: Mapping[str, tuple[int, int]],
@@ -142,10 +150,9 @@ def screen(
         within = decided.get(entry.entry_id)
         if within is None:
             inflow, outflow = running.get(entry.account_id, (0, 0))
-            more_in, more_out = flows_of(entry)
-            within = inflow + more_in <= BALANCE_LIMIT and outflow + more_out <= BALANCE_LIMIT
-            decided[entry.entry_id] = within
+            within = decided[entry.entry_id] = within_limit((inflow, outflow), entry)
             if within:
+                more_in, more_out = flows_of(entry)
                 running[entry.account_id] = (inflow + more_in, outflow + more_out)
         if not within:
             record = over_the_limit(record, running.get(entry.account_id, (0, 0)))
@@ -230,4 +237,5 @@ __all__ = [
     "split_repeats",
     "status_for",
     "usage_day",
+    "within_limit",
 ]

@@ -200,7 +200,7 @@ def extreme_entries(count: int) -> list[LedgerEntry]:
 
 
 def ledger_poison() -> list[tuple[str, str, bytes]]:
-    """(label, expected reason, message) of each poison entry."""
+    """(label, expected reason, message) of each poison entry; keyed by its account."""
     nul = dump(granted("poison-nul", 1)).replace(b'"order-1"', b'"order\\u0000"')
     return [
         ("second top-up of 2**62", "balance_limit", dump(granted("big", HALF))),
@@ -210,7 +210,15 @@ def ledger_poison() -> list[tuple[str, str, bytes]]:
         ("multiplier 1E-20000", "refused", dump(refused_multiplier("-20000"))),
         ("NUL in text", "refused", nul),
         ("UTC day past year 9999", "unprocessable", dump(past_year_9999())),
+        ("900 KB of junk", "invalid_entry", b'{"account_id": "junk", "x": "' + b"{" * 900_000),
     ]
+
+
+def account_of(value: bytes) -> str:
+    try:
+        return str(json.loads(value)["account_id"])
+    except ValueError:
+        return "junk"
 
 
 async def test_poison_entries_never_stop_the_projector(
@@ -221,7 +229,7 @@ async def test_poison_entries_never_stop_the_projector(
     head: list[LedgerEntry] = [granted("big", HALF), spend("spender", HALF)]
     head.append(spend("spender", HALF - 1))
     poison = ledger_poison()
-    pending = [(json.loads(value)["account_id"], value) for _, _, value in poison]
+    pending = [(account_of(value), value) for _, _, value in poison]
     extremes = extreme_entries(30)
     # Interleaved with the normal traffic of other accounts, in one burst: the projector
     # meets them inside its batches.

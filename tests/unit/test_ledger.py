@@ -13,16 +13,26 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from schemas.events import CreditsAdjusted, CreditsDebited, CreditsGranted, LedgerEntry, dump
+from schemas.events import (
+    BALANCE_LIMIT,
+    CreditsAdjusted,
+    CreditsDebited,
+    CreditsGranted,
+    LedgerEntry,
+    dump,
+)
 from services.projector.ledger import (
     RejectedMessage,
     SourcedEntry,
     content_digest,
+    flows_of,
     next_offsets,
     plan_batch,
     read_message,
+    screen,
     split_repeats,
     status_for,
+    within_limit,
 )
 from tests.unit.ledger_reference import (
     AccountDelta,
@@ -235,3 +245,30 @@ def test_the_one_pass_digest_equals_content_digest(entry: LedgerEntry) -> None:
     record = sourced(entry)
     assert record.canonical == entry.model_dump_json()
     assert record.digest == content_digest(entry)
+
+
+def test_the_flows_only_grow_and_bound_every_total() -> None:
+    assert [flows_of(e) for e in (debit(credits=3), grant(credits=4), adjust(credits=-5))] == [
+        (0, 3), (4, 0), (0, 5),
+    ]  # fmt: skip
+    assert within_limit((BALANCE_LIMIT - 4, 0), grant(credits=4))
+    assert not within_limit((BALANCE_LIMIT - 3, 0), grant(credits=4))
+    assert not within_limit((0, BALANCE_LIMIT), debit(credits=1))
+    assert within_limit((0, BALANCE_LIMIT), debit(credits=0))
+
+
+def test_screen_rejects_in_log_order_and_leaves_known_and_repeats_alone() -> None:
+    big = 2**62
+    first, second, known = grant("a", big), grant("a", big), grant("a", big)
+    records = [
+        sourced(first, 0), sourced(known, 1), sourced(second, 2), sourced(second, 3),
+        sourced(grant("b", big), 4), RejectedMessage(b"x", 0, 5, "invalid"),
+    ]  # fmt: skip
+    out = screen(records, {"a": (big - 1, 0)}, {known.entry_id})
+    assert [type(r).__name__ for r in out] == [
+        "SourcedEntry", "SourcedEntry", "RejectedMessage", "RejectedMessage", "SourcedEntry",
+        "RejectedMessage",
+    ]  # fmt: skip
+    assert [r.reason for r in out if isinstance(r, RejectedMessage)] == [
+        "balance_limit", "balance_limit", "invalid_entry",
+    ]  # fmt: skip
