@@ -43,6 +43,24 @@ def adjusted(account: str = "a", credits: int = -5, at: datetime = T0) -> Credit
     )
 
 
+def spent(account: str, credits: int) -> CreditsDebited:
+    """A debit of any credits up to 2**62 (debited() derives bounded billable tokens)."""
+    return CreditsDebited.model_validate(
+        {**debited(account, 0).model_dump(), "credits": credits, "billable_tokens": 1}
+    )
+
+
+def refused_multiplier(exponent: str, account: str = "poison") -> CreditsDebited:
+    """Schema-valid, but past what PostgreSQL's numeric holds (1E+200000, 1E-20000)."""
+    return debited(account, 1).model_copy(update={"multiplier": Decimal(f"1E{exponent}")})
+
+
+def past_year_9999(account: str = "poison") -> CreditsDebited:
+    """Schema-valid, but its UTC day is 10000-01-01, which Python's date cannot hold."""
+    at = datetime(9999, 12, 31, 23, 0, tzinfo=timezone(timedelta(hours=-5)))
+    return debited(account, 1).model_copy(update={"occurred_at": at})
+
+
 # Short logs over three accounts with everyday amounts: for folds and sums across batches.
 few_account_entries: st.SearchStrategy[list[LedgerEntry]] = st.lists(
     st.one_of(
@@ -80,5 +98,35 @@ any_entry: st.SearchStrategy[LedgerEntry] = st.one_of(
         CreditsAdjusted, entry_id=st.uuids(), account_id=st.just("a"),
         credits=st.integers(-(2**62), 2**62), reason=_texts, reference=st.text(max_size=60),
         occurred_at=_moments,
+    ),
+)  # fmt: skip
+
+# Valid entries at the extremes the projection must survive: credits up to 2**62 (sums past
+# the balance limit), times from year 1 to 9999 in far zones, multipliers at and past the
+# edges of PostgreSQL's numeric, long free text. Two accounts, so sums pile up.
+_extreme_credits = st.sampled_from([0, 1, 2**62 - 1, 2**62])
+_extreme_moments = st.datetimes(
+    min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59),
+    timezones=st.sampled_from([UTC, timezone(timedelta(hours=14)), timezone(timedelta(hours=-12))]),
+)  # fmt: skip
+extreme_entries: st.SearchStrategy[LedgerEntry] = st.one_of(
+    st.builds(
+        lambda account, credits, at, m: spent(account, credits).model_copy(
+            update={"occurred_at": at, "multiplier": m}
+        ),
+        st.sampled_from("ab"), _extreme_credits, _extreme_moments,
+        st.sampled_from([Decimal(n) for n in ("0", "1E+131071", "1E-16383", "1E-20000")]),
+    ),
+    st.builds(
+        lambda account, credits: granted(account, max(credits, 1)), st.sampled_from("ab"),
+        _extreme_credits,
+    ),
+    st.builds(
+        lambda account, credits, sign, text: CreditsAdjusted(
+            entry_id=uuid.uuid4(), account_id=account, credits=sign * credits, reason=text,
+            reference=text, occurred_at=datetime(2026, 1, 1, tzinfo=UTC),
+        ),
+        st.sampled_from("ab"), _extreme_credits, st.sampled_from([1, -1]),
+        st.text(min_size=1, max_size=1024),
     ),
 )  # fmt: skip

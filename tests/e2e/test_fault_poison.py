@@ -35,11 +35,10 @@ from tests.e2e.faults import (
     read_topic,
     settle,
 )
-from tests.integration.test_projector_apply import extreme_entries as extreme_strategy
-from tests.integration.test_projector_apply import past_year_9999, refused_multiplier, spend
+from tests.factories import debited, granted, past_year_9999, refused_multiplier, spent
+from tests.factories import extreme_entries as extreme_strategy
 from tests.integration.test_projector_service import publish as publish_entries
 from tests.integration.test_projector_service import wait_applied
-from tests.integration.test_projector_store import debited, granted
 from tests.processes import LEDGER, service_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -186,8 +185,7 @@ HALF = 2**62  # the largest credits one ledger entry may carry
 
 
 def extreme_entries(count: int) -> list[LedgerEntry]:
-    """Schema-valid entries at the extremes (tests/integration/test_projector_apply.py's
-    strategy), drawn once per run."""
+    """Schema-valid entries at the extremes (tests/factories.py), drawn once per run."""
     drawn: list[LedgerEntry] = []
 
     @settings(max_examples=1, database=None, phases=[Phase.generate])
@@ -205,7 +203,7 @@ def ledger_poison() -> list[tuple[str, str, bytes]]:
     return [
         ("second top-up of 2**62", "balance_limit", dump(granted("big", HALF))),
         ("third top-up of 2**62", "balance_limit", dump(granted("big", HALF))),
-        ("debit past the limit", "balance_limit", dump(spend("spender", HALF))),
+        ("debit past the limit", "balance_limit", dump(spent("spender", HALF))),
         ("multiplier 1E+200000", "refused", dump(refused_multiplier("+200000"))),
         ("multiplier 1E-20000", "refused", dump(refused_multiplier("-20000"))),
         ("NUL in text", "refused", nul),
@@ -226,8 +224,8 @@ async def test_poison_entries_never_stop_the_projector(
 ) -> None:
     normal: list[LedgerEntry] = [granted(f"n{i % 20}", 1000 + i) for i in range(100)]
     normal += [debited(f"n{i % 20}", i) for i in range(100)]
-    head: list[LedgerEntry] = [granted("big", HALF), spend("spender", HALF)]
-    head.append(spend("spender", HALF - 1))
+    head: list[LedgerEntry] = [granted("big", HALF), spent("spender", HALF)]
+    head.append(spent("spender", HALF - 1))
     poison = ledger_poison()
     pending = [(account_of(value), value) for _, _, value in poison]
     extremes = extreme_entries(30)
