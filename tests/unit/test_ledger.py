@@ -197,11 +197,12 @@ def test_screen_rejects_in_log_order_and_leaves_known_and_repeats_alone() -> Non
         sourced(first, 0), sourced(known, 1), sourced(second, 2), sourced(second, 3),
         sourced(granted("b", big), 4), RejectedMessage(b"x", 0, 5, "invalid"),
     ]  # fmt: skip
-    out = screen(records, {"a": (big - 1, 0)}, {known.entry_id})
-    assert [type(r).__name__ for r in out] == [
-        "SourcedEntry", "SourcedEntry", "RejectedMessage", "RejectedMessage", "SourcedEntry",
-        "RejectedMessage",
-    ]  # fmt: skip
+    # A repeat of a refused entry is refused; another content under its entry_id is judged
+    # on its own, and repeats of an accepted entry_id never count twice.
+    smaller = second.model_copy(update={"credits": 1})
+    records += [sourced(smaller, 6), sourced(smaller, 7), sourced(granted("a", 1), 8)]
+    out = screen(records, {"a": (big - 2, 0)}, {known.entry_id})
+    assert [r.offset for r in out if isinstance(r, RejectedMessage)] == [2, 3, 5, 8]
     assert [r.reason for r in out if isinstance(r, RejectedMessage)] == [
-        "balance_limit", "balance_limit", "invalid_entry",
+        "balance_limit", "balance_limit", "invalid_entry", "balance_limit",
     ]  # fmt: skip
