@@ -9,12 +9,32 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
+from typing import Any
 
 from hypothesis import strategies as st
 
 from schemas.events import CreditsAdjusted, CreditsDebited, CreditsGranted, LedgerEntry
 
 T0 = datetime(2026, 11, 27, 19, 0, tzinfo=UTC)
+HALF = 2**62  # the largest credits one entry may carry
+
+
+def usage_fields(model: str = "mimo-v2-omni", **changes: Any) -> dict[str, Any]:
+    """A usage.recorded as the JSON object a gateway sends, with a fresh event_id; `changes`
+    replace or add fields (an invalid event on purpose, too)."""
+    return {
+        "type": "usage.recorded",
+        "schema_version": 1,
+        "event_id": str(uuid.uuid4()),
+        "account_id": "acct-1",
+        "model": model,
+        "input_tokens": 1000,
+        "cached_input_tokens": 0,
+        "output_tokens": 200,
+        "occurred_at": "2026-11-27T19:00:00Z",
+        "gateway_id": "gw-test",
+        **changes,
+    }
 
 
 def granted(
@@ -41,24 +61,6 @@ def adjusted(account: str = "a", credits: int = -5, at: datetime = T0) -> Credit
     return CreditsAdjusted(
         entry_id=uuid.uuid4(), account_id=account, credits=credits, reason="fix", occurred_at=at
     )
-
-
-def spent(account: str, credits: int) -> CreditsDebited:
-    """A debit of any credits up to 2**62 (debited() derives bounded billable tokens)."""
-    return CreditsDebited.model_validate(
-        {**debited(account, 0).model_dump(), "credits": credits, "billable_tokens": 1}
-    )
-
-
-def refused_multiplier(exponent: str, account: str = "poison") -> CreditsDebited:
-    """Schema-valid, but past what PostgreSQL's numeric holds (1E+200000, 1E-20000)."""
-    return debited(account, 1).model_copy(update={"multiplier": Decimal(f"1E{exponent}")})
-
-
-def past_year_9999(account: str = "poison") -> CreditsDebited:
-    """Schema-valid, but its UTC day is 10000-01-01, which Python's date cannot hold."""
-    at = datetime(9999, 12, 31, 23, 0, tzinfo=timezone(timedelta(hours=-5)))
-    return debited(account, 1).model_copy(update={"occurred_at": at})
 
 
 # Short logs over three accounts with everyday amounts: for folds and sums across batches.
@@ -101,32 +103,49 @@ any_entry: st.SearchStrategy[LedgerEntry] = st.one_of(
     ),
 )  # fmt: skip
 
-# Valid entries at the extremes the projection must survive: credits up to 2**62 (sums past
-# the balance limit), times from year 1 to 9999 in far zones, multipliers at and past the
-# edges of PostgreSQL's numeric, long free text. Two accounts, so sums pile up.
-_extreme_credits = st.sampled_from([0, 1, 2**62 - 1, 2**62])
-_extreme_moments = st.datetimes(
+
+# Entries at the edges of what the projection can take (tests of the projector's poison
+# handling): any credits, multipliers past numeric's range, a UTC day past year 9999.
+def spend(account: str, credits: int) -> CreditsDebited:
+    """A debit of any credits (debited() derives billable tokens, bounded, from them)."""
+    return CreditsDebited.model_validate(
+        {**debited(account, 0).model_dump(), "credits": credits, "billable_tokens": 1}
+    )
+
+
+def refused_multiplier(exponent: str) -> CreditsDebited:
+    return debited("poison", 1).model_copy(update={"multiplier": Decimal(f"1E{exponent}")})
+
+
+def past_year_9999() -> CreditsDebited:
+    """Its UTC day is 10000-01-01, which Python's date cannot hold."""
+    at = datetime(9999, 12, 31, 23, 0, tzinfo=timezone(timedelta(hours=-5)))
+    return debited("poison", 1).model_copy(update={"occurred_at": at})
+
+
+extreme_moments = st.datetimes(
     min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59),
     timezones=st.sampled_from([UTC, timezone(timedelta(hours=14)), timezone(timedelta(hours=-12))]),
 )  # fmt: skip
-extreme_entries: st.SearchStrategy[LedgerEntry] = st.one_of(
+extreme_credits = st.sampled_from([0, 1, HALF - 1, HALF])
+extreme_entries = st.one_of(
     st.builds(
-        lambda account, credits, at, m: spent(account, credits).model_copy(
+        lambda account, credits, at, m: spend(account, credits).model_copy(
             update={"occurred_at": at, "multiplier": m}
         ),
-        st.sampled_from("ab"), _extreme_credits, _extreme_moments,
+        st.sampled_from("ab"), extreme_credits, extreme_moments,
         st.sampled_from([Decimal(n) for n in ("0", "1E+131071", "1E-16383", "1E-20000")]),
     ),
     st.builds(
         lambda account, credits: granted(account, max(credits, 1)), st.sampled_from("ab"),
-        _extreme_credits,
+        extreme_credits,
     ),
     st.builds(
         lambda account, credits, sign, text: CreditsAdjusted(
             entry_id=uuid.uuid4(), account_id=account, credits=sign * credits, reason=text,
             reference=text, occurred_at=datetime(2026, 1, 1, tzinfo=UTC),
         ),
-        st.sampled_from("ab"), _extreme_credits, st.sampled_from([1, -1]),
+        st.sampled_from("ab"), extreme_credits, st.sampled_from([1, -1]),
         st.text(min_size=1, max_size=1024),
     ),
 )  # fmt: skip

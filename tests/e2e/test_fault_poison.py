@@ -10,7 +10,6 @@ import asyncio
 import json
 import os
 import subprocess
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +34,17 @@ from tests.e2e.faults import (
     read_topic,
     settle,
 )
-from tests.factories import debited, granted, past_year_9999, refused_multiplier, spent
+from tests.factories import (
+    debited,
+    granted,
+    past_year_9999,
+    refused_multiplier,
+    spend,
+    usage_fields,
+)
 from tests.factories import extreme_entries as extreme_strategy
-from tests.integration.test_projector_service import publish as publish_entries
-from tests.integration.test_projector_service import wait_applied
+from tests.integration.projector_harness import publish as publish_entries
+from tests.integration.projector_harness import wait_applied
 from tests.processes import LEDGER, service_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -48,20 +54,8 @@ KEY = b"acct-poison"
 
 
 def usage(**fields: Any) -> dict[str, Any]:
-    event = {
-        "type": "usage.recorded",
-        "schema_version": 1,
-        "event_id": str(uuid.uuid4()),
-        "account_id": KEY.decode(),
-        "model": "mimo-v2-omni",
-        "input_tokens": 100,
-        "cached_input_tokens": 0,
-        "output_tokens": 10,
-        "occurred_at": "2026-11-27T19:00:00Z",
-        "gateway_id": "gw-fault",
-    }
-    event.update(fields)
-    return event
+    defaults = {"account_id": KEY.decode(), "input_tokens": 100, "output_tokens": 10}
+    return usage_fields(**{**defaults, "gateway_id": "gw-fault", **fields})
 
 
 def ev(**fields: Any) -> bytes:
@@ -203,7 +197,7 @@ def ledger_poison() -> list[tuple[str, str, bytes]]:
     return [
         ("second top-up of 2**62", "balance_limit", dump(granted("big", HALF))),
         ("third top-up of 2**62", "balance_limit", dump(granted("big", HALF))),
-        ("debit past the limit", "balance_limit", dump(spent("spender", HALF))),
+        ("debit past the limit", "balance_limit", dump(spend("spender", HALF))),
         ("multiplier 1E+200000", "refused", dump(refused_multiplier("+200000"))),
         ("multiplier 1E-20000", "refused", dump(refused_multiplier("-20000"))),
         ("NUL in text", "refused", nul),
@@ -224,8 +218,8 @@ async def test_poison_entries_never_stop_the_projector(
 ) -> None:
     normal: list[LedgerEntry] = [granted(f"n{i % 20}", 1000 + i) for i in range(100)]
     normal += [debited(f"n{i % 20}", i) for i in range(100)]
-    head: list[LedgerEntry] = [granted("big", HALF), spent("spender", HALF)]
-    head.append(spent("spender", HALF - 1))
+    head: list[LedgerEntry] = [granted("big", HALF), spend("spender", HALF)]
+    head.append(spend("spender", HALF - 1))
     poison = ledger_poison()
     pending = [(account_of(value), value) for _, _, value in poison]
     extremes = extreme_entries(30)

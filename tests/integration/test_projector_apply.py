@@ -19,20 +19,20 @@ from services.projector.apply import apply, prepare_records
 from services.projector.ledger import RejectedMessage, SourcedEntry
 from services.projector.store import open_projection
 from tests.factories import (
+    HALF,
     adjusted,
     debited,
     extreme_entries,
     granted,
     past_year_9999,
     refused_multiplier,
-    spent,
+    spend,
 )
-from tests.integration.test_projector_store import BALANCES, Log
+from tests.integration.projector_harness import BALANCES, Log
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 TOPIC = "test-ledger.v1"
-HALF = 2**62  # the largest credits one entry may carry
 REJECTED = "SELECT source_offset, reason FROM rejected_entries ORDER BY 1"
 
 
@@ -80,7 +80,7 @@ async def test_top_ups_past_the_limit_are_rejected_and_the_rest_applied(pool: as
 async def test_outflow_and_adjustments_are_bounded_both_ways(pool: asyncpg.Pool) -> None:
     log = Log()
     records = log.records(
-        spent("d", HALF), spent("d", HALF), adjusted("d", -HALF), spent("d", HALF - 1),
+        spend("d", HALF), spend("d", HALF), adjusted("d", -HALF), spend("d", HALF - 1),
         adjusted("u", HALF), adjusted("u", -HALF), adjusted("u", HALF), adjusted("u", HALF),
     )  # fmt: skip
     result = await write(pool, records)
