@@ -28,6 +28,8 @@ class AccountFigures:
     spent: int | None = None
     entries: int | None = None
     status: str | None = None
+    inflow: int | None = None  # what the balance limit bounds (docs/contracts.md, Guarantees)
+    outflow: int | None = None
     journal_entries: int = 0
     journal_balance: int = 0
     journal_purchased: int = 0
