@@ -24,7 +24,15 @@ def scope_needed(method: str, path: str) -> TokenScope | None:
         return None
     if method == "POST" and path.rstrip("/").endswith("/credits"):
         return "admin"
+    if method != "GET" and _is_holds_route(path):
+        return "gateway"
     return "read"
+
+
+def _is_holds_route(path: str) -> bool:
+    """POST /v1/holds, POST .../holds and DELETE .../holds/{hold_id} (docs/contracts.md)."""
+    parts = path.rstrip("/").split("/")
+    return path.rstrip("/") == "/v1/holds" or "holds" in parts[-2:]
 
 
 class Authenticate:

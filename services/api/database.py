@@ -58,7 +58,7 @@ async def connection(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
             yield conn
     except UNAVAILABLE as exc:
         raise ApiError(503, "database_unavailable", f"PostgreSQL is not reachable: {exc}") from exc
-    except asyncpg.UndefinedTableError as exc:
+    except (asyncpg.UndefinedTableError, asyncpg.UndefinedFunctionError) as exc:
         raise ApiError(
             503, "projection_unavailable", "the projector has not created its tables yet"
         ) from exc

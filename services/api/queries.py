@@ -31,8 +31,10 @@ CREATE TABLE IF NOT EXISTS ledger.idempotency_keys (
 );
 """
 
+# held: the account's active holds (migration 004_holds.sql), read without a lock.
 BALANCE = """
-SELECT account_id, balance, purchased, spent, entries, status, updated_at
+SELECT account_id, balance, purchased, adjusted, spent, entries, status, updated_at,
+       holds.held_now(account_id) AS held
 FROM ledger.balances WHERE account_id = $1
 """
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass
 
 import asyncpg
@@ -12,6 +13,7 @@ from fastapi import Request
 
 from services.api.database import open_pool
 from services.api.grants import Publisher
+from services.api.holds.relay import HoldRelay
 from services.common import kafka
 from services.common.settings import Settings
 from services.common.topics import Topics, create_topics
@@ -24,6 +26,7 @@ class Resources:
     producer: AIOKafkaProducer
     publisher: Publisher
     pricebook: PriceBook
+    relay: HoldRelay
 
 
 @asynccontextmanager
@@ -36,8 +39,18 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
         producer = kafka.producer(settings)
         await producer.start()
         stack.push_async_callback(producer.stop)
-        publisher = Publisher(producer, Topics.from_settings(settings).ledger)
-        yield Resources(pool, producer, publisher, pricebook)
+        topics = Topics.from_settings(settings)
+        publisher = Publisher(producer, topics.ledger)
+        relay = HoldRelay(pool, producer, topics.holds)
+        relaying = asyncio.create_task(relay.run(), name="holds-relay")
+        stack.push_async_callback(_stop, relaying)
+        yield Resources(pool, producer, publisher, pricebook, relay)
+
+
+async def _stop(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with suppress(asyncio.CancelledError):
+        await task
 
 
 def resources(request: Request) -> Resources:
