@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("service", choices=["pricing", "projector", "api"])
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1, help="api: processes sharing the port")
 
     topics = sub.add_parser("topics", help="manage the Kafka topics")
     topics.add_argument("action", choices=["create"])

@@ -16,4 +16,4 @@ def main(args: argparse.Namespace) -> int:
         return run_projector()
     from services.api.app import run as run_api
 
-    return run_api(args.host, args.port)
+    return run_api(args.host, args.port, args.workers)
