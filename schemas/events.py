@@ -48,8 +48,11 @@ Multiplier = Annotated[Decimal, AfterValidator(_finite)]
 # Any identifier, not only a UUID: a usage event naming a hold the ledger never placed is
 # still billed (as an unknown hold), never rejected.
 HoldId = Identifier
-# The header the API takes (Idempotency-Key), 1..255 characters.
-IdempotencyKey = Annotated[str, StringConstraints(min_length=1, max_length=255)]
+# The header the API takes (Idempotency-Key), 1..255 characters; no NUL, which PostgreSQL
+# text cannot hold.
+IdempotencyKey = Annotated[
+    str, StringConstraints(min_length=1, max_length=255, pattern=r"^[^\x00]+$")
+]
 PositiveCredits = Annotated[int, Field(strict=True, gt=0, le=2**62)]
 
 

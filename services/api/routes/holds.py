@@ -27,7 +27,8 @@ from services.pricing.pricebook import Rejection
 router = APIRouter(tags=["holds"])
 
 AccountId = Annotated[str, Path(pattern=ACCOUNT_ID_PATTERN, description="the account id")]
-HoldId = Annotated[str, Path(min_length=1, max_length=128, description="the hold id")]
+# What the API issues is a UUID; the pattern keeps anything PostgreSQL text cannot hold out.
+HoldId = Annotated[str, Path(pattern=ACCOUNT_ID_PATTERN, description="the hold id")]
 Opened = Annotated[Resources, Depends(resources)]
 Status = Literal["active", "settled", "released", "expired"]
 ERRORS: dict[int | str, dict[str, object]] = {
