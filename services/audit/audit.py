@@ -24,6 +24,7 @@ from services.audit.figures import (
     identity_violations,
     log_differences,
 )
+from services.audit.holds import hold_differences
 from services.audit.reading import LogReader
 from services.audit.replay import applied_offsets, replay, tune_interpreter
 from services.audit.report import AuditReport, Conflict
@@ -109,6 +110,7 @@ async def run_audit(settings: Settings, progress: ProgressReport) -> AuditReport
     shadow = await rebuild_shadow(settings, topic, report, progress)
     report.accounts = len(live.keys() | shadow.keys())
     report.differences = log_differences(live, shadow) + identity_violations(live)
+    report.differences += await hold_differences(settings)
     report.elapsed = progress.elapsed()
     # A shadow that differs is kept for inspection; an equal one only takes space.
     if report.equal:

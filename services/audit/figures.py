@@ -14,7 +14,7 @@ from typing import Any, Literal
 from services.projector.ledger import status_for
 
 Value = int | str | None
-Check = Literal["log", "identity"]
+Check = Literal["log", "identity", "holds"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +59,9 @@ class Difference:
     expected: Value
 
     def line(self) -> str:
-        source = "from the log" if self.check == "log" else "from the live journal"
+        source = {"log": "from the log", "identity": "from the live journal"}.get(
+            self.check, "expected"
+        )
         return f"{self.account_id}: {self.field} live {self.live!r}, {source} {self.expected!r}"
 
 
