@@ -78,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--baseline-events", type=int, default=20_000, help="per-event baseline sample size"
     )
     bench.add_argument("--keep", action="store_true", help="keep the bench topics and databases")
+    bench.add_argument("--only", choices=["authorization"], help="run that section alone")
+    bench.add_argument(
+        "--auth-seconds", type=float, default=8.0, help="length of each authorization phase"
+    )
     return parser
 
 
