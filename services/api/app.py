@@ -17,12 +17,11 @@ from fastapi import FastAPI
 from uvicorn.supervisors import Multiprocess
 
 from services.api.auth import AuthConfigError, parse_tokens
-from services.api.authenticate import Authenticate
 from services.api.errors import install_error_handlers
 from services.api.limits import BodySizeLimit
 from services.api.metrics import ApiMetrics, RequestMetrics
 from services.api.resources import open_resources
-from services.api.routes import accounts, health, holds, pricing
+from services.api.routes import accounts, health, holds, keys, pricing
 from services.common.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
@@ -45,7 +44,7 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(
         title="Credit ledger API",
         version="1",
-        summary="Balances, entries and usage of the credit ledger; credit grants; quotes.",
+        summary="Balances, entries, usage; credits and adjustments; quotes; API keys.",
         lifespan=lifespan,
     )
     app.state.settings = settings
@@ -54,13 +53,13 @@ def create_app(settings: Settings) -> FastAPI:
     install_error_handlers(app)
     app.include_router(accounts.router)
     app.include_router(pricing.router)
+    app.include_router(keys.router)
     app.include_router(holds.router)
     app.include_router(health.router)
     # Added last, so they wrap everything: oversized bodies are refused before any route
-    # runs, tokens are checked before any body is parsed, and every answer (error answers
-    # included) is counted.
+    # runs, and every answer (error answers included) is counted. Tokens are checked by
+    # each route before its body is parsed (services/api/authenticate.py).
     app.add_middleware(BodySizeLimit)
-    app.add_middleware(Authenticate, tokens=tokens)
     app.add_middleware(RequestMetrics, metrics=metrics)
     return app
 
@@ -81,17 +80,18 @@ def worker_app() -> FastAPI:
     return app
 
 
-# Each worker is a fresh interpreter; uvicorn configures its logging from this, as
-# services/common/logs.py does for a single process.
-WORKER_LOGGING: dict[str, Any] = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["stderr"], "level": os.environ.get("LEDGER_LOG_LEVEL", "INFO")},
-    # One line per request would cost more than many a request itself.
-    "loggers": {"aiokafka": {"level": "WARNING"}, "uvicorn.access": {"level": "WARNING"}},
-}
+def worker_logging(level: str) -> dict[str, Any]:
+    """Each worker is a fresh interpreter; uvicorn configures its logging from this, as
+    services/cli.py configures a single process."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain"}},
+        "root": {"handlers": ["stderr"], "level": level.upper()},
+        # One line per request would cost more than many a request itself.
+        "loggers": {"aiokafka": {"level": "WARNING"}, "uvicorn.access": {"level": "WARNING"}},
+    }
 
 
 def run_workers(host: str, port: int, workers: int) -> int:
@@ -103,7 +103,7 @@ def run_workers(host: str, port: int, workers: int) -> int:
         port=port,
         workers=workers,
         lifespan="on",
-        log_config=WORKER_LOGGING,
+        log_config=worker_logging(load_settings().ledger_log_level),
     )
     Multiprocess(config, sockets=[config.bind_socket()]).run()
     return 0

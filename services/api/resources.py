@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager, suppress
+import contextlib
+from collections.abc import AsyncIterator, Awaitable
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
 import asyncpg
@@ -12,8 +13,10 @@ from aiokafka import AIOKafkaProducer
 from fastapi import Request
 
 from services.api.database import open_pool
-from services.api.grants import Publisher
-from services.api.holds.relay import HoldRelay
+from services.api.grants import FAULT_AFTER_CLAIM, Claims, Publisher
+from services.api.holds.relay import FAULT_AFTER_HOLD_COMMIT, HoldRelay
+from services.api.keys.ring import KeyRing, open_keyring
+from services.api.recovery import sweep_forever
 from services.common import kafka
 from services.common.settings import Settings
 from services.common.topics import Topics, create_topics
@@ -26,7 +29,10 @@ class Resources:
     producer: AIOKafkaProducer
     publisher: Publisher
     pricebook: PriceBook
+    claims: Claims
+    keys: KeyRing
     relay: HoldRelay
+    crash_after_hold_commit: bool  # the fault point api:after_hold_commit (tests only)
 
 
 @asynccontextmanager
@@ -41,16 +47,25 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
         stack.push_async_callback(producer.stop)
         topics = Topics.from_settings(settings)
         publisher = Publisher(producer, topics.ledger)
+        claims = Claims(pool, publisher, settings.fault_armed(FAULT_AFTER_CLAIM))
+        keys = await stack.enter_async_context(open_keyring(pool, settings.database_url))
+        await stack.enter_async_context(background(sweep_forever(pool, publisher)))
         relay = HoldRelay(pool, producer, topics.holds)
-        relaying = asyncio.create_task(relay.run(), name="holds-relay")
-        stack.push_async_callback(_stop, relaying)
-        yield Resources(pool, producer, publisher, pricebook, relay)
+        await stack.enter_async_context(background(relay.run()))
+        crash = settings.fault_armed(FAULT_AFTER_HOLD_COMMIT)
+        yield Resources(pool, producer, publisher, pricebook, claims, keys, relay, crash)
 
 
-async def _stop(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with suppress(asyncio.CancelledError):
-        await task
+@asynccontextmanager
+async def background(work: Awaitable[None]) -> AsyncIterator[None]:
+    """Runs `work` while the block runs; cancelled at its end."""
+    task = asyncio.ensure_future(work)
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def resources(request: Request) -> Resources:

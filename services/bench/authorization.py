@@ -28,7 +28,7 @@ from services.bench.http_load import Connection, Timings, closed_loop
 from services.bench.namespace import Namespace
 from services.bench.processes import BenchError, Service
 from services.bench.stages import generate, publish
-from services.gateway.traffic import TrafficPlan
+from services.traffic.traffic import TrafficPlan
 
 HOST = "127.0.0.1"
 API_WORKERS = 2

@@ -22,10 +22,13 @@ from aiokafka import AIOKafkaProducer
 
 from schemas.events import HoldPlaced, HoldRefused, HoldReleased, dump
 from services.api.holds import store
-from services.common.kafka import account_key, send_keyed
+from services.common.kafka import account_key
 
 log = logging.getLogger(__name__)
 
+# Fault point for the outbox test: the API process dies right after a decision's commit,
+# before any publish and before it answers (services/api/routes/holds.py).
+FAULT_AFTER_HOLD_COMMIT = "api:after_hold_commit"
 BATCH = 2000
 POLL_SECONDS = 0.2  # how soon another API process's decisions are picked up
 PUBLISH_TIMEOUT = 20.0
@@ -95,8 +98,15 @@ class HoldRelay:
             rows = await conn.fetch(store.PENDING, BATCH)
             if not rows:
                 return 0
-            messages = [(account_key(r["account_id"]), encode(r)) for r in rows]
             async with asyncio.timeout(PUBLISH_TIMEOUT):
-                await send_keyed(self.producer, self.topic, messages)
+                # Sent without awaiting each; the producer keys by account, so one
+                # account's events keep their order.
+                sent = [
+                    await self.producer.send(
+                        self.topic, encode(r), key=account_key(r["account_id"])
+                    )
+                    for r in rows
+                ]
+                await asyncio.gather(*sent)
             await conn.execute(store.PUBLISHED, [r["seq"] for r in rows])
             return len(rows)

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from schemas.events import ACCOUNT_ID_PATTERN
 from services.api.auth import require
+from services.api.authenticate import ScopedRoute
 from services.api.cursor import InvalidCursor, decode_cursor, encode_cursor
 from services.api.database import connection
 from services.api.errors import ApiError
@@ -24,7 +25,7 @@ from services.api.models import ErrorBody
 from services.api.resources import Resources, resources
 from services.pricing.pricebook import Rejection
 
-router = APIRouter(tags=["holds"])
+router = APIRouter(tags=["holds"], route_class=ScopedRoute)
 
 AccountId = Annotated[str, Path(pattern=ACCOUNT_ID_PATTERN, description="the account id")]
 # What the API issues is a UUID; the pattern keeps anything PostgreSQL text cannot hold out.
@@ -34,13 +35,11 @@ Status = Literal["active", "settled", "released", "expired"]
 ERRORS: dict[int | str, dict[str, object]] = {
     code: {"model": ErrorBody} for code in (400, 401, 403, 413, 422, 503)
 }
-# Fault point for the outbox test: the process dies after the hold's commit, before any
-# publish and before it answers. Read like the projector's fault points (services/projector).
-FAULT_AFTER_HOLD_COMMIT = "api:after_hold_commit"
 
 
-def _crash_if_armed() -> None:
-    if FAULT_AFTER_HOLD_COMMIT in os.environ.get("LEDGER_FAULT", "").split(","):
+def _crash_if_armed(opened: Resources) -> None:
+    """The fault point api:after_hold_commit (services/api/holds/relay.py)."""
+    if opened.crash_after_hold_commit:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -70,7 +69,7 @@ async def post_hold(
     async with connection(opened.pool) as conn:
         row = await store.place(conn, account_id, key, body.digest(), credits, body.ttl_seconds)
     if row["outcome"] in ("placed", "refused"):
-        _crash_if_armed()
+        _crash_if_armed(opened)
         opened.relay.wake()
     return _respond(answers.decided(account_id, row))
 
