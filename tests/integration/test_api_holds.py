@@ -10,10 +10,15 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from test_api_harness import (
-    ADMIN_TOKEN,
+
+from schemas.events import parse_hold_event
+from services.common.settings import Settings
+from services.common.topics import Topics
+from tests.e2e.faults import read_topic
+from tests.integration.api_harness import (
+    GATEWAY,
     READ,
-    READ_TOKEN,
+    TOKENS,
     api_client,
     create_projection,
     insert_balance,
@@ -21,16 +26,7 @@ from test_api_harness import (
     with_tokens,
 )
 
-from schemas.events import parse_hold_event
-from services.common.settings import Settings
-from services.common.topics import Topics
-from tests.e2e.faults import read_topic
-
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
-
-GATEWAY_TOKEN = "gateway-token-0123456789"
-GATEWAY = {"Authorization": f"Bearer {GATEWAY_TOKEN}"}
-TOKENS = f"{READ_TOKEN}:read,{ADMIN_TOKEN}:admin,{GATEWAY_TOKEN}:gateway"
 
 
 @pytest.fixture(scope="module")

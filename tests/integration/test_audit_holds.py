@@ -7,10 +7,10 @@ import uuid
 
 import asyncpg
 import pytest
-from test_api_harness import create_projection, insert_balance, new_account
 
 from services.audit.holds import hold_differences
 from services.common.settings import Settings
+from tests.integration.api_harness import create_projection, insert_balance, new_account
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

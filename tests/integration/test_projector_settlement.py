@@ -14,8 +14,9 @@ import pytest
 
 from schemas.events import CreditsDebited, CreditsGranted, LedgerEntry, dump
 from services.common.settings import Settings
+from services.projector import apply, open_projection
+from services.projector.apply import prepare_records
 from services.projector.ledger import RejectedMessage, SourcedEntry, read_message
-from services.projector.store import apply_batch, open_projection
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -59,9 +60,9 @@ async def pool(isolated_settings: Settings) -> AsyncIterator[asyncpg.Pool]:
     await pool.close()
 
 
-async def apply(pool: asyncpg.Pool, records: list[SourcedEntry | RejectedMessage]) -> None:
+async def apply_records(pool: asyncpg.Pool, records: list[SourcedEntry | RejectedMessage]) -> None:
     async with pool.acquire() as conn:
-        await apply_batch(conn, TOPIC, records)
+        await apply(conn, TOPIC, prepare_records(records))
 
 
 async def place(pool: asyncpg.Pool, credits: int, ttl: int = 600) -> str:
@@ -93,12 +94,12 @@ async def held(pool: asyncpg.Pool) -> int:
 
 async def test_a_debit_settles_its_hold_once(pool: asyncpg.Pool) -> None:
     log = Log()
-    await apply(pool, log.records(granted(1000)))
+    await apply_records(pool, log.records(granted(1000)))
     small, big = await place(pool, 300), await place(pool, 200)
     assert await held(pool) == 500
     first, overrun = debited(120, small), debited(250, big)
     batch = log.records(first, overrun)
-    await apply(pool, batch)
+    await apply_records(pool, batch)
     assert await hold_row(pool, small) == {
         "status": "settled", "settled_credits": 120, "settled_entry_id": first.entry_id,
     }  # fmt: skip
@@ -108,7 +109,7 @@ async def test_a_debit_settles_its_hold_once(pool: asyncpg.Pool) -> None:
     balance = await pool.fetchval("SELECT balance FROM balances WHERE account_id = $1", ACCOUNT)
     assert balance == 1000 - 370
     # A redelivery is a duplicate: nothing is settled or counted again.
-    await apply(pool, batch)
+    await apply_records(pool, batch)
     assert await counters(pool) == {"hold_settled": 2, "hold_overruns": 1}
     assert await pool.fetchval("SELECT settled FROM holds.account_settlements") == 500
 
@@ -117,15 +118,15 @@ async def test_debits_of_released_expired_or_unknown_holds_are_applied_and_count
     pool: asyncpg.Pool,
 ) -> None:
     log = Log()
-    await apply(pool, log.records(granted(1000)))
+    await apply_records(pool, log.records(granted(1000)))
     released = await place(pool, 100)
     await pool.fetchval("SELECT outcome FROM holds.release($1, $2)", ACCOUNT, released)
     expired = await place(pool, 100, ttl=1)
     settled = await place(pool, 100)
     await asyncio.sleep(1.1)
     late = datetime.now(UTC)
-    await apply(pool, log.records(debited(10, settled)))
-    await apply(
+    await apply_records(pool, log.records(debited(10, settled)))
+    await apply_records(
         pool,
         log.records(
             debited(10, released), debited(10, expired, at=late), debited(10, "never-placed"),
@@ -147,14 +148,14 @@ async def test_a_replay_into_another_schema_changes_no_hold(
 ) -> None:
     log = Log()
     grant = log.records(granted(1000))
-    await apply(pool, grant)
+    await apply_records(pool, grant)
     hold_id = await place(pool, 300)
     debit = log.records(debited(100, hold_id))
-    await apply(pool, debit)
+    await apply_records(pool, debit)
     before = await hold_row(pool, hold_id)
     shadow = await open_projection(isolated_settings.database_url, "ledger_shadow_test")
     try:
-        await apply(shadow, grant + debit)
+        await apply_records(shadow, grant + debit)
         replayed = await shadow.fetch("SELECT name, value FROM projector_counters")
     finally:
         await shadow.close()
