@@ -68,7 +68,8 @@ async def background(work: Awaitable[None]) -> AsyncIterator[None]:
             await task
 
 
-def resources(request: Request) -> Resources:
-    """A route dependency: the app's open resources."""
+async def resources(request: Request) -> Resources:
+    """A route dependency: the app's open resources. Async on purpose: FastAPI runs a plain
+    function dependency in its thread pool, a thread hand-off on every request."""
     opened: Resources = request.app.state.resources
     return opened
