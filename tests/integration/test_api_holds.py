@@ -230,3 +230,37 @@ async def test_every_decision_reaches_holds_v1(
     assert refused.type == "hold.refused" and (refused.available, refused.credits) == (0, 5)
     pending = "SELECT count(*) FROM holds.outbox WHERE account_id = $1"
     assert await db.fetchval(pending, account) == 0
+
+
+async def test_batches_and_single_holds_together_never_over_commit(
+    client: httpx.AsyncClient, db: asyncpg.Connection
+) -> None:
+    account = await funded(db, "mixed", 100 * 7)
+
+    async def batch(n: int) -> list[int]:
+        items = [{"account_id": account, "idempotency_key": f"b{n}-{i}", "credits": 7}
+                 for i in range(20)]  # fmt: skip
+        answer = await client.post("/v1/holds", json={"holds": items}, headers=GATEWAY)
+        return [r["code"] for r in answer.json()["results"]]
+
+    async def single(n: int) -> list[int]:
+        return [(await hold(client, account, {"credits": 7}, key=f"s{n}")).status_code]
+
+    codes = [c for done in await asyncio.gather(
+        *(batch(n) for n in range(5)), *(single(n) for n in range(40))
+    ) for c in done]  # fmt: skip
+    assert codes.count(201) == 100 and codes.count(402) == 40
+    shown = await balance(client, account)
+    assert (shown["held"], shown["available"]) == (700, 0)
+
+
+async def test_a_batch_takes_the_credits_of_expired_holds(
+    client: httpx.AsyncClient, db: asyncpg.Connection
+) -> None:
+    account = await funded(db, "batch-expiry", 50)
+    assert (await hold(client, account, {"credits": 50, "ttl_seconds": 1})).status_code == 201
+    await asyncio.sleep(1.2)
+    items = [{"account_id": account, "idempotency_key": "late", "credits": 50}]
+    answer = await client.post("/v1/holds", json={"holds": items}, headers=GATEWAY)
+    assert [r["code"] for r in answer.json()["results"]] == [201]
+    assert (await balance(client, account))["held"] == 50

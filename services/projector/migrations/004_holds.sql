@@ -168,34 +168,133 @@ BEGIN
     VALUES ('hold.placed', hold_id, p_account, p_credits, p_key, expires_at, now());
 END $$;
 
--- Many placements in one transaction. Accounts are locked in account order, so concurrent
--- batches cannot deadlock; one account's holds are decided in the given order. Answers
--- come in the order decided, each with its position (ord, from 1) in the arrays.
+-- Many placements in one transaction, decided as holds.place would decide them one after
+-- the other, with a few statements for the whole batch instead of six per hold: every
+-- account locked at once (in account order, as holds.place locks one, so nothing can
+-- deadlock), swept, its available credits read once; then the decisions in the given
+-- order, then one insert of the holds, one of the outbox rows, one update of the held
+-- credits. Answers come in the given order, each with its position (ord, from 1).
 CREATE OR REPLACE FUNCTION holds.place_many(
     p_accounts text[], p_keys text[], p_digests text[], p_credits bigint[], p_ttls integer[])
 RETURNS TABLE (ord bigint, outcome text, hold_id text, credits bigint, status text,
                expires_at timestamptz, available numeric)
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_item record;
-    v_placed record;
+    v_accounts text[] := ARRAY(SELECT DISTINCT a FROM unnest(p_accounts) a ORDER BY a);
+    v_free numeric[];
+    v_added numeric[] := array_fill(0::numeric, ARRAY[cardinality(v_accounts)]);
+    -- holds already placed under one of the batch's keys, or placed by this batch
+    v_known text[];          -- account || E'\n' || key
+    v_known_digest text[];
+    v_known_id text[];
+    v_known_credits bigint[];
+    v_known_status text[];
+    v_known_expiry timestamptz[];
+    -- what the batch writes
+    v_new_ids text[] := '{}';
+    v_new_n integer[] := '{}';
+    v_out_type text[] := '{}';
+    v_out_id text[] := '{}';
+    v_out_n integer[] := '{}';
+    v_out_available numeric[] := '{}';
+    v_at integer;
+    v_seen integer;
+    v_name text;
 BEGIN
-    FOR v_item IN
-        SELECT * FROM unnest(p_accounts, p_keys, p_digests, p_credits, p_ttls)
-            WITH ORDINALITY AS u(account, key, digest, amount, ttl, n)
-        ORDER BY u.account, u.n
-    LOOP
-        v_placed := holds.place(v_item.account, v_item.key, v_item.digest, v_item.amount,
-                                v_item.ttl);
-        ord := v_item.n;
-        outcome := v_placed.outcome;
-        hold_id := v_placed.hold_id;
-        credits := v_placed.credits;
-        status := v_placed.status;
-        expires_at := v_placed.expires_at;
-        available := v_placed.available;
+    INSERT INTO holds.account_holds (account_id) SELECT unnest(v_accounts)
+    ON CONFLICT (account_id) DO NOTHING;
+    PERFORM 1 FROM holds.account_holds a WHERE a.account_id = ANY(v_accounts)
+    ORDER BY a.account_id FOR UPDATE;
+    WITH doomed AS (
+        SELECT h.hold_id FROM holds.holds h
+        WHERE h.account_id = ANY(v_accounts) AND h.status = 'active' AND h.expires_at <= now()
+        ORDER BY h.hold_id
+        FOR UPDATE
+    ), expired AS (
+        UPDATE holds.holds h SET status = 'expired', finished_at = now()
+        FROM doomed d WHERE h.hold_id = d.hold_id AND h.status = 'active'
+        RETURNING h.account_id, h.credits
+    ), gone AS (
+        SELECT e.account_id, sum(e.credits) AS credits FROM expired e GROUP BY e.account_id
+    )
+    UPDATE holds.account_holds a SET held = a.held - g.credits
+    FROM gone g WHERE a.account_id = g.account_id;
+    -- One statement: the balances and the settlements from one snapshot (see available).
+    SELECT array_agg(coalesce(b.balance, 0) - a.held + coalesce(s.settled, 0)
+                     ORDER BY a.account_id)
+    INTO v_free
+    FROM holds.account_holds a
+    LEFT JOIN ledger.balances b ON b.account_id = a.account_id
+    LEFT JOIN holds.account_settlements s ON s.account_id = a.account_id
+    WHERE a.account_id = ANY(v_accounts);
+    SELECT coalesce(array_agg(h.account_id || E'\n' || h.idempotency_key), '{}'),
+           array_agg(h.request_digest), array_agg(h.hold_id), array_agg(h.credits),
+           array_agg(h.status), array_agg(h.expires_at)
+    INTO v_known, v_known_digest, v_known_id, v_known_credits, v_known_status, v_known_expiry
+    FROM holds.holds h
+    JOIN (SELECT DISTINCT * FROM unnest(p_accounts, p_keys)) AS u(account, key)
+      ON h.account_id = u.account AND h.idempotency_key = u.key;
+    FOR i IN 1 .. coalesce(cardinality(p_accounts), 0) LOOP
+        ord := i;
+        v_at := array_position(v_accounts, p_accounts[i]);
+        v_name := p_accounts[i] || E'\n' || p_keys[i];
+        v_seen := array_position(v_known, v_name);
+        available := v_free[v_at];
+        IF v_seen IS NOT NULL THEN
+            outcome := CASE WHEN v_known_digest[v_seen] = p_digests[i]
+                            THEN 'existing' ELSE 'conflict' END;
+            hold_id := v_known_id[v_seen];
+            credits := v_known_credits[v_seen];
+            status := v_known_status[v_seen];
+            expires_at := v_known_expiry[v_seen];
+        ELSE
+            hold_id := gen_random_uuid()::text;
+            credits := p_credits[i];
+            IF available < p_credits[i] THEN
+                outcome := 'refused';
+                status := NULL;
+                expires_at := NULL;
+                v_out_type := v_out_type || 'hold.refused'::text;
+                v_out_available := v_out_available || available;
+            ELSE
+                outcome := 'placed';
+                status := 'active';
+                expires_at := now() + make_interval(secs => p_ttls[i]);
+                available := available - p_credits[i];
+                v_free[v_at] := available;
+                v_added[v_at] := v_added[v_at] + p_credits[i];
+                v_new_ids := v_new_ids || hold_id;
+                v_new_n := v_new_n || i;
+                v_known := v_known || v_name;
+                v_known_digest := v_known_digest || p_digests[i];
+                v_known_id := v_known_id || hold_id;
+                v_known_credits := v_known_credits || p_credits[i];
+                v_known_status := v_known_status || 'active'::text;
+                v_known_expiry := v_known_expiry || expires_at;
+                v_out_type := v_out_type || 'hold.placed'::text;
+                v_out_available := v_out_available || NULL::numeric;
+            END IF;
+            v_out_id := v_out_id || hold_id;
+            v_out_n := v_out_n || i;
+        END IF;
         RETURN NEXT;
     END LOOP;
+    INSERT INTO holds.holds (hold_id, account_id, idempotency_key, request_digest, credits,
+                             status, expires_at, created_at)
+    SELECT n.id, p_accounts[n.i], p_keys[n.i], p_digests[n.i], p_credits[n.i], 'active',
+           now() + make_interval(secs => p_ttls[n.i]), now()
+    FROM unnest(v_new_ids, v_new_n) AS n(id, i);
+    UPDATE holds.account_holds a SET held = a.held + d.added
+    FROM unnest(v_accounts, v_added) AS d(account, added)
+    WHERE a.account_id = d.account AND d.added > 0;
+    INSERT INTO holds.outbox (type, hold_id, account_id, credits, available, idempotency_key,
+                              expires_at, occurred_at)
+    SELECT o.type, o.id, p_accounts[o.i], p_credits[o.i], o.available, p_keys[o.i],
+           CASE WHEN o.type = 'hold.placed' THEN now() + make_interval(secs => p_ttls[o.i]) END,
+           now()
+    FROM unnest(v_out_type, v_out_id, v_out_n, v_out_available) WITH ORDINALITY
+         AS o(type, id, i, available, n)
+    ORDER BY o.n;
 END $$;
 
 -- A release under the account's lock. outcome: 'released' (now or before), 'settled' or
