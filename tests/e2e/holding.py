@@ -87,6 +87,18 @@ async def place(
     return await client.post(f"/v1/accounts/{account}/holds", json=body, headers=headers)
 
 
+async def decide(client: httpx.AsyncClient, account: str, body: dict[str, Any]) -> httpx.Response:
+    """A hold asked as a careful gateway asks: a 503 (PostgreSQL busy or away) is asked
+    again with the same Idempotency-Key until the API decides."""
+    key = uuid.uuid4().hex
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        answer = await place(client, account, body, key)
+        if answer.status_code != 503 or time.monotonic() > deadline:
+            return answer
+        await asyncio.sleep(0.05)
+
+
 def usage(
     account: str, hold_id: str | None, input_tokens: int, output_tokens: int
 ) -> UsageRecorded:

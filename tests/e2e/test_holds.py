@@ -20,10 +20,10 @@ from tests.e2e.faults import Pipeline
 from tests.e2e.holding import (
     balance,
     counters,
+    decide,
     fund,
     holds_pipeline,
     new_account,
-    place,
     publish,
     usage,
     wait_balance,
@@ -69,7 +69,7 @@ async def test_1000_concurrent_holds_over_two_apis_place_exactly_what_the_balanc
     await fund(clients[0], account, 100 * 37)
 
     async def one(n: int) -> int:
-        answer = await place(clients[n % 2], account, {"credits": 37})
+        answer = await decide(clients[n % 2], account, {"credits": 37})
         return answer.status_code
 
     codes = Counter(await asyncio.gather(*(one(n) for n in range(1000))))
@@ -86,7 +86,7 @@ class Example:
     concurrency: int
 
 
-async def decide(url: str, example: Example) -> None:
+async def check_example(url: str, example: Example) -> None:
     """Places the example's holds with `concurrency` requests in flight, then checks them."""
     async with httpx.AsyncClient(base_url=url, timeout=60.0) as client:
         account = new_account("prop")
@@ -95,7 +95,7 @@ async def decide(url: str, example: Example) -> None:
 
         async def one(amount: int) -> httpx.Response:
             async with gate:
-                return await place(client, account, {"credits": amount})
+                return await decide(client, account, {"credits": amount})
 
         answers = await asyncio.gather(*(one(a) for a in example.amounts))
         placed = sum(a.json()["credits"] for a in answers if a.status_code == 201)
@@ -124,7 +124,7 @@ def test_placed_holds_never_exceed_the_balance(
     deployment: Deployment, funds: int, amounts: list[int], concurrency: int
 ) -> None:
     url = random.choice(deployment.urls)
-    asyncio.run(decide(url, Example(funds, amounts, concurrency)))
+    asyncio.run(check_example(url, Example(funds, amounts, concurrency)))
 
 
 @dataclass
@@ -145,7 +145,7 @@ class Gateway:
             input_tokens, max_output = rng.randint(100, 2000), rng.randint(100, 2000)
             request = {"model": "mimo-v2-omni", "input_tokens": input_tokens,
                        "max_output_tokens": max_output}  # fmt: skip
-            answer = await place(self.client, self.account, request)
+            answer = await decide(self.client, self.account, request)
             if answer.status_code == 402:
                 return
             assert answer.status_code == 201, answer.text
