@@ -40,13 +40,18 @@ WITH debit AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[], $4::bigint[], $5::timestamptz[])
         WITH ORDINALITY AS d(hold_id, account_id, entry_id, credits, occurred_at, ord)
 ), target AS (
-    SELECT h.hold_id, h.account_id, h.credits, h.status, h.expires_at, h.settled_entry_id
-    FROM holds.holds h
-    WHERE h.hold_id = ANY($1::text[])
-    ORDER BY h.hold_id
-    FOR UPDATE
+    -- One index probe per hold, in hold_id order (a hash join would read the whole
+    -- table), each row locked as it is found.
+    SELECT t.*
+    FROM (SELECT DISTINCT hold_id FROM debit ORDER BY hold_id) wanted
+    CROSS JOIN LATERAL (
+        SELECT h.ctid AS row_id, h.hold_id, h.account_id, h.credits, h.status, h.expires_at,
+               h.settled_entry_id
+        FROM holds.holds h WHERE h.hold_id = wanted.hold_id
+        FOR UPDATE
+    ) t
 ), decided AS (
-    SELECT d.hold_id, d.entry_id, d.credits, t.credits AS held,
+    SELECT d.hold_id, d.entry_id, d.credits, t.credits AS held, t.row_id,
         CASE
             WHEN t.hold_id IS NULL OR t.account_id <> d.account_id THEN 'hold_unknown'
             WHEN t.settled_entry_id = d.entry_id THEN 'settled_before'
@@ -64,7 +69,9 @@ WITH debit AS (
     SET status = 'settled', settled_credits = d.credits, settled_entry_id = d.entry_id,
         finished_at = now()
     FROM decided d
-    WHERE d.outcome = 'settle' AND h.hold_id = d.hold_id
+    -- By the rows' addresses (locked above, so they stay put): no scan of the table.
+    WHERE h.ctid = ANY(ARRAY(SELECT row_id FROM decided WHERE outcome = 'settle'))
+      AND d.outcome = 'settle' AND h.hold_id = d.hold_id
     RETURNING h.account_id, h.credits
 ), settlements AS (
     INSERT INTO holds.account_settlements AS s (account_id, settled)
