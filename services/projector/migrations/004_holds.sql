@@ -15,6 +15,9 @@
 -- held = account_holds.held - account_settlements.settled - (active holds past expires_at
 -- that no placement has swept yet).
 CREATE SCHEMA IF NOT EXISTS holds;
+-- The functions read the live projection (ledger.balances), which need not exist yet when
+-- another projection schema (an audit's shadow, a test's) is the first one migrated.
+SET LOCAL check_function_bodies = off;
 
 CREATE TABLE IF NOT EXISTS holds.holds (
     hold_id          text PRIMARY KEY,
@@ -325,3 +328,5 @@ BEGIN
     VALUES ('hold.released', p_hold_id, p_account, now());
     outcome := 'released';
 END $$;
+
+RESET check_function_bodies;
