@@ -81,7 +81,8 @@ def write_json(document: dict[str, Any], path: Path) -> None:
 def print_tables(f: BenchFigures, console: Console) -> None:
     console.print(_targets_table(f))
     console.print(_details_table(f))
-    console.print(_processes_table(f))
+    if f.processes:  # none when only the authorization section ran
+        console.print(_processes_table(f))
 
 
 def _targets_table(f: BenchFigures) -> Table:
