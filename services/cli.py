@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("service", choices=["pricing", "projector", "api"])
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1, help="api: processes sharing the port")
 
     topics = sub.add_parser("topics", help="manage the Kafka topics")
     topics.add_argument("action", choices=["create"])
@@ -86,6 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--baseline-events", type=int, default=20_000, help="per-event baseline sample size"
     )
     bench.add_argument("--keep", action="store_true", help="keep the bench topics and databases")
+    bench.add_argument("--only", choices=["authorization"], help="run that section alone")
+    bench.add_argument(
+        "--auth-seconds", type=float, default=8.0, help="length of each authorization phase"
+    )
     return parser
 
 
@@ -101,7 +106,7 @@ def serve_main(args: argparse.Namespace) -> int:
         return run_projector()
     from services.api.app import run as run_api
 
-    return run_api(args.host, args.port)
+    return run_api(args.host, args.port, args.workers)
 
 
 def add_keys_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -52,8 +52,10 @@ CREATE UNIQUE INDEX IF NOT EXISTS api_keys_usable
     ON ledger.api_keys (secret_hash) WHERE revoked_at IS NULL;
 """
 
+# held: the account's active holds (migration 004_holds.sql), read without a lock.
 BALANCE = """
-SELECT account_id, balance, purchased, spent, entries, status, updated_at
+SELECT account_id, balance, purchased, adjusted, spent, entries, status, updated_at,
+       holds.held_now(account_id) AS held
 FROM ledger.balances WHERE account_id = $1
 """
 

@@ -15,7 +15,7 @@ from typing import Any, Literal, Protocol
 from services.projector import status_for
 
 Value = int | str | None
-Check = Literal["log", "identity"]
+Check = Literal["log", "identity", "holds"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +62,9 @@ class Difference:
     expected: Value
 
     def line(self) -> str:
-        source = "from the log" if self.check == "log" else "from the live journal"
+        source = {"log": "from the log", "identity": "from the live journal"}.get(
+            self.check, "expected"
+        )
         return f"{self.account_id}: {self.field} live {self.live!r}, {source} {self.expected!r}"
 
 
