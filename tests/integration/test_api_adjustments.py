@@ -129,7 +129,7 @@ async def set_flows(settings: Settings, account: str, inflow: int, outflow: int)
         await conn.execute(
             """INSERT INTO ledger.balances (account_id, balance, purchased, adjusted, spent,
                                             entries, status, updated_at, inflow, outflow)
-               VALUES ($1, $2 - $3, $2, 0, $3, 1, 'active', $4, $2, $3)""",
+               VALUES ($1, $2::bigint - $3::bigint, $2, 0, $3, 1, 'active', $4, $2, $3)""",
             account,
             inflow,
             outflow,
