@@ -6,9 +6,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from schemas.debit_json import timestamp_text
 from schemas.events import UsageRejected, dump
 from services.common.kafka import account_key, partition_for
-from services.pricing.debit_json import timestamp_text
 from services.pricing.debits import ConsumedRecord, price_usage
 from services.pricing.pricebook import PriceBook
 

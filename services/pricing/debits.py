@@ -15,6 +15,14 @@ from uuid import UUID
 
 from pydantic import ValidationError
 
+from schemas.debit_json import (
+    debit_bytes,
+    encode_debit,
+    hold_fragment,
+    model_fields,
+    timestamp_text,
+    uuid5_text,
+)
 from schemas.events import (
     CreditsDebited,
     RejectionCode,
@@ -22,9 +30,8 @@ from schemas.events import (
     UsageRecorded,
     UsageRejected,
 )
-from services.pricing.debit_json import encode_debit, hold_fragment, timestamp_text, uuid5_text
+from schemas.usage_json import PlainUsage, read_plain_usage
 from services.pricing.pricebook import PriceBook, Rejection, Tier
-from services.pricing.usage_json import PlainUsage, read_plain_usage
 
 # Fixed forever: changing it would give every replayed usage event a new entry_id.
 DEBIT_NAMESPACE = UUID("5b0f3c52-8a7e-4d1b-9c0e-6f2a1d3e4b57")
@@ -117,14 +124,18 @@ def encode_priced(usage: PlainUsage, book: PriceBook, now_text: str) -> EncodedD
     model_tier, price_version = _fragments(version.version, usage.model, tier)
     event_id = usage.event_id
     # account_id keeps ACCOUNT_ID_PATTERN (checked), so it needs no JSON escaping.
-    encoded = (
-        '{"type":"credits.debited","schema_version":1,'
-        f'"entry_id":"{uuid5_text(DEBIT_NAMESPACE, event_id)}",'
-        f'"account_id":"{usage.account_id}","usage_event_id":{encode_basestring(event_id)},'
-        f'{model_tier}"billable_tokens":{usage.input_tokens + usage.output_tokens},'
-        f'"credits":{credits},{price_version}"occurred_at":"{usage.occurred_text}",'
-        f'{hold_fragment(usage.hold_id)}"priced_at":"{now_text}"}}'
-    ).encode()
+    encoded = debit_bytes(
+        uuid5_text(DEBIT_NAMESPACE, event_id),
+        f'"{usage.account_id}"',
+        encode_basestring(event_id),
+        model_tier,
+        usage.input_tokens + usage.output_tokens,
+        credits,
+        price_version,
+        usage.occurred_text,
+        hold_fragment(usage.hold_id),
+        now_text,
+    )
     return EncodedDebit(usage.account_id, encoded)
 
 
@@ -132,11 +143,7 @@ def encode_priced(usage: PlainUsage, book: PriceBook, now_text: str) -> EncodedD
 def _fragments(version: str, model: str, tier: Tier) -> tuple[str, str]:
     """The debit's JSON for model, tier and multiplier, and for price_version: the same for
     every event priced at one tier of one version, so written once."""
-    return (
-        f'"model":{encode_basestring(model)},"tier":{encode_basestring(tier.name)},'
-        f'"multiplier":"{tier.multiplier}",',
-        f'"price_version":{encode_basestring(version)},',
-    )
+    return model_fields(model, tier.name, tier.multiplier), encode_basestring(version)
 
 
 def price_validated(

@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-import orjson
-
-from schemas.events import CreditsDebited, LedgerEntry
 from services.projector.ledger import (
+    DEBITS,
     BatchPlan,
+    Entry,
     RejectedMessage,
     SourcedEntry,
     next_offsets,
@@ -52,7 +51,7 @@ def prepare(records: Sequence[SourcedEntry | RejectedMessage]) -> PreparedBatch:
     )
 
 
-def totals(entries: Iterable[LedgerEntry]) -> Columns:
+def totals(entries: Iterable[Entry]) -> Columns:
     """Columns of UPSERT_TOTALS $1..$14: per account its purchased, adjusted and spent sums,
     entries, latest occurred_at, inflow and outflow (ledger.flows_of); per account, day and
     model its requests, tokens and credits. One pass over the entries, because this runs
@@ -73,7 +72,7 @@ def totals(entries: Iterable[LedgerEntry]) -> Columns:
         else:
             row[_COLUMN[entry.type]] += credits
         row[3] += 1
-        if isinstance(entry, CreditsDebited):
+        if isinstance(entry, DEBITS):
             day = days.get(at)
             if day is None:
                 day = days[at] = usage_day(at)
@@ -104,20 +103,17 @@ def journal_copy(rows: Sequence[SourcedEntry]) -> bytes:
     """The COPY input (text format) of the journal staging table, one line per entry in log
     order; its columns are store.JOURNAL_COPY_COLUMNS.
 
-    Values come from the entries' canonical JSON (never the message bytes, which may spell
-    values in forms PostgreSQL would read differently), so PostgreSQL reads the very text
-    the schema serializes. COPY costs PostgreSQL about half the CPU of parsing the same rows
-    out of one JSON document.
+    Values come from the entries' canonical JSON (never bytes in another spelling, which
+    PostgreSQL might read differently), so PostgreSQL reads the very text the schema
+    serializes. COPY costs PostgreSQL about half the CPU of parsing the same rows out of one
+    JSON document.
     """
-    lines = []
-    for ordinal, r in enumerate(rows):
-        e = orjson.loads(r.canonical)
-        line = journal_line(e, r, ordinal, _as_is)
-        # Text fields rarely hold COPY syntax: the line is checked once, escaped if needed.
-        if "\\" in line or "\r" in line or line.count("\t") != _TABS or line.count("\n") != 1:
-            line = journal_line(e, r, ordinal, copy_text)
-        lines.append(line)
-    return "".join(lines).encode()
+    # Canonical JSON escapes every character COPY reads as syntax (backslash, tab, newline,
+    # CR): text fields without a backslash in the JSON need no escaping, nearly all of them.
+    return "".join(
+        journal_line(r.fields, r, ordinal, copy_text if "\\" in r.canonical else _as_is)
+        for ordinal, r in enumerate(rows)
+    ).encode()
 
 
 def journal_line(
@@ -142,7 +138,6 @@ def journal_line(
     ) + "\n"
 
 
-_TABS = 17  # one less than the staging table's columns
 # What COPY's text format reads as syntax inside a field; NUL never gets here (read_message).
 _COPY_SPECIAL = re.compile(r"[\\\t\n\r]")
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})

@@ -10,15 +10,21 @@ import hashlib
 from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 from uuid import UUID
 
+import orjson
 from pydantic import ValidationError
 
+from schemas.debit_json import PlainDebit, read_plain_debit
 from schemas.events import BALANCE_LIMIT, CreditsDebited, LedgerEntry
 from schemas.events import parse_ledger_entry as parse_entry
 
 Status = Literal["active", "exhausted"]
+# An entry as the projector holds it: a debit read by the codec (schemas/debit_json.py, the
+# hot path: pydantic would give the same values) or any entry pydantic read.
+Entry = LedgerEntry | PlainDebit
+DEBITS = (CreditsDebited, PlainDebit)
 
 # pricing re-stamps priced_at when it re-prices a re-sent usage event; the debit is the same.
 DIGEST_EXCLUDES = frozenset({"priced_at"})
@@ -45,20 +51,29 @@ def digest_of_canonical(entry: LedgerEntry, canonical: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class SourcedEntry:
-    """A parsed ledger entry, the bytes it came from and where it sits in ledger.v1."""
+    """A parsed ledger entry, the bytes it came from and where it sits in ledger.v1.
 
-    entry: LedgerEntry
+    `digest`, `canonical` and `fields` are computed from a pydantic entry when not given;
+    the codec's reader gives them from the bytes, which are then their own canonical form.
+    """
+
+    entry: Entry
     raw: bytes
     partition: int
     offset: int
-    digest: str = field(init=False)
-    # The entry's model_dump_json(): what the journal row is written from (columns.py).
-    canonical: str = field(init=False, repr=False, compare=False)
+    digest: str = ""
+    # The entry's model_dump_json(), and that JSON decoded: the journal row is written from
+    # it (columns.py).
+    canonical: str = field(default="", repr=False, compare=False)
+    fields: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        if self.digest or isinstance(self.entry, PlainDebit):
+            return
         canonical = self.entry.model_dump_json()
         object.__setattr__(self, "canonical", canonical)
         object.__setattr__(self, "digest", digest_of_canonical(self.entry, canonical))
+        object.__setattr__(self, "fields", orjson.loads(canonical))
 
 
 # Why a message on ledger.v1 is in the rejected entries instead of the journal:
@@ -85,6 +100,10 @@ def read_message(raw: bytes | None, partition: int, offset: int) -> SourcedEntry
     """Parses one ledger.v1 message; anything unparseable becomes a RejectedMessage."""
     if raw is None:
         return RejectedMessage(b"", partition, offset, "message has no value")
+    plain = read_plain_debit(raw)
+    if plain is not None:
+        debit, fields, digest = plain
+        return SourcedEntry(debit, raw, partition, offset, digest, raw.decode(), fields)
     try:
         entry = parse_entry(raw)
     except ValidationError as error:
@@ -109,16 +128,16 @@ def usage_day(at: datetime) -> date:
     return at.astimezone(UTC).date()
 
 
-def flows_of(entry: LedgerEntry) -> tuple[int, int]:
+def flows_of(entry: Entry) -> tuple[int, int]:
     """What the entry adds to its account's (inflow, outflow): credits granted or adjusted
     upwards flow in; credits debited or adjusted downwards flow out."""
     credits = entry.credits
-    if isinstance(entry, CreditsDebited):
+    if isinstance(entry, DEBITS):
         return 0, credits
     return (credits, 0) if credits >= 0 else (0, -credits)
 
 
-def within_limit(flows: tuple[int, int], entry: LedgerEntry) -> bool:
+def within_limit(flows: tuple[int, int], entry: Entry) -> bool:
     """Whether the account's (inflow, outflow) stay within BALANCE_LIMIT after `entry`: the
     projector's balance limit rule (docs/contracts.md, Guarantees), for anyone who must
     apply the same rule before writing an entry."""
@@ -222,8 +241,10 @@ def next_offsets(records: Iterable[SourcedEntry | RejectedMessage]) -> dict[int,
 
 
 __all__ = [
+    "DEBITS",
     "REJECT_REASONS",
     "BatchPlan",
+    "Entry",
     "RejectReason",
     "RejectedMessage",
     "SourcedEntry",

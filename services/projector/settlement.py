@@ -22,8 +22,7 @@ from typing import Any
 
 import asyncpg
 
-from schemas.events import CreditsDebited
-from services.projector.ledger import SourcedEntry
+from services.projector.ledger import DEBITS, SourcedEntry
 
 COUNTERS = (
     "hold_settled",
@@ -95,9 +94,7 @@ ON CONFLICT (name) DO UPDATE SET value = projector_counters.value + EXCLUDED.val
 def hold_debits(applied: Iterable[SourcedEntry]) -> tuple[list[Any], ...] | None:
     """SETTLE's parameters for the applied debits that carry a hold_id; None without any."""
     debits = [
-        r.entry
-        for r in applied
-        if isinstance(r.entry, CreditsDebited) and r.entry.hold_id is not None
+        r.entry for r in applied if isinstance(r.entry, DEBITS) and r.entry.hold_id is not None
     ]
     if not debits:
         return None

@@ -13,11 +13,11 @@ from aiokafka.partitioner import DefaultPartitioner
 from hypothesis import given
 from hypothesis import strategies as st
 
+from schemas.debit_json import encode_debit, timestamp_text, uuid5_text
 from schemas.events import CreditsDebited, UsageRejected, dump
 from services.common.kafka import partition_for
 from services.common.settings import DEFAULT_PRICEBOOK
 from services.pricing.batch import MAX_DLQ_KEY_BYTES, price_batch
-from services.pricing.debit_json import encode_debit, timestamp_text, uuid5_text
 from services.pricing.debits import (
     DEBIT_NAMESPACE,
     MAX_PAYLOAD_BYTES,

@@ -14,12 +14,12 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from schemas.debit_json import timestamp_text
 from schemas.events import MAX_TOKENS, UsageRecorded
+from schemas.usage_json import read_plain_usage
 from services.common.settings import DEFAULT_PRICEBOOK
-from services.pricing.debit_json import timestamp_text
 from services.pricing.debits import UsageMessage, price_usage, price_validated
 from services.pricing.pricebook import load_pricebook, parse_pricebook
-from services.pricing.usage_json import read_plain_usage
 
 pytestmark = pytest.mark.unit
 

@@ -11,15 +11,14 @@ invalid input, and the import-time check below fails loudly if the contract chan
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
-from functools import lru_cache
 from typing import NamedTuple
 
 import orjson
 
-from schemas.events import ACCOUNT_ID_PATTERN, MAX_TOKENS, UsageRecorded
-from services.pricing.debit_json import timestamp_text
+from schemas.debit_json import read_timestamp
+from schemas.events import UsageRecorded
+from schemas.limits import int_range, text_length, text_pattern
 
 # The fields UsageRecorded had when this parser was written; see the check below.
 FIELDS = frozenset(
@@ -44,15 +43,18 @@ REQUIRED = frozenset(
 )
 _REQUIRED_NOW = {name for name, info in UsageRecorded.model_fields.items() if info.is_required()}
 if set(UsageRecorded.model_fields) != FIELDS or _REQUIRED_NOW != REQUIRED:
-    raise ImportError("UsageRecorded changed: update services/pricing/usage_json.py")
-if ACCOUNT_ID_PATTERN != r"^[A-Za-z0-9._:@-]{1,128}$":
-    raise ImportError("the account id rule changed: update services/pricing/usage_json.py")
+    raise ImportError("UsageRecorded changed: update schemas/usage_json.py")
 
-# Python's `$` would also match before a final newline; fullmatch does not.
-_ACCOUNT = re.compile(r"[A-Za-z0-9._:@-]{1,128}")
-# RFC 3339 as gateways write it; anything else (lower-case t/z, a space, more than six
-# fraction digits, numbers) is left to pydantic.
-_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?(?:Z|[+-]\d\d:\d\d)")
+_ACCOUNT = text_pattern(UsageRecorded, "account_id")
+# The identifiers share one length rule; the check below keeps the inlined code honest.
+_SHORTEST, _LONGEST = text_length(UsageRecorded, "event_id")
+_IDENTIFIERS = ("event_id", "model", "gateway_id", "request_id", "hold_id")
+if any(text_length(UsageRecorded, name) != (_SHORTEST, _LONGEST) for name in _IDENTIFIERS):
+    raise ImportError("UsageRecorded's identifier lengths differ: update schemas/usage_json.py")
+_TOKENS = {int_range(UsageRecorded, name) for name in FIELDS if name.endswith("tokens")}
+if len(_TOKENS) != 1 or min(_TOKENS)[0] != 0:
+    raise ImportError("UsageRecorded's token ranges differ: update schemas/usage_json.py")
+((_, MAX_TOKENS),) = _TOKENS
 
 
 class PlainUsage(NamedTuple):
@@ -88,18 +90,18 @@ def read_plain_usage(value: bytes) -> PlainUsage | None:
     if type(version) is not int or version != 1:
         return None
     event_id, model, gateway_id = data["event_id"], data["model"], data["gateway_id"]
-    # Identifiers: 1..128 characters (inlined: this runs once per event).
-    if type(event_id) is not str or not 0 < len(event_id) <= 128:
+    # Identifiers (inlined: this runs once per event).
+    if type(event_id) is not str or not _SHORTEST <= len(event_id) <= _LONGEST:
         return None
-    if type(model) is not str or not 0 < len(model) <= 128:
+    if type(model) is not str or not _SHORTEST <= len(model) <= _LONGEST:
         return None
-    if type(gateway_id) is not str or not 0 < len(gateway_id) <= 128:
+    if type(gateway_id) is not str or not _SHORTEST <= len(gateway_id) <= _LONGEST:
         return None
     request_id = get("request_id")
-    if request_id is not None and (type(request_id) is not str or not 0 < len(request_id) <= 128):
+    if request_id is not None and not _identifier(request_id):
         return None
     hold_id = get("hold_id")
-    if hold_id is not None and (type(hold_id) is not str or not 0 < len(hold_id) <= 128):
+    if hold_id is not None and not _identifier(hold_id):
         return None
     account_id = data["account_id"]
     if type(account_id) is not str or _ACCOUNT.fullmatch(account_id) is None:
@@ -113,7 +115,7 @@ def read_plain_usage(value: bytes) -> PlainUsage | None:
     occurred_at = data["occurred_at"]
     if type(occurred_at) is not str:
         return None
-    at = _timestamp(occurred_at)
+    at = read_timestamp(occurred_at)
     if at is None:
         return None
     return PlainUsage(
@@ -121,13 +123,5 @@ def read_plain_usage(value: bytes) -> PlainUsage | None:
     )
 
 
-@lru_cache(maxsize=4096)
-def _timestamp(text: str) -> tuple[datetime, str] | None:
-    """The time and its text in the debit. Cached: events of one instant share the text."""
-    if _TIMESTAMP.fullmatch(text) is None:
-        return None
-    try:
-        at = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return at, timestamp_text(at)
+def _identifier(value: object) -> bool:
+    return type(value) is str and _SHORTEST <= len(value) <= _LONGEST
