@@ -114,6 +114,9 @@ class BenchFigures:
     cpus: int
     load_before: tuple[float, float, float]
     end_to_end: StageFigure | None = None
+    # End to end again on the running pipeline with every event on one account.
+    hot_account: StageFigure | None = None
+    hot_account_share: float | None = None  # hot_account / end_to_end events/s
     publish: StageFigure | None = None
     pricing: StageFigure | None = None
     projection: StageFigure | None = None

@@ -17,6 +17,8 @@ E2E_TARGET = 50_000  # events/s end to end
 FRESHNESS_P99_TARGET_MS = 500.0
 REBUILD_TARGET = 100_000  # entries/s
 SPEEDUP_TARGET = 50.0  # times the per-event baseline
+# One account taking every event runs within 10% of the rate spread over many accounts.
+HOT_ACCOUNT_SHARE_TARGET = 0.9
 RSS_TARGET_MB = 200.0
 SERVICES = ("pricing", "projector", "api")
 
@@ -39,6 +41,8 @@ def verdicts(f: BenchFigures) -> list[Verdict]:
 def _pipeline_verdicts(f: BenchFigures) -> list[Verdict]:
     e2e = f.end_to_end.events_per_s if f.end_to_end else None
     out = [_at_least("end-to-end events/s", e2e, E2E_TARGET)]
+    share = f.hot_account_share
+    out.append(_at_least("hot account / spread end-to-end rate", share, HOT_ACCOUNT_SHARE_TARGET))
     fresh = f.freshness
     p99 = fresh.p99_ms if fresh else None
     all_seen = fresh is not None and fresh.probes_seen == fresh.probes > 0
@@ -101,6 +105,7 @@ def _details_table(f: BenchFigures) -> Table:
     table.add_column("value", justify="right")
     for name, stage in (
         ("end to end", f.end_to_end),
+        ("hot account end to end", f.hot_account),
         ("publish alone", f.publish),
         ("pricing alone", f.pricing),
         ("projection alone", f.projection),

@@ -8,6 +8,7 @@ import os
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from itertools import chain, islice
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from services.bench.pipeline import (
     start_pipeline,
     warm_up,
 )
-from services.bench.progress import PricingOffsets, applied_count, patience
+from services.bench.progress import PricingOffsets, applied_count, patience, wait_for_count
 from services.bench.rebuild import measure_rebuild
 from services.bench.resources import IOWAIT, OTHERS, CpuMeter, peak_rss_mb, pid_from_file
 from services.bench.stages import Chunks, generate, run_stages
@@ -122,16 +123,34 @@ async def _pipeline(
         await warm_up(ns, pipeline, conn, seed + 1)
         e2e = await end_to_end(ns, pipeline, conn, chunks, f.events)
         f.end_to_end = e2e.figure
+        say("hot account: the same number of events, every one on one account")
+        await _hot_account(ns, pipeline, conn, f, seed)
         say(f"freshness: {opts.rate:,} events/s for {opts.seconds:g} s with probes")
-        fresh = await _freshness(ns, pipeline, conn, opts, f.events, seed)
+        hot = f.hot_account.events if f.hot_account else 0
+        fresh = await _freshness(ns, pipeline, conn, opts, f.events + hot, seed)
         f.freshness = fresh
-        counters = dict(await conn.fetch(COUNTERS))
-        f.checks["projector_counters"] = counters
-        f.checks["expected_applied"] = WARMUP_EVENTS + f.events + fresh.sent + fresh.probes
+        expected = WARMUP_EVENTS + f.events + hot + fresh.sent + fresh.probes
+        # The probes may be seen before the last of the load is applied: counted once it is.
+        applied = partial(applied_count, conn)
+        await wait_for_count(applied, expected, patience(expected), pipeline.services())
+        f.checks["projector_counters"] = dict(await conn.fetch(COUNTERS))
+        f.checks["expected_applied"] = expected
     finally:
         pipeline.stop()
         await conn.close()
     _process_figures(f, e2e, {s.name: s.peak_rss_mb for s in pipeline.services()})
+
+
+async def _hot_account(
+    ns: Namespace, pipeline: Pipeline, conn: asyncpg.Connection, f: BenchFigures, seed: int
+) -> None:
+    """One account taking every event: its balance row and usage rows take every batch's
+    updates, which the spread run shares among thousands of rows."""
+    plan = TrafficPlan(accounts=1, events=f.events, seed=seed + 3, account_prefix="hot-")
+    hot = await end_to_end(ns, pipeline, conn, generate(plan), f.events)
+    f.hot_account = hot.figure
+    if f.end_to_end is not None and f.end_to_end.events_per_s > 0:
+        f.hot_account_share = round(hot.figure.events_per_s / f.end_to_end.events_per_s, 3)
 
 
 async def _freshness(

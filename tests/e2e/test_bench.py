@@ -22,8 +22,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
 EVENTS, RATE, SECONDS, BASELINE, AUTH_SECONDS = 3000, 500, 3, 200, 1
 SECTIONS = (
-    "end_to_end", "publish", "pricing", "projection", "freshness", "rebuild", "baseline",
-    "authorization",
+    "end_to_end", "hot_account", "publish", "pricing", "projection", "freshness", "rebuild",
+    "baseline", "authorization",
 )  # fmt: skip
 
 
@@ -62,7 +62,7 @@ async def leftovers(settings: Settings, run_id: str) -> tuple[list[str], list[st
 def check_sections(report: dict[str, Any]) -> None:
     for section in SECTIONS:
         assert report[section] is not None, section
-    for stage in ("end_to_end", "publish", "pricing", "projection"):
+    for stage in ("end_to_end", "hot_account", "publish", "pricing", "projection"):
         assert report[stage]["events"] == EVENTS
         assert report[stage]["seconds"] > 0 and report[stage]["events_per_s"] > 0
     fresh = report["freshness"]
@@ -88,7 +88,8 @@ def check_pipeline(report: dict[str, Any]) -> None:
     for name in ("pricing", "projector", "api"):
         process = report["processes"][name]
         assert process["peak_rss_mb"] > 0 and process["cpu_s_per_1k"] >= 0
-    assert len(report["targets"]) == 12
+    assert report["hot_account_share"] > 0
+    assert len(report["targets"]) == 13  # 12, and the hot account's share of the spread rate
     assert all(isinstance(t["passed"], bool) for t in report["targets"])
 
 
