@@ -24,7 +24,8 @@ Status = Literal["active", "exhausted"]
 # An entry as the projector holds it: a debit read by the codec (schemas/debit_json.py, the
 # hot path: pydantic would give the same values) or any entry pydantic read.
 Entry = LedgerEntry | PlainDebit
-DEBITS = (CreditsDebited, PlainDebit)
+# The codec's debit first: isinstance of a pydantic model goes through ABCMeta, slowly.
+DEBITS = (PlainDebit, CreditsDebited)
 
 # pricing re-stamps priced_at when it re-prices a re-sent usage event; the debit is the same.
 DIGEST_EXCLUDES = frozenset({"priced_at"})

@@ -237,8 +237,8 @@ async def write_batch(
     plan = batch.plan
     async with conn.transaction():
         known = set(await _insert_journal(conn, batch))
-        inserted = [r for r in plan.candidates if r.entry.entry_id not in known]
-        repeats = [r for r in plan.candidates if r.entry.entry_id in known] + plan.repeats
+        inserted, repeats = _split_known(plan.candidates, known)
+        repeats += plan.repeats
         new_conflicts = await _store_conflicts(conn, repeats)
         new_rejections = await _store_rejected(conn, topic, plan.rejected)
         result = ApplyResult(
@@ -253,6 +253,16 @@ async def write_batch(
         totals = columns.totals(r.entry for r in inserted) if known else batch.totals
         await _add_totals(conn, topic, totals, batch.offsets, result)
     return result
+
+
+def _split_known(
+    candidates: list[SourcedEntry], known: set[UUID]
+) -> tuple[list[SourcedEntry], list[SourcedEntry]]:
+    """(new, already in the journal); nearly always all new, which costs nothing here."""
+    if not known:
+        return candidates, []
+    inserted = [r for r in candidates if r.entry.entry_id not in known]
+    return inserted, [r for r in candidates if r.entry.entry_id in known]
 
 
 async def _insert_journal(conn: asyncpg.Connection, batch: columns.PreparedBatch) -> list[UUID]:
