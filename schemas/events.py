@@ -65,6 +65,7 @@ class UsageRecorded(Event):
     occurred_at: Timestamp
     gateway_id: Identifier
     request_id: Identifier | None = None
+    hold_id: Identifier | None = None
 
     @model_validator(mode="after")
     def _cached_within_input(self) -> UsageRecorded:

@@ -12,11 +12,12 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from services.api.errors import ApiError
 from services.common.settings import Settings
 
-Scope = Literal["read", "admin"]
-SCOPES: dict[str, Scope] = {"read": "read", "admin": "admin"}
+Scope = Literal["read", "gateway", "admin"]
+SCOPES: dict[str, Scope] = {"read": "read", "gateway": "gateway", "admin": "admin"}
 # Which token scopes may use a route that needs the key's scope.
 GRANTS: dict[Scope, frozenset[Scope]] = {
-    "read": frozenset({"read", "admin"}),
+    "read": frozenset({"read", "gateway", "admin"}),
+    "gateway": frozenset({"gateway", "admin"}),
     "admin": frozenset({"admin"}),
 }
 CHALLENGE = {"WWW-Authenticate": "Bearer"}
@@ -54,12 +55,13 @@ def parse_tokens(settings: Settings) -> Tokens:
         scope = SCOPES.get(name)
         if not sep or not token or scope is None:
             raise AuthConfigError(
-                "LEDGER_API_TOKENS entries must look like 'token:read' or 'token:admin'"
+                "LEDGER_API_TOKENS entries must look like 'token:SCOPE' "
+                "(SCOPE read, gateway or admin)"
             )
         pairs.append((token.encode(), scope))
     if mode == "enabled" and not pairs:
         raise AuthConfigError(
-            "no API tokens: set LEDGER_API_TOKENS='token:scope,...' (scope read or admin), "
+            "no API tokens: set LEDGER_API_TOKENS='token:scope,...' (read, gateway or admin), "
             "or LEDGER_API_AUTH=disabled to run without authentication"
         )
     return Tokens(enabled=mode == "enabled", pairs=tuple(pairs))

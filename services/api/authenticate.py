@@ -24,6 +24,8 @@ def scope_needed(method: str, path: str) -> TokenScope | None:
         return None
     if method == "POST" and path.rstrip("/").endswith("/credits"):
         return "admin"
+    if method == "POST" and path.rstrip("/") == "/v1/usage":
+        return "gateway"
     return "read"
 
 

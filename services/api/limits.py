@@ -7,6 +7,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from services.api.errors import ApiError, error_response
 
 MAX_BODY_BYTES = 64 * 1024
+# Routes that take batches of up to 1,000 items get a larger limit: 1,000 usage events of
+# the largest size the contract allows fit in 2 MiB.
+LARGE_BODY_PATHS = {"/v1/usage": 2 * 1024 * 1024}
 
 
 def _too_large(limit: int) -> ApiError:
@@ -28,9 +31,10 @@ class BodySizeLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = LARGE_BODY_PATHS.get(scope["path"].rstrip("/"), self.limit)
         declared = self._declared_length(scope)
-        if declared is not None and declared > self.limit:
-            await self._refuse(scope, receive, send)
+        if declared is not None and declared > limit:
+            await self._refuse(scope, receive, send, limit)
             return
         received = 0
 
@@ -39,8 +43,8 @@ class BodySizeLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.limit:
-                    raise _too_large(self.limit)
+                if received > limit:
+                    raise _too_large(limit)
             return message
 
         await self.app(scope, counting_receive, send)
@@ -55,7 +59,7 @@ class BodySizeLimit:
                     return None
         return None
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        error = _too_large(self.limit)
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        error = _too_large(limit)
         response = error_response(413, error.code, str(error.detail), {"Connection": "close"})
         await response(scope, receive, send)

@@ -12,6 +12,7 @@ from fastapi import Request
 
 from services.api.database import open_pool
 from services.api.grants import Publisher
+from services.api.ingest import UsageIngest
 from services.common import kafka
 from services.common.settings import Settings
 from services.common.topics import Topics, create_topics
@@ -24,6 +25,7 @@ class Resources:
     producer: AIOKafkaProducer
     publisher: Publisher
     pricebook: PriceBook
+    usage: UsageIngest
 
 
 @asynccontextmanager
@@ -36,8 +38,11 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
         producer = kafka.producer(settings)
         await producer.start()
         stack.push_async_callback(producer.stop)
-        publisher = Publisher(producer, Topics.from_settings(settings).ledger)
-        yield Resources(pool, producer, publisher, pricebook)
+        topics = Topics.from_settings(settings)
+        publisher = Publisher(producer, topics.ledger)
+        usage = UsageIngest(settings, topics.usage)
+        stack.push_async_callback(usage.close)
+        yield Resources(pool, producer, publisher, pricebook, usage)
 
 
 def resources(request: Request) -> Resources:

@@ -21,6 +21,22 @@ class Settings(BaseSettings):
     ledger_pricebook: Path = DEFAULT_PRICEBOOK
     ledger_api_tokens: str = ""
     ledger_api_auth: str = "enabled"
+    # The LiteLLM callback (services/gateway/litellm/): where the ledger API is, its gateway
+    # key, which LiteLLM field names the account, LiteLLM model names to price-book models
+    # (`name=model,...`), the output a call without max_tokens is held for, and whether a
+    # call goes ahead when the ledger cannot be reached.
+    ledger_api_url: str = "http://127.0.0.1:8000"
+    ledger_api_key: str = ""
+    ledger_litellm_account: str = "end_user"
+    ledger_litellm_models: str = ""
+    ledger_litellm_max_output_tokens: int = Field(default=4096, ge=1, le=10**9)
+    ledger_litellm_fail_open: bool = False
+    ledger_litellm_gateway_id: str = Field(default="litellm", min_length=1, max_length=128)
+
+    def kafka_configured(self) -> bool:
+        """KAFKA_BOOTSTRAP_SERVERS was given (in the environment or by the caller), not taken
+        from the default: a gateway then publishes to Kafka instead of POST /v1/usage."""
+        return "kafka_bootstrap_servers" in self.model_fields_set
 
     def service_environment(self) -> dict[str, str]:
         """The variables a `ledger` child process needs to join the same Kafka topics and
