@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 
 class LedgerMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
         self.holds = Counter(
             "ledger_litellm_holds", "Hold requests by outcome", ["outcome"], registry=registry
         )
