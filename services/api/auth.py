@@ -12,7 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from services.api.errors import ApiError
 from services.common.settings import Settings
 
-Scope = Literal["read", "gateway", "admin"]
+Scope = Literal["read", "gateway", "admin", "account"]
 SCOPES: dict[str, Scope] = {"read": "read", "gateway": "gateway", "admin": "admin"}
 # Which token scopes may use a route that needs the key's scope.
 GRANTS: dict[Scope, frozenset[Scope]] = {
@@ -55,8 +55,7 @@ def parse_tokens(settings: Settings) -> Tokens:
         scope = SCOPES.get(name)
         if not sep or not token or scope is None:
             raise AuthConfigError(
-                "LEDGER_API_TOKENS entries must look like 'token:SCOPE' "
-                "(SCOPE read, gateway or admin)"
+                "LEDGER_API_TOKENS entries must look like 'token:read' or 'token:admin'"
             )
         pairs.append((token.encode(), scope))
     if mode == "enabled" and not pairs:

@@ -7,9 +7,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from services.api.errors import ApiError, error_response
 
 MAX_BODY_BYTES = 64 * 1024
-# Routes that take batches of up to 1,000 items get a larger limit: 1,000 usage events of
-# the largest size the contract allows fit in 2 MiB.
-LARGE_BODY_PATHS = {"/v1/usage": 2 * 1024 * 1024}
+# Routes that take up to 1,000 items in one body get more room (1,000 usage events of the
+# largest size the contract allows fit in 2 MiB).
+LARGER_LIMITS = {"/v1/usage": 2 * 1024 * 1024}
 
 
 def _too_large(limit: int) -> ApiError:
@@ -31,7 +31,7 @@ class BodySizeLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = LARGE_BODY_PATHS.get(scope["path"].rstrip("/"), self.limit)
+        limit = LARGER_LIMITS.get(scope["path"].rstrip("/"), self.limit)
         declared = self._declared_length(scope)
         if declared is not None and declared > limit:
             await self._refuse(scope, receive, send, limit)
