@@ -16,6 +16,7 @@ settings and what a client sees when the ledger cannot be reached.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -31,6 +32,7 @@ from services.gateway.litellm_calls import (
     CallRefused,
     account_of,
     account_source,
+    estimate_tokens,
     max_output_tokens,
     occurred_at,
     parse_model_map,
@@ -118,7 +120,8 @@ class LedgerCallback(CustomLogger):
                 data, self.settings.ledger_litellm_max_output_tokens
             ),
         }
-        idempotency_key = f"{self.settings.ledger_litellm_gateway_id}:{data['litellm_call_id']}"
+        call_id = data.setdefault("litellm_call_id", str(uuid.uuid4()))
+        idempotency_key = f"{self.settings.ledger_litellm_gateway_id}:{call_id}"
         try:
             hold_id = await self.client.place_hold(account, idempotency_key, body)
         except LedgerUnavailable as error:
@@ -138,12 +141,16 @@ class LedgerCallback(CustomLogger):
     @staticmethod
     def _input_tokens(model: str, data: Mapping[str, Any]) -> int:
         messages = data.get("messages")
-        if isinstance(messages, list):
-            tools = data.get("tools") if isinstance(data.get("tools"), list) else None
-            return int(litellm.token_counter(model=model, messages=messages, tools=tools))
         text = data.get("input", data.get("prompt"))
-        if isinstance(text, str | list):
-            return int(litellm.token_counter(model=model, text=text))
+        tools = data.get("tools") if isinstance(data.get("tools"), list) else None
+        try:
+            if isinstance(messages, list):
+                return int(litellm.token_counter(model=model, messages=messages, tools=tools))
+            if isinstance(text, str | list):
+                return int(litellm.token_counter(model=model, text=text))
+        except Exception as error:  # LiteLLM's counter fails on content it does not know
+            log.warning("token count failed (%r); the hold uses an estimate", error)
+            return estimate_tokens([messages, text, tools])
         return 0
 
     # --- after the call -------------------------------------------------------------------

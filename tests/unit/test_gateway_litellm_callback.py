@@ -208,3 +208,15 @@ async def test_a_call_without_an_account_is_refused_before_the_ledger_is_asked()
         await make(ledger).async_pre_call_hook(KEY, None, request(user=None), "completion")
     assert raised.value.status_code == 400
     assert ledger.requests == []
+
+
+async def test_content_the_tokenizer_cannot_count_is_held_on_an_estimate(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken(**kwargs: Any) -> int:
+        raise ValueError("unknown content part")
+
+    monkeypatch.setattr("litellm.token_counter", broken)
+    ledger = FakeLedger()
+    await make(ledger).async_pre_call_hook(KEY, None, request(), "completion")
+    assert json.loads(ledger.requests[0].content)["input_tokens"] > 10

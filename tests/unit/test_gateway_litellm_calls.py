@@ -13,6 +13,7 @@ from services.gateway.litellm_calls import (
     CallRefused,
     account_of,
     account_source,
+    estimate_tokens,
     max_output_tokens,
     occurred_at,
     parse_model_map,
@@ -102,3 +103,9 @@ def test_usage_event_carries_the_hold_and_the_call_id() -> None:
     )
     assert (event.input_tokens, event.cached_input_tokens, event.output_tokens) == (10, 4, 5)
     assert (event.gateway_id, event.occurred_at) == ("gw", at)
+
+
+def test_the_estimate_over_counts_text() -> None:
+    text = "the quick brown fox jumps over the lazy dog " * 10
+    assert estimate_tokens(text) >= len(text.split())
+    assert estimate_tokens([None, {"a": object()}]) > 0
