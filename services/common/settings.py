@@ -21,10 +21,10 @@ class Settings(BaseSettings):
     ledger_pricebook: Path = DEFAULT_PRICEBOOK
     ledger_api_tokens: str = ""
     ledger_api_auth: str = "enabled"
-    # The LiteLLM callback (services/gateway/litellm/): where the ledger API is, its gateway
-    # key, which LiteLLM field names the account, LiteLLM model names to price-book models
-    # (`name=model,...`), the output a call without max_tokens is held for, and whether a
-    # call goes ahead when the ledger cannot be reached.
+    # The LiteLLM callback (services/gateway/litellm_callback.py): where the ledger API is, its
+    # gateway key, which LiteLLM field names the account, LiteLLM model names to price-book
+    # models (`name=model,...`), the output a call without max_tokens is held for, whether a
+    # call goes ahead when the ledger cannot be reached (docs/contracts.md, Configuration).
     ledger_api_url: str = "http://127.0.0.1:8000"
     ledger_api_key: str = ""
     ledger_litellm_account: str = "end_user"

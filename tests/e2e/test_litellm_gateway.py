@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry
 
 from services.common.settings import Settings
 from services.gateway.litellm_callback import LedgerCallback
+from services.gateway.litellm_ledger import HttpUsageSink, LedgerClient
 from services.pricing.pricebook import Quote, load_pricebook
 from tests.e2e.faults import ADMIN, API_TOKENS, READ, Pipeline
 from tests.e2e.litellm_proxy import EXAMPLE_CONFIG, MASTER_KEY, LiteLLMProxy
@@ -184,12 +185,11 @@ async def test_a_success_callback_fired_twice_gives_one_debit(deployment: Deploy
     over POST /v1/usage here (no Kafka configured for this instance)."""
     acct = account("twice")
     await deployment.top_up(acct, 100_000)
-    settings = Settings.model_validate({
-        "ledger_api_url": deployment.pipeline.api_url, "ledger_api_key": GATEWAY_TOKEN,
-        "ledger_litellm_models": "mimo-pro=mimo-v2-pro",
-    })  # fmt: skip
-    assert not settings.kafka_configured()
-    callback = LedgerCallback(settings, registry=CollectorRegistry())
+    settings = Settings(ledger_litellm_models="mimo-pro=mimo-v2-pro")
+    client = LedgerClient(deployment.pipeline.api_url, GATEWAY_TOKEN)
+    callback = LedgerCallback(
+        settings, client=client, sink=HttpUsageSink(client), registry=CollectorRegistry()
+    )
     key = SimpleNamespace(team_id=None, user_id=None, end_user_id=acct)
     data = {"model": "mimo-pro", "messages": [{"role": "user", "content": "hi"}],
             "litellm_call_id": str(uuid.uuid4()), "max_tokens": 10}  # fmt: skip
