@@ -81,7 +81,7 @@ async def test_valid_events_are_published_keyed_by_account_and_invalid_ones_name
     for sent in good:
         key, value = published[sent["event_id"]]
         assert key == sent["account_id"].encode()
-        assert value["hold_id"] == sent.get("hold_id")
+        assert value.get("hold_id") == sent.get("hold_id")
 
 
 async def test_a_batch_of_only_invalid_events_publishes_nothing(
