@@ -33,6 +33,7 @@ from services.gateway.litellm_calls import (
     account_of,
     account_source,
     estimate_tokens,
+    internal_metadata_field,
     max_output_tokens,
     occurred_at,
     parse_model_map,
@@ -105,8 +106,7 @@ class LedgerCallback(CustomLogger):
         except CallRefused as refused:
             self.metrics.holds.labels(refused.code).inc()
             raise HTTPException(status_code=refused.status, detail=refused.body()) from refused
-        metadata = data.setdefault("metadata", {})
-        metadata[STASH] = admission.as_stash()
+        data.setdefault(internal_metadata_field(data), {})[STASH] = admission.as_stash()
         return data
 
     async def _admit(self, key: Any, data: dict[str, Any]) -> Admission:

@@ -61,6 +61,12 @@ def account_source(setting: str) -> str:
     return name.removeprefix("metadata.") if name not in ACCOUNT_FIELDS else name
 
 
+def internal_metadata_field(data: Mapping[str, object]) -> str:
+    """Where the proxy keeps its own metadata for this route: on the routes that use
+    `litellm_metadata`, `metadata` is the provider's parameter and would be sent upstream."""
+    return "litellm_metadata" if isinstance(data.get("litellm_metadata"), Mapping) else "metadata"
+
+
 def request_metadata(data: Mapping[str, object]) -> dict[str, object]:
     merged: dict[str, object] = {}
     for field in METADATA_FIELDS:

@@ -14,6 +14,7 @@ from services.gateway.litellm_calls import (
     account_of,
     account_source,
     estimate_tokens,
+    internal_metadata_field,
     max_output_tokens,
     occurred_at,
     parse_model_map,
@@ -109,3 +110,9 @@ def test_the_estimate_over_counts_text() -> None:
     text = "the quick brown fox jumps over the lazy dog " * 10
     assert estimate_tokens(text) >= len(text.split())
     assert estimate_tokens([None, {"a": object()}]) > 0
+
+
+def test_the_stash_goes_where_the_proxy_keeps_its_own_metadata() -> None:
+    assert internal_metadata_field({"metadata": {}}) == "metadata"
+    assert internal_metadata_field({}) == "metadata"
+    assert internal_metadata_field({"metadata": {}, "litellm_metadata": {}}) == "litellm_metadata"
