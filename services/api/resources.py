@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
@@ -11,8 +13,10 @@ from aiokafka import AIOKafkaProducer
 from fastapi import Request
 
 from services.api.database import open_pool
-from services.api.grants import Publisher
+from services.api.grants import FAULT_AFTER_CLAIM, Claims, Publisher
 from services.api.ingest import UsageIngest
+from services.api.keys.ring import KeyRing, open_keyring
+from services.api.recovery import sweep_forever
 from services.common import kafka
 from services.common.settings import Settings
 from services.common.topics import Topics, create_topics
@@ -25,6 +29,8 @@ class Resources:
     producer: AIOKafkaProducer
     publisher: Publisher
     pricebook: PriceBook
+    claims: Claims
+    keys: KeyRing
     usage: UsageIngest
 
 
@@ -40,9 +46,24 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
         stack.push_async_callback(producer.stop)
         topics = Topics.from_settings(settings)
         publisher = Publisher(producer, topics.ledger)
+        claims = Claims(pool, publisher, settings.fault_armed(FAULT_AFTER_CLAIM))
+        keys = await stack.enter_async_context(open_keyring(pool, settings.database_url))
+        await stack.enter_async_context(background(sweep_forever(pool, publisher)))
         usage = UsageIngest(settings, topics.usage)
         stack.push_async_callback(usage.close)
-        yield Resources(pool, producer, publisher, pricebook, usage)
+        yield Resources(pool, producer, publisher, pricebook, claims, keys, usage)
+
+
+@asynccontextmanager
+async def background(work: Awaitable[None]) -> AsyncIterator[None]:
+    """Runs `work` while the block runs; cancelled at its end."""
+    task = asyncio.ensure_future(work)
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def resources(request: Request) -> Resources:

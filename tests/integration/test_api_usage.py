@@ -13,23 +13,20 @@ from typing import Any
 import httpx
 import pytest
 from aiokafka.errors import KafkaConnectionError
-from test_api_harness import READ, TOKENS, api_client, new_account, with_tokens
 
 from services.api.ingest import UsageIngest
 from services.common.settings import Settings
 from services.common.topics import Topics
 from tests.e2e.faults import read_topic
+from tests.integration.api_harness import GATEWAY, READ, api_client, new_account, with_tokens
 from tests.processes import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
-GATEWAY_TOKEN = "gateway-token-0123456789"
-GATEWAY = {"Authorization": f"Bearer {GATEWAY_TOKEN}"}
-
 
 @pytest.fixture(scope="module")
 async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    async with api_client(with_tokens(settings, f"{TOKENS},{GATEWAY_TOKEN}:gateway")) as client:
+    async with api_client(with_tokens(settings)) as client:
         yield client
 
 
@@ -149,7 +146,7 @@ async def test_kafka_down_is_503_and_publishes_nothing(settings: Settings) -> No
     closed = settings.model_copy(update={"kafka_bootstrap_servers": f"127.0.0.1:{free_port()}"})
     account = new_account("ingest-down")
     batch = [event(account) for _ in range(3)]
-    async with api_client(with_tokens(settings, f"{TOKENS},{GATEWAY_TOKEN}:gateway")) as client:
+    async with api_client(with_tokens(settings)) as client:
         app = client._transport.app  # type: ignore[attr-defined]
         opened = app.state.resources
         topic = Topics.from_settings(settings).usage

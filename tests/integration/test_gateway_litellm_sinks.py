@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
-from test_api_harness import TOKENS, api_client, new_account, with_tokens
 
 from schemas.events import UsageRecorded
 from services.common.settings import Settings
@@ -21,11 +20,10 @@ from services.gateway.litellm_ledger import (
     LedgerUnavailable,
 )
 from tests.e2e.faults import read_topic
+from tests.integration.api_harness import GATEWAY_TOKEN, api_client, new_account, with_tokens
 from tests.processes import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
-
-GATEWAY_TOKEN = "sink-gateway-token-0123456789"
 
 
 def usage(account: str) -> UsageRecorded:
@@ -69,8 +67,7 @@ async def test_the_kafka_sink_reports_a_broker_it_cannot_reach(settings: Setting
 
 async def test_the_http_sink_posts_to_the_api(settings: Settings) -> None:
     event = usage(new_account("sink-http"))
-    tokens = f"{TOKENS},{GATEWAY_TOKEN}:gateway"
-    async with api_client(with_tokens(settings, tokens)) as api:
+    async with api_client(with_tokens(settings)) as api:
         transport = httpx.ASGITransport(app=api._transport.app)  # type: ignore[attr-defined]
         client = LedgerClient("http://api", GATEWAY_TOKEN, transport=transport)
         await HttpUsageSink(client).send(event)

@@ -8,12 +8,18 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.api.auth import require
+from services.api.authenticate import ScopedRoute
 from services.api.errors import ApiError
 from services.api.ingest import MAX_EVENTS, IngestUnavailable, check_batch
 from services.api.models import ErrorBody
 from services.api.resources import Resources, resources
 
-router = APIRouter(prefix="/v1", tags=["usage"], dependencies=[Depends(require("gateway"))])
+router = APIRouter(
+    prefix="/v1",
+    tags=["usage"],
+    dependencies=[Depends(require("gateway"))],
+    route_class=ScopedRoute,
+)
 Opened = Annotated[Resources, Depends(resources)]
 
 
