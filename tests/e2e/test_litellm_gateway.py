@@ -44,12 +44,14 @@ class Deployment:
     llm: openai.AsyncOpenAI
 
     async def top_up(self, account: str, credits: int) -> None:
+        """A first top-up, returned once applied: a hold placed before would be refused."""
         answer = await self.api.post(
             f"/v1/accounts/{account}/credits",
             json={"credits": credits, "reason": "purchase", "reference": uuid.uuid4().hex},
             headers={**ADMIN, "Idempotency-Key": uuid.uuid4().hex},
         )
         assert answer.status_code == 202, answer.text
+        await self.balance_when(account, entries=1)
 
     async def balance_when(self, account: str, entries: int) -> dict[str, Any]:
         """The balance once `entries` entries are applied and no hold is left active."""
@@ -119,7 +121,7 @@ def price(model: str, usage: Any) -> int:
 async def test_three_calls_debit_what_the_price_book_gives(deployment: Deployment) -> None:
     acct = account("calls")
     await deployment.top_up(acct, 1_000_000)
-    before = await deployment.balance_when(acct, entries=1)
+    before = await deployment.balance_when(acct, entries=1)  # as printed before the calls
     expected = 0
     for model in ("mimo-pro", "mimo-omni", "mimo-pro"):
         reply = await deployment.llm.chat.completions.create(
