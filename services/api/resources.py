@@ -14,6 +14,7 @@ from fastapi import Request
 
 from services.api.database import open_pool
 from services.api.grants import FAULT_AFTER_CLAIM, Claims, Publisher
+from services.api.holds.relay import FAULT_AFTER_HOLD_COMMIT, HoldRelay
 from services.api.ingest import UsageIngest
 from services.api.keys.ring import KeyRing, open_keyring
 from services.api.recovery import sweep_forever
@@ -31,6 +32,8 @@ class Resources:
     pricebook: PriceBook
     claims: Claims
     keys: KeyRing
+    relay: HoldRelay
+    crash_after_hold_commit: bool  # the fault point api:after_hold_commit (tests only)
     usage: UsageIngest
 
 
@@ -49,9 +52,12 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
         claims = Claims(pool, publisher, settings.fault_armed(FAULT_AFTER_CLAIM))
         keys = await stack.enter_async_context(open_keyring(pool, settings.database_url))
         await stack.enter_async_context(background(sweep_forever(pool, publisher)))
+        relay = HoldRelay(pool, producer, topics.holds)
+        await stack.enter_async_context(background(relay.run()))
+        crash = settings.fault_armed(FAULT_AFTER_HOLD_COMMIT)
         usage = UsageIngest(settings, topics.usage)
         stack.push_async_callback(usage.close)
-        yield Resources(pool, producer, publisher, pricebook, claims, keys, usage)
+        yield Resources(pool, producer, publisher, pricebook, claims, keys, relay, crash, usage)
 
 
 @asynccontextmanager
@@ -66,7 +72,8 @@ async def background(work: Awaitable[None]) -> AsyncIterator[None]:
             await task
 
 
-def resources(request: Request) -> Resources:
-    """A route dependency: the app's open resources."""
+async def resources(request: Request) -> Resources:
+    """A route dependency: the app's open resources. Async on purpose: FastAPI runs a plain
+    function dependency in its thread pool, a thread hand-off on every request."""
     opened: Resources = request.app.state.resources
     return opened
