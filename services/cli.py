@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run one service in the foreground")
-    serve.add_argument("service", choices=["pricing", "projector", "api"])
+    serve.add_argument("service", choices=["pricing", "projector", "api", "webhooks"])
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
 

@@ -1,4 +1,4 @@
-"""`ledger serve pricing|projector|api`: one service in the foreground until SIGTERM."""
+"""`ledger serve pricing|projector|api|webhooks`: one service in the foreground until SIGTERM."""
 
 from __future__ import annotations
 
@@ -14,6 +14,10 @@ def main(args: argparse.Namespace) -> int:
         from services.projector.service import run as run_projector
 
         return run_projector()
+    if args.service == "webhooks":
+        from services.alerts.dispatcher import run as run_webhooks
+
+        return run_webhooks()
     from services.api.app import run as run_api
 
     return run_api(args.host, args.port)

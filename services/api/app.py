@@ -19,7 +19,7 @@ from services.api.errors import install_error_handlers
 from services.api.limits import BodySizeLimit
 from services.api.metrics import ApiMetrics, RequestMetrics
 from services.api.resources import open_resources
-from services.api.routes import accounts, health, pricing
+from services.api.routes import accounts, alerts, health, pricing
 from services.common.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,7 @@ def create_app(settings: Settings) -> FastAPI:
     install_error_handlers(app)
     app.include_router(accounts.router)
     app.include_router(pricing.router)
+    app.include_router(alerts.router)
     app.include_router(health.router)
     # Added last, so they wrap everything: oversized bodies are refused before any route
     # runs, tokens are checked before any body is parsed, and every answer (error answers

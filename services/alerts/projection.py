@@ -1,0 +1,95 @@
+"""The alerts' part of the projector's transaction: crossings into the outbox.
+
+Runs inside the transaction that applies a batch, before the balances are updated, with
+the entries the batch newly applies (duplicates and conflicts are not movements). Its
+statements are its own: they read the balances and the thresholds of the accounts that may
+cross something and insert the alerts into `alert_outbox` (migration 006_alerts.sql),
+keyed by the deterministic alert_id, so a redelivered batch or a second replay adds
+nothing. services/alerts/relay.py publishes the outbox on alerts.v1.
+
+Cost: one pass over the batch in Python (crossings.spans) and one statement whose answer
+holds only the accounts that have thresholds or whose balance may pass 0; the per-entry
+walk runs for those accounts only. A second statement runs only when something crossed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import asyncpg
+
+from schemas.events import LedgerEntry, dump
+from services.alerts.crossings import Crossing, Movement, crossings, spans
+from services.projector.ledger import signed_credits
+
+# The rule of crossings.may_cross, for every account of the batch at once. Sums may pass
+# bigint within a batch, so they travel as numeric.
+CANDIDATES = """
+SELECT d.account_id, b.balance, s.thresholds
+FROM unnest($1::text[], $2::numeric[], $3::numeric[], $4::int[])
+     AS d(account_id, falls, rises, entries)
+LEFT JOIN balances b ON b.account_id = d.account_id
+LEFT JOIN alerts.subscriptions s
+       ON s.account_id = d.account_id AND cardinality(s.thresholds) > 0
+WHERE s.account_id IS NOT NULL
+   OR (b.balance IS NULL AND d.entries > 1)
+   OR (b.balance > 0 AND b.balance - d.falls <= 0)
+   OR (b.balance <= 0 AND b.balance + d.rises > 0)
+"""
+
+# New alerts only (ON CONFLICT): a replayed crossing has the same alert_id. The count of
+# new ones goes to the projector's counters, in the same transaction.
+INSERT_ALERTS = """
+WITH inserted AS (
+    INSERT INTO alert_outbox (alert_id, account_id, type, event)
+    SELECT alert_id, account_id, type, event
+    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[])
+         WITH ORDINALITY AS a(alert_id, account_id, type, event, ord)
+    ORDER BY ord
+    ON CONFLICT (alert_id) DO NOTHING
+    RETURNING 1
+)
+INSERT INTO projector_counters (name, value)
+SELECT 'alerts_raised', count(*) FROM inserted
+ON CONFLICT (name) DO UPDATE SET value = projector_counters.value + EXCLUDED.value
+"""
+
+
+def movements(entries: Iterable[LedgerEntry]) -> list[Movement]:
+    return [Movement(e.account_id, e.entry_id, signed_credits(e), e.occurred_at) for e in entries]
+
+
+async def raise_alerts(conn: asyncpg.Connection, entries: Sequence[LedgerEntry]) -> int:
+    """Stores the alerts `entries` (in log order) raise; returns how many were new.
+
+    Must run in the batch's transaction before its balances are added.
+    """
+    if not entries:
+        return 0
+    moved = movements(entries)
+    by_account = spans(moved)
+    rows = await conn.fetch(
+        CANDIDATES,
+        list(by_account),
+        [s.falls for s in by_account.values()],
+        [s.rises for s in by_account.values()],
+        [s.entries for s in by_account.values()],
+    )
+    if not rows:
+        return 0
+    balances = {r["account_id"]: r["balance"] for r in rows}
+    thresholds = {r["account_id"]: r["thresholds"] for r in rows if r["thresholds"]}
+    found = crossings(balances, thresholds, moved)
+    if found:
+        await store(conn, found)
+    return len(found)
+
+
+async def store(conn: asyncpg.Connection, found: Sequence[Crossing]) -> None:
+    await conn.execute(
+        INSERT_ALERTS,
+        [c.alert_id for c in found],
+        [c.account_id for c in found],
+        [c.type for c in found],
+        [dump(c.event()).decode() for c in found],
+    )

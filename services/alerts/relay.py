@@ -1,0 +1,74 @@
+"""The outbox relay: alerts the projector stored go out on alerts.v1, keyed by account.
+
+It runs as a task beside the projector's loop (services/projector/service.py) and never
+stops it: a broker or database failure here is logged and retried with a growing delay
+while the projector goes on applying batches, whose alerts wait in the outbox meanwhile.
+An alert is marked published after Kafka acknowledged it; a crash in between publishes it
+again with the same alert_id, which consumers deduplicate (the webhooks service does).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import suppress
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+
+from services.alerts import store
+from services.common import kafka
+from services.common.settings import Settings
+from services.common.topics import Topics
+
+log = logging.getLogger("services.alerts.relay")
+
+BATCH = 1000
+POLL_SECONDS = 0.2
+SEND_TIMEOUT_SECONDS = 30.0
+MAX_BACKOFF_SECONDS = 10.0
+
+
+async def relay(settings: Settings, pool: asyncpg.Pool, stop: asyncio.Event) -> None:
+    """Publishes the live outbox until `stop` is set. Returns only then."""
+    topic = Topics.from_settings(settings).alerts
+    delay = POLL_SECONDS
+    while not stop.is_set():
+        try:
+            producer = kafka.producer(settings)
+            await producer.start()
+            try:
+                await _publish_until(stop, pool, producer, topic)
+            finally:
+                await producer.stop()
+        except Exception:  # the projector must keep running: logged, then tried again
+            log.exception("alert relay failed; retrying in %.1fs", delay)
+            await _wait(stop, delay)
+            delay = min(delay * 2, MAX_BACKOFF_SECONDS)
+
+
+async def _publish_until(
+    stop: asyncio.Event, pool: asyncpg.Pool, producer: AIOKafkaProducer, topic: str
+) -> None:
+    while not stop.is_set():
+        if await publish_once(pool, producer, topic) < BATCH:
+            await _wait(stop, POLL_SECONDS)
+
+
+async def publish_once(pool: asyncpg.Pool, producer: AIOKafkaProducer, topic: str) -> int:
+    """Publishes up to BATCH unpublished alerts, oldest first; returns how many."""
+    async with pool.acquire() as conn, conn.transaction():
+        rows = await store.unpublished(conn, BATCH)
+        if not rows:
+            return 0
+        messages = [(kafka.account_key(r["account_id"]), r["event"].encode()) for r in rows]
+        async with asyncio.timeout(SEND_TIMEOUT_SECONDS):
+            await kafka.send_keyed(producer, topic, messages)
+        await store.mark_published(conn, [r["seq"] for r in rows])
+    log.info("published %d alerts on %s", len(rows), topic)
+    return len(rows)
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> None:
+    with suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
