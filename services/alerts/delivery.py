@@ -8,6 +8,7 @@ between the check and the connection can point it elsewhere. Redirects are not f
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import httpx
@@ -45,8 +46,22 @@ def pinned_request(
     )
 
 
-async def attempt(http: httpx.AsyncClient, claimed: Claimed, allow_private: bool) -> Outcome:
-    """Sends once; every failure is an Outcome (with the receiver's status code or not)."""
+async def attempt(
+    http: httpx.AsyncClient, claimed: Claimed, allow_private: bool, seconds: float
+) -> Outcome:
+    """Sends once; every failure is an Outcome (with the receiver's status code or not).
+
+    `seconds` bounds the whole attempt, the address lookup included, so an attempt never
+    outlives the lease the dispatcher took for it.
+    """
+    try:
+        async with asyncio.timeout(seconds):
+            return await _attempt(http, claimed, allow_private)
+    except TimeoutError:
+        return Outcome(error=f"no answer within {seconds:g} s")
+
+
+async def _attempt(http: httpx.AsyncClient, claimed: Claimed, allow_private: bool) -> Outcome:
     if claimed.secret is None:
         return Outcome(error="the account's webhook was removed")
     try:

@@ -45,7 +45,7 @@ PER_HOST = 4  # attempts in flight for one receiver (host:port)
 POLL_SECONDS = 0.25
 FETCH_TIMEOUT_MS = 500
 MAX_RECORDS = 500
-LEASE_MARGIN_SECONDS = 30.0
+LEASE_MARGIN_SECONDS = 5.0
 DRAIN_SECONDS = 10.0
 MAX_BACKOFF_SECONDS = 5.0
 # What a PostgreSQL outage looks like from here: waited out, never a reason to stop.
@@ -157,7 +157,10 @@ class Sender:
         self.http = http
         self.delays = settings.ledger_webhook_retry_seconds
         self.allow_private = settings.ledger_webhook_allow_private
-        self.lease = settings.ledger_webhook_timeout_seconds * 2 + LEASE_MARGIN_SECONDS
+        self.timeout = settings.ledger_webhook_timeout_seconds
+        # An attempt ends within `timeout` (delivery.attempt); the lease outlasts it, so
+        # only an attempt cut short by a crash is made again when the lease expires.
+        self.lease = self.timeout + LEASE_MARGIN_SECONDS
         self.wake = asyncio.Event()
         self.tasks: set[asyncio.Task[None]] = set()
         self.per_host: dict[str, int] = {}
@@ -191,7 +194,7 @@ class Sender:
         try:
             started_at = datetime.now(UTC)
             began = time.perf_counter()
-            outcome = await delivery.attempt(self.http, claimed, self.allow_private)
+            outcome = await delivery.attempt(self.http, claimed, self.allow_private, self.timeout)
             duration_ms = int((time.perf_counter() - began) * 1000)
             step = next_step(outcome, claimed.attempts + 1, self.delays)
             async with self.pool.acquire() as conn:
