@@ -18,23 +18,25 @@ from collections.abc import Iterable, Sequence
 
 import asyncpg
 
-from schemas.events import LedgerEntry, dump
+from schemas.events import BALANCE_LIMIT, LedgerEntry, dump
 from services.alerts.crossings import Crossing, Movement, crossings, spans
 from services.projector.ledger import signed_credits
 
-# The rule of crossings.may_cross, for every account of the batch at once. Sums may pass
-# bigint within a batch, so they travel as numeric.
+# The rule of crossings.may_cross, for every account of the batch at once, written without
+# arithmetic that could leave bigint (falls and rises are capped at BALANCE_LIMIT, which
+# keeps every verdict). About 3 us of PostgreSQL time per account of the batch, measured
+# against 300,000 stored balances; the answer holds only the accounts to walk.
 CANDIDATES = """
 SELECT d.account_id, b.balance, s.thresholds
-FROM unnest($1::text[], $2::numeric[], $3::numeric[], $4::int[])
+FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::int[])
      AS d(account_id, falls, rises, entries)
 LEFT JOIN balances b ON b.account_id = d.account_id
 LEFT JOIN alerts.subscriptions s
        ON s.account_id = d.account_id AND cardinality(s.thresholds) > 0
 WHERE s.account_id IS NOT NULL
    OR (b.balance IS NULL AND d.entries > 1)
-   OR (b.balance > 0 AND b.balance - d.falls <= 0)
-   OR (b.balance <= 0 AND b.balance + d.rises > 0)
+   OR (b.balance > 0 AND d.falls >= b.balance)
+   OR (b.balance <= 0 AND d.rises + b.balance > 0)
 """
 
 # New alerts only (ON CONFLICT): a replayed crossing has the same alert_id. The count of
@@ -71,8 +73,8 @@ async def raise_alerts(conn: asyncpg.Connection, entries: Sequence[LedgerEntry])
     rows = await conn.fetch(
         CANDIDATES,
         list(by_account),
-        [s.falls for s in by_account.values()],
-        [s.rises for s in by_account.values()],
+        [min(s.falls, BALANCE_LIMIT) for s in by_account.values()],
+        [min(s.rises, BALANCE_LIMIT) for s in by_account.values()],
         [s.entries for s in by_account.values()],
     )
     if not rows:
