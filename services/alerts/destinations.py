@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from urllib.parse import SplitResult, urlsplit
 
 MAX_URL_LENGTH = 2048
+RESOLVE_SECONDS = 5.0
 SCHEMES = {"http": 80, "https": 443}
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 # Prefixes that carry an IPv4 address inside an IPv6 one: NAT64 (RFC 6052, 8215).
@@ -87,7 +88,12 @@ async def resolve(host: str, port: int) -> tuple[str, ...]:
     """Every address `host` resolves to, in the resolver's order (numeric hosts too)."""
     loop = asyncio.get_running_loop()
     try:
-        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        async with asyncio.timeout(RESOLVE_SECONDS):
+            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except TimeoutError as exc:
+        raise InvalidWebhookUrl(
+            f"host {host!r} does not resolve within {RESOLVE_SECONDS:g} s"
+        ) from exc
     except (OSError, UnicodeError) as exc:
         raise InvalidWebhookUrl(f"host {host!r} does not resolve: {exc}") from exc
     addresses = dict.fromkeys(str(info[4][0]).split("%", 1)[0] for info in infos)

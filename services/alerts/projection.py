@@ -43,10 +43,10 @@ WHERE s.account_id IS NOT NULL
 # new ones goes to the projector's counters, in the same transaction.
 INSERT_ALERTS = """
 WITH inserted AS (
-    INSERT INTO alert_outbox (alert_id, account_id, type, event)
-    SELECT alert_id, account_id, type, event
-    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[])
-         WITH ORDINALITY AS a(alert_id, account_id, type, event, ord)
+    INSERT INTO alert_outbox (alert_id, account_id, type, entry_id, event)
+    SELECT alert_id, account_id, type, entry_id, event
+    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::text[])
+         WITH ORDINALITY AS a(alert_id, account_id, type, entry_id, event, ord)
     ORDER BY ord
     ON CONFLICT (alert_id) DO NOTHING
     RETURNING 1
@@ -93,5 +93,6 @@ async def store(conn: asyncpg.Connection, found: Sequence[Crossing]) -> None:
         [c.alert_id for c in found],
         [c.account_id for c in found],
         [c.type for c in found],
+        [c.entry_id for c in found],
         [dump(c.event()).decode() for c in found],
     )

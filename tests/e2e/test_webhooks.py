@@ -145,6 +145,7 @@ async def test_alerts_are_delivered_signed_and_a_failure_is_retried_once(
     assert sorted(r["status_code"] for r in attempts) == [204, 204, 500, 500]
     counters = await store.counters(db)
     assert counters == {"delivered": 5, "retried": 2}
+    assert await asyncio.to_thread(webhooks.stop) == 0  # SIGTERM: a clean stop
 
 
 async def test_dead_and_hanging_receivers_fail_after_the_schedule_and_hold_up_no_one(

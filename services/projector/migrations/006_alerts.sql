@@ -8,6 +8,7 @@ CREATE TABLE IF NOT EXISTS alert_outbox (
     alert_id     uuid PRIMARY KEY,
     account_id   text NOT NULL,
     type         text NOT NULL,
+    entry_id     uuid NOT NULL,           -- the entry that crossed
     event        text NOT NULL,           -- the alert's JSON, exactly as published
     created_at   timestamptz NOT NULL DEFAULT now(),
     published_at timestamptz
