@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs a real single-node Apache Kafka 4.x broker (KRaft) from jars fetched with Maven.
-# Usage: infra/kafka.sh start|stop|status
+# Usage: infra/kafka.sh start|stop|status|fetch (fetch: only the jars, e.g. for a test that
+# runs a private broker when `make up` reused a broker that was already running)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -93,6 +94,6 @@ status() {
 }
 
 case "${1:-}" in
-  start) start ;; stop) stop ;; status) status ;;
-  *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+  start) start ;; stop) stop ;; status) status ;; fetch) fetch_jars ;;
+  *) echo "usage: $0 start|stop|status|fetch" >&2; exit 2 ;;
 esac

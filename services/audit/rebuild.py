@@ -37,7 +37,7 @@ from services.audit.replay import BATCH_RECORDS, ReplayStats, replay, tune_inter
 from services.common.settings import Settings, load_settings
 from services.common.topics import Topics, create_topics
 from services.gateway.progress import ProgressReport, events_per_second
-from services.projector.store import LIVE_SCHEMA, open_projection
+from services.projector import LIVE_SCHEMA, open_projection
 
 WORK_SCHEMA = "ledger_rebuild"
 # Fault point for the resume test: the process kills itself after its first applied batch.

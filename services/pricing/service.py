@@ -18,11 +18,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from services.common.batching import quiet_garbage_collector
 from services.common.kafka import consumer as make_consumer
 from services.common.settings import Settings, load_settings
+from services.common.throughput import Throughput
 from services.common.topics import Topics, create_topics
 from services.pricing.batch import PricedBatch, price_batch
 from services.pricing.pricebook import PriceBook, PriceBookError, load_pricebook
 from services.pricing.rebalance import RebalanceGuard
-from services.pricing.throughput import Throughput
 from services.pricing.transactions import commit_batch
 
 log = logging.getLogger("services.pricing")
@@ -113,7 +113,8 @@ class Pricing:
         self.group = group
         self.guard = guard
         self.positions: dict[TopicPartition, int] = {}
-        self.throughput = Throughput(started=time.monotonic())
+        self.throughput = Throughput("pricing", "events", time.monotonic(), ("rejections",))
+        self.priced = 0  # since start
 
     async def run(self, stop: asyncio.Event) -> None:
         ledger_partitions = len(await self.producer.partitions_for(self.topics.ledger))
@@ -145,12 +146,12 @@ class Pricing:
                     await commit_batch(self.producer, self.topics, self.group, priced)
                     committed_at = time.monotonic()
                 self.after_commit(priced)
-                self.throughput.record(
-                    priced.size,
-                    len(priced.rejections),
-                    priced_at - started,
-                    committed_at - priced_at,
+                self.throughput.add(priced.size, rejections=len(priced.rejections))
+                # pricing: this process's CPU; committing: waiting for the broker
+                self.throughput.spend(
+                    pricing=priced_at - started, committing=committed_at - priced_at
                 )
+                self.priced += priced.size
             self.report()
 
     def rewind(self, fetched: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
@@ -181,9 +182,17 @@ class Pricing:
             )
 
     def report(self) -> None:
-        line = self.throughput.report(time.monotonic(), self.lag())
-        if line is not None:
-            log.info(line)
+        now = time.monotonic()
+        if self.throughput.due(now):
+            lag = self.lag()
+            log.info(
+                self.throughput.line(
+                    now,
+                    f"priced since start {self.priced:,}",
+                    f"lag {'unknown' if lag is None else f'{lag:,}'}",
+                )
+            )
+            self.throughput.reset(now)
 
     def lag(self) -> int | None:
         """Committed records not yet priced, over the partitions this instance holds."""

@@ -25,7 +25,6 @@ from typing import Any
 
 import asyncpg
 import httpx
-import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
@@ -86,13 +85,34 @@ class PrivateInfra:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def kafka_libs() -> Path:
+    """Where the Kafka jars are: KAFKA_LIBS_DIR, else the clone's own .local/kafka-libs."""
+    return Path(os.environ.get("KAFKA_LIBS_DIR") or ROOT / ".local" / "kafka-libs")
+
+
+def fetch_kafka_jars() -> Path:
+    """The Kafka jars, fetched now when this clone has none (`make up` fetches nothing when
+    it reuses a broker that already answers on the port); their folder."""
+    libs = kafka_libs()
+    if not (libs / ".complete").exists():
+        done = subprocess.run(
+            [str(ROOT / "infra" / "kafka.sh"), "fetch"],
+            env={**os.environ, "KAFKA_LIBS_DIR": str(libs)},
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        assert done.returncode == 0, f"infra/kafka.sh fetch failed:\n{done.stdout}{done.stderr}"
+    return libs
+
+
 def private_kafka() -> tuple[PrivateInfra, str]:
     port = free_port()
     infra = PrivateInfra(
         "kafka.sh",
         KAFKA_PORT=str(port),
         KAFKA_CONTROLLER_PORT=str(free_port()),
-        KAFKA_LIBS_DIR=str(ROOT / ".local" / "kafka-libs"),
+        KAFKA_LIBS_DIR=str(fetch_kafka_jars()),
     )
     return infra, f"127.0.0.1:{port}"
 
@@ -227,7 +247,9 @@ class Loadgen:
         return self.log_path.read_text(errors="replace")
 
 
-async def publish_raw(settings: Settings, messages: list[tuple[bytes | None, bytes]]) -> None:
+async def publish_raw(
+    settings: Settings, messages: list[tuple[bytes | None, bytes | None]]
+) -> None:
     """Sends (key, value) pairs to usage.v1 exactly as given, in order."""
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap_servers,
@@ -459,8 +481,8 @@ async def granted_entries(settings: Settings) -> Counter[str]:
 
 
 def skip_without_jars() -> None:
-    if not (ROOT / ".local" / "kafka-libs" / ".complete").exists():
-        pytest.skip("no Kafka jars in .local/kafka-libs for a private broker (make up fetches)")
+    """Kept for callers not yet moved to fetch_kafka_jars: fetches the jars, never skips."""
+    fetch_kafka_jars()
 
 
 async def wait_for_debits(database_url: str, at_least: int) -> None:

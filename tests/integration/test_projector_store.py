@@ -1,4 +1,5 @@
-"""apply_batch and open_projection against the real PostgreSQL (one fresh database per test)."""
+"""The projector's apply surface (services/projector/apply.py) and open_projection against
+the real PostgreSQL (one fresh database per test)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ import pytest
 
 from schemas.events import CreditsAdjusted, CreditsDebited, CreditsGranted, LedgerEntry, dump
 from services.common.settings import Settings
+from services.projector.apply import apply as apply_batch
+from services.projector.apply import prepare_records
 from services.projector.ledger import RejectedMessage, SourcedEntry, read_message
-from services.projector.store import apply_batch, open_projection
+from services.projector.store import MIGRATIONS, open_projection
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -70,7 +73,7 @@ async def pool(isolated_settings: Settings) -> AsyncIterator[asyncpg.Pool]:
 
 async def apply(pool: asyncpg.Pool, records: list[SourcedEntry | RejectedMessage]) -> Any:
     async with pool.acquire() as conn:
-        return await apply_batch(conn, TOPIC, records)
+        return await apply_batch(conn, TOPIC, prepare_records(records))
 
 
 async def table(pool: asyncpg.Pool, sql: str) -> list[tuple[Any, ...]]:
@@ -199,7 +202,7 @@ async def test_a_shadow_schema_gets_the_same_projection(
     again = await open_projection(isolated_settings.database_url, "ledger_shadow")
     migrations = await again.fetchval("SELECT count(*) FROM schema_migrations")
     await again.close()
-    assert migrations == 2
+    assert migrations == len(list(MIGRATIONS.glob("*.sql")))
 
 
 async def test_schema_names_are_checked(isolated_settings: Settings) -> None:

@@ -1,4 +1,5 @@
-"""The projector's pure ledger arithmetic (services/projector/ledger.py)."""
+"""The projector's pure ledger arithmetic (services/projector/ledger.py) and the reference
+fold the projector's one-pass totals are checked against (tests/unit/ledger_reference.py)."""
 
 from __future__ import annotations
 
@@ -14,20 +15,22 @@ from hypothesis import strategies as st
 
 from schemas.events import CreditsAdjusted, CreditsDebited, CreditsGranted, LedgerEntry, dump
 from services.projector.ledger import (
-    AccountDelta,
     RejectedMessage,
     SourcedEntry,
-    UsageKey,
-    UsageTotals,
-    account_deltas,
     content_digest,
-    delta_of,
     next_offsets,
     plan_batch,
     read_message,
-    signed_credits,
     split_repeats,
     status_for,
+)
+from tests.unit.ledger_reference import (
+    AccountDelta,
+    UsageKey,
+    UsageTotals,
+    account_deltas,
+    delta_of,
+    signed_credits,
     usage_rollup,
 )
 
@@ -92,9 +95,15 @@ def test_a_nul_character_cannot_reach_postgresql() -> None:
 
 
 def test_each_kind_moves_its_own_total() -> None:
-    assert delta_of(debit(credits=30)) == AccountDelta(spent=30, entries=1, updated_at=T0)
-    assert delta_of(grant(credits=70)) == AccountDelta(purchased=70, entries=1, updated_at=T0)
-    assert delta_of(adjust(credits=-4)) == AccountDelta(adjusted=-4, entries=1, updated_at=T0)
+    assert delta_of(debit(credits=30)) == AccountDelta(
+        spent=30, entries=1, updated_at=T0, outflow=30
+    )
+    assert delta_of(grant(credits=70)) == AccountDelta(
+        purchased=70, entries=1, updated_at=T0, inflow=70
+    )
+    assert delta_of(adjust(credits=-4)) == AccountDelta(
+        adjusted=-4, entries=1, updated_at=T0, outflow=4
+    )
     assert [signed_credits(e) for e in (debit(credits=30), grant(credits=70), adjust())] == [
         -30,
         70,
@@ -105,8 +114,10 @@ def test_each_kind_moves_its_own_total() -> None:
 def test_deltas_are_summed_per_account() -> None:
     deltas = account_deltas([grant("a", 100), debit("a", 30), debit("b", 7), adjust("a", 2)])
     assert deltas == {
-        "a": AccountDelta(purchased=100, adjusted=2, spent=30, entries=3, updated_at=T0),
-        "b": AccountDelta(spent=7, entries=1, updated_at=T0),
+        "a": AccountDelta(
+            purchased=100, adjusted=2, spent=30, entries=3, updated_at=T0, inflow=102, outflow=30
+        ),
+        "b": AccountDelta(spent=7, entries=1, updated_at=T0, outflow=7),
     }
     assert deltas["a"].balance == 72 and deltas["b"].balance == -7
 

@@ -1,5 +1,5 @@
-"""The projector's batch parameters (services/projector/columns.py) against the ledger
-arithmetic they are computed from."""
+"""The projector's batch parameters (services/projector/columns.py) against the reference
+ledger arithmetic (tests/unit/ledger_reference.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from schemas.events import LedgerEntry
-from services.projector.columns import reference_totals, totals
+from services.projector.columns import totals
+from tests.unit.ledger_reference import reference_totals
 from tests.unit.test_ledger import any_entry, entries
 
 pytestmark = pytest.mark.unit
@@ -20,4 +21,4 @@ def test_the_one_pass_totals_equal_the_ledger_arithmetic(log: list[LedgerEntry])
 
 
 def test_totals_of_nothing_are_empty_columns() -> None:
-    assert totals([]) == reference_totals([]) == tuple([] for _ in range(12))
+    assert totals([]) == reference_totals([]) == tuple([] for _ in range(14))
