@@ -36,7 +36,7 @@ from services.alerts.schedule import next_step
 from services.common import kafka
 from services.common.settings import Settings, load_settings
 from services.common.topics import Topics, create_topics
-from services.projector.store import open_projection
+from services.projector import open_projection
 
 log = logging.getLogger("services.alerts")
 

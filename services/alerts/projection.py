@@ -20,7 +20,6 @@ import asyncpg
 
 from schemas.events import BALANCE_LIMIT, LedgerEntry, dump
 from services.alerts.crossings import Crossing, Movement, crossings, spans
-from services.projector.ledger import signed_credits
 
 # The rule of crossings.may_cross, for every account of the batch at once, written without
 # arithmetic that could leave bigint (falls and rises are capped at BALANCE_LIMIT, which
@@ -58,7 +57,13 @@ ON CONFLICT (name) DO UPDATE SET value = projector_counters.value + EXCLUDED.val
 
 
 def movements(entries: Iterable[LedgerEntry]) -> list[Movement]:
-    return [Movement(e.account_id, e.entry_id, signed_credits(e), e.occurred_at) for e in entries]
+    """Each entry's effect on its balance: a debit takes its credits, a grant or an
+    adjustment adds its (signed) credits, as the balances row sums them."""
+    return [Movement(e.account_id, e.entry_id, signed(e), e.occurred_at) for e in entries]
+
+
+def signed(entry: LedgerEntry) -> int:
+    return -entry.credits if entry.type == "credits.debited" else entry.credits
 
 
 async def raise_alerts(conn: asyncpg.Connection, entries: Sequence[LedgerEntry]) -> int:

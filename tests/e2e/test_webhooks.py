@@ -21,7 +21,7 @@ from services.alerts.crossings import Movement, crossings
 from services.common import kafka
 from services.common.settings import Settings
 from services.common.topics import Topics
-from services.projector.store import open_projection
+from services.projector import open_projection
 from tests.processes import ServiceProcess, free_port
 from tests.unit.test_webhook_signing import verify_from_spec
 from tests.webhook_receiver import Receiver

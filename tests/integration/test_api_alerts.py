@@ -13,7 +13,7 @@ import pytest
 from test_api_harness import ADMIN, READ, api_client, new_account, with_tokens
 
 from services.common.settings import Settings
-from services.projector.store import open_projection
+from services.projector import open_projection
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
