@@ -14,12 +14,12 @@ walk runs for those accounts only. A second statement runs only when something c
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import asyncpg
 
 from schemas.events import BALANCE_LIMIT, LedgerEntry, dump
-from services.alerts.crossings import Crossing, Movement, crossings, spans
+from services.alerts.crossings import Crossing, Movement, Span, crossings, spans
 
 # The rule of crossings.may_cross, for every account of the batch at once, written without
 # arithmetic that could leave bigint (falls and rises are capped at BALANCE_LIMIT, which
@@ -66,22 +66,28 @@ def signed(entry: LedgerEntry) -> int:
     return -entry.credits if entry.type == "credits.debited" else entry.credits
 
 
+def candidate_parameters(
+    by_account: Mapping[str, Span],
+) -> tuple[list[str], list[int], list[int], list[int]]:
+    """CANDIDATES' arrays; sums past BALANCE_LIMIT are capped, which changes no verdict."""
+    return (
+        list(by_account),
+        [min(s.falls, BALANCE_LIMIT) for s in by_account.values()],
+        [min(s.rises, BALANCE_LIMIT) for s in by_account.values()],
+        [s.entries for s in by_account.values()],
+    )
+
+
 async def raise_alerts(conn: asyncpg.Connection, entries: Sequence[LedgerEntry]) -> int:
-    """Stores the alerts `entries` (in log order) raise; returns how many were new.
+    """Stores the alerts `entries` (in log order) raise; returns how many it found (an
+    alert stored before, by a redelivery or replay, is found again but not added).
 
     Must run in the batch's transaction before its balances are added.
     """
     if not entries:
         return 0
     moved = movements(entries)
-    by_account = spans(moved)
-    rows = await conn.fetch(
-        CANDIDATES,
-        list(by_account),
-        [min(s.falls, BALANCE_LIMIT) for s in by_account.values()],
-        [min(s.rises, BALANCE_LIMIT) for s in by_account.values()],
-        [s.entries for s in by_account.values()],
-    )
+    rows = await conn.fetch(CANDIDATES, *candidate_parameters(spans(moved)))
     if not rows:
         return 0
     balances = {r["account_id"]: r["balance"] for r in rows}

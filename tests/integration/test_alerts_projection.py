@@ -16,7 +16,7 @@ from test_projector_store import Log, adjusted, debited, granted
 from schemas.events import LedgerEntry, parse_alert
 from services.alerts import relay, store
 from services.alerts.crossings import Span, crossings, may_cross
-from services.alerts.projection import CANDIDATES, movements
+from services.alerts.projection import CANDIDATES, candidate_parameters, movements
 from services.common import kafka
 from services.common.settings import Settings
 from services.common.topics import Topics
@@ -44,7 +44,7 @@ def traffic(seed: int) -> list[LedgerEntry]:
     """Top-ups and spending of three accounts that pass their thresholds and 0 many times."""
     rng = random.Random(seed)
     entries: list[LedgerEntry] = []
-    for _ in range(300):
+    for _ in range(150):
         account = rng.choice(["t1", "t2", "plain"])
         roll = rng.random()
         if roll < 0.15:
@@ -53,6 +53,8 @@ def traffic(seed: int) -> list[LedgerEntry]:
             entries.append(adjusted(account, rng.randint(-500, 500) or 1))
         else:
             entries.append(debited(account, rng.randint(0, 400)))
+    for account in ("t1", "t2", "plain"):  # every kind of alert, whatever the seed
+        entries += [granted(account, 10_000), debited(account, 20_000), granted(account, 30_000)]
     return entries
 
 
@@ -133,13 +135,8 @@ async def test_the_sql_filter_keeps_exactly_the_accounts_may_cross_keeps(
                 )  # fmt: skip
             if watched:
                 await store.put_subscription(conn, name, [5], None)
-        rows = await conn.fetch(
-            CANDIDATES,
-            names,
-            [c[1].falls for c in cases],
-            [c[1].rises for c in cases],
-            [c[1].entries for c in cases],
-        )
+        spans = {name: span for name, (_, span, _) in zip(names, cases, strict=True)}
+        rows = await conn.fetch(CANDIDATES, *candidate_parameters(spans))
     kept = {r["account_id"] for r in rows}
     expected = {n for n, (b, span, w) in zip(names, cases, strict=True) if may_cross(b, span, w)}
     assert kept == expected
