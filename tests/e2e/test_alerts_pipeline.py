@@ -72,7 +72,7 @@ def traffic(seed: int, count: int) -> list[LedgerEntry]:
         if rng.random() < 0.08:
             entries.append(granted(account, rng.randint(3000, 8000)))
         else:
-            entries.append(debited(account, rng.randint(0, 600)))
+            entries.append(debited(account, rng.randint(0, 1000)))
     return entries
 
 
