@@ -16,6 +16,7 @@ import asyncpg
 
 from services.alerts.schedule import NextStep, Outcome, Status
 from services.alerts.signing import new_secret
+from services.projector import SCHEMA_NAME
 
 SUBSCRIPTION = "SELECT thresholds, webhook_url FROM alerts.subscriptions WHERE account_id = $1"
 # The row is made first so that FOR UPDATE locks it even for a new account: two PUTs at
@@ -91,6 +92,18 @@ UPDATE alerts.deliveries SET
 WHERE alert_id = $1
 """
 
+# The rebuild's swap (services/audit/rebuild.py), under its lock and before the live
+# journal is replaced: alerts the work schema raised for entries the live projection never
+# applied (they arrived while the rebuild ran) join the live outbox, so none is lost; every
+# other crossing is already there.
+CARRY_ALERTS = """
+INSERT INTO {live}.alert_outbox (alert_id, account_id, type, entry_id, event)
+SELECT w.alert_id, w.account_id, w.type, w.entry_id, w.event FROM {work}.alert_outbox w
+WHERE NOT EXISTS (SELECT 1 FROM {live}.journal j WHERE j.entry_id = w.entry_id)
+ORDER BY w.seq
+ON CONFLICT (alert_id) DO NOTHING
+"""
+
 LIST_DELIVERIES = """
 SELECT alert_id, account_id, url, status, attempts, last_status_code, next_attempt_at
 FROM alerts.deliveries
@@ -141,6 +154,14 @@ async def unpublished(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Reco
 
 async def mark_published(conn: asyncpg.Connection, seqs: Sequence[int]) -> None:
     await conn.execute(MARK_PUBLISHED, list(seqs))
+
+
+async def carry_alerts(conn: asyncpg.Connection, live: str, work: str) -> None:
+    """See CARRY_ALERTS; the schema names are the rebuild's own, checked before quoting."""
+    for name in (live, work):
+        if not SCHEMA_NAME.match(name):
+            raise ValueError(f"schema name {name!r} must match {SCHEMA_NAME.pattern}")
+    await conn.execute(CARRY_ALERTS.format(live=f'"{live}"', work=f'"{work}"'))
 
 
 async def enqueue(conn: asyncpg.Connection, alerts: Sequence[tuple[UUID, str, str]]) -> None:

@@ -173,3 +173,23 @@ async def test_the_relay_publishes_each_alert_once_keyed_by_account(
         "balance.recovered",
     ]
     assert {r.key for r in records} == {b"r"}
+
+
+async def test_a_rebuild_carries_only_the_alerts_of_entries_live_never_applied(
+    pools: list[asyncpg.Pool],
+) -> None:
+    live, work, _ = pools
+    early = [granted("k", 100), debited("k", 100)]  # exhausted: live raised it already
+    late = [granted("k", 50), debited("k", 60)]  # recovered, exhausted: only the rebuild saw
+    await apply_in_batches(live, early, [])
+    await apply_in_batches(work, early + late, [1])
+    async with live.acquire() as conn:
+        await store.carry_alerts(conn, "ledger", "cut_a")
+        await store.carry_alerts(conn, "ledger", "cut_a")  # twice: nothing more
+    assert await outbox(live) == await outbox(work)
+    assert [r[2] for r in await outbox(live)] == [
+        "balance.exhausted", "balance.recovered", "balance.exhausted",
+    ]  # fmt: skip
+    with pytest.raises(ValueError):
+        async with live.acquire() as conn:
+            await store.carry_alerts(conn, "ledger", 'x"; DROP TABLE journal; --')
