@@ -30,29 +30,46 @@ MAX_BACKOFF_SECONDS = 10.0
 
 
 async def relay(settings: Settings, pool: asyncpg.Pool, stop: asyncio.Event) -> None:
-    """Publishes the live outbox until `stop` is set. Returns only then."""
+    """Publishes the live outbox until `stop` is set. Returns only then.
+
+    The producer is started only once there is an alert to publish: a projector whose
+    accounts raise none pays one small query per poll and nothing else.
+    """
     topic = Topics.from_settings(settings).alerts
+    producer: AIOKafkaProducer | None = None
     delay = POLL_SECONDS
-    while not stop.is_set():
-        try:
-            producer = kafka.producer(settings)
-            await producer.start()
+    try:
+        while not stop.is_set():
             try:
-                await _publish_until(stop, pool, producer, topic)
-            finally:
-                await producer.stop()
-        except Exception:  # the projector must keep running: logged, then tried again
-            log.exception("alert relay failed; retrying in %.1fs", delay)
+                if await pending(pool):
+                    if producer is None:
+                        producer = kafka.producer(settings)
+                        await producer.start()
+                    while await publish_once(pool, producer, topic) == BATCH:
+                        pass  # a backlog: the next batch at once
+                delay = POLL_SECONDS
+            except Exception:  # the projector must keep running: logged, then tried again
+                log.exception("alert relay failed; retrying in %.1fs", delay)
+                if producer is not None:
+                    await _stop_quietly(producer)
+                    producer = None
+                delay = min(delay * 2, MAX_BACKOFF_SECONDS)
             await _wait(stop, delay)
-            delay = min(delay * 2, MAX_BACKOFF_SECONDS)
+    finally:
+        if producer is not None:
+            await _stop_quietly(producer)
 
 
-async def _publish_until(
-    stop: asyncio.Event, pool: asyncpg.Pool, producer: AIOKafkaProducer, topic: str
-) -> None:
-    while not stop.is_set():
-        if await publish_once(pool, producer, topic) < BATCH:
-            await _wait(stop, POLL_SECONDS)
+async def pending(pool: asyncpg.Pool) -> bool:
+    async with pool.acquire() as conn:
+        return await store.has_unpublished(conn)
+
+
+async def _stop_quietly(producer: AIOKafkaProducer) -> None:
+    try:
+        await producer.stop()
+    except Exception:  # a producer that failed may fail to stop too; it is dropped anyway
+        log.warning("alert relay's producer did not stop cleanly", exc_info=True)
 
 
 async def publish_once(pool: asyncpg.Pool, producer: AIOKafkaProducer, topic: str) -> int:

@@ -41,6 +41,7 @@ UNPUBLISHED = """
 SELECT seq, account_id, event FROM alert_outbox WHERE published_at IS NULL
 ORDER BY seq LIMIT $1
 """
+HAS_UNPUBLISHED = "SELECT EXISTS (SELECT 1 FROM alert_outbox WHERE published_at IS NULL)"
 MARK_PUBLISHED = "UPDATE alert_outbox SET published_at = now() WHERE seq = ANY($1::bigint[])"
 
 # An alert for an account with a webhook becomes a pending delivery to the URL set now;
@@ -150,6 +151,11 @@ async def unpublished(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Reco
         return None
     rows: list[asyncpg.Record] = await conn.fetch(UNPUBLISHED, limit)
     return rows
+
+
+async def has_unpublished(conn: asyncpg.Connection) -> bool:
+    found: bool = await conn.fetchval(HAS_UNPUBLISHED)
+    return found
 
 
 async def mark_published(conn: asyncpg.Connection, seqs: Sequence[int]) -> None:
