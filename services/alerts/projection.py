@@ -39,7 +39,7 @@ WHERE s.account_id IS NOT NULL
 """
 
 # New alerts only (ON CONFLICT): a replayed crossing has the same alert_id. The count of
-# new ones goes to the projector's counters, in the same transaction.
+# new ones goes to alert_counters, in the same transaction.
 INSERT_ALERTS = """
 WITH inserted AS (
     INSERT INTO alert_outbox (alert_id, account_id, type, entry_id, event)
@@ -50,9 +50,9 @@ WITH inserted AS (
     ON CONFLICT (alert_id) DO NOTHING
     RETURNING 1
 )
-INSERT INTO projector_counters (name, value)
-SELECT 'alerts_raised', count(*) FROM inserted
-ON CONFLICT (name) DO UPDATE SET value = projector_counters.value + EXCLUDED.value
+INSERT INTO alert_counters (name, value)
+SELECT 'raised', count(*) FROM inserted
+ON CONFLICT (name) DO UPDATE SET value = alert_counters.value + EXCLUDED.value
 """
 
 

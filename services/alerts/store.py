@@ -113,6 +113,7 @@ ORDER BY created_at DESC, alert_id
 LIMIT $3
 """
 COUNTERS = "SELECT name, value FROM alerts.counters"
+RAISED = "SELECT coalesce(sum(value), 0) FROM ledger.alert_counters WHERE name = 'raised'"
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,4 +217,11 @@ async def deliveries(
 
 
 async def counters(conn: asyncpg.Connection) -> dict[str, int]:
+    """The webhooks service's counts: delivered, retried, failed."""
     return {r["name"]: r["value"] for r in await conn.fetch(COUNTERS)}
+
+
+async def alerts_raised(conn: asyncpg.Connection) -> int:
+    """How many alerts the live projection raised (its schema is always "ledger")."""
+    raised: int = await conn.fetchval(RAISED)
+    return raised

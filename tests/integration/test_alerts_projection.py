@@ -103,13 +103,11 @@ async def test_one_batch_or_many_or_twice_gives_the_same_alerts(
     for alert_id, account, kind, event in stored:
         parsed = parse_alert(event)
         assert (parsed.alert_id, parsed.account_id, parsed.type) == (alert_id, account, kind)
-    counted = await whole.fetchval(
-        "SELECT value FROM projector_counters WHERE name = 'alerts_raised'"
-    )
+    counted = await whole.fetchval("SELECT value FROM alert_counters WHERE name = 'raised'")
     assert counted == len(stored)
-    assert await cut_b.fetchval(
-        "SELECT value FROM projector_counters WHERE name = 'alerts_raised'"
-    ) == len(stored)
+    assert await cut_b.fetchval("SELECT value FROM alert_counters WHERE name = 'raised'") == len(
+        stored
+    )
 
 
 async def test_the_sql_filter_keeps_exactly_the_accounts_may_cross_keeps(

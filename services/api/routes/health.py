@@ -54,9 +54,10 @@ async def metrics(request: Request, opened: Opened) -> Response:
     try:
         async with connection(opened.pool) as conn:
             counters, accounts = await queries.projector_counters(conn)
+            raised = await alerts_store.alerts_raised(conn)
             outcomes = await alerts_store.counters(conn)
         api_metrics.set_projection(counters, accounts)
-        api_metrics.set_alerts(counters.get("alerts_raised", 0), outcomes)
+        api_metrics.set_alerts(raised, outcomes)
     except ApiError as exc:
         # Request metrics stay useful while PostgreSQL is away; the gauge says it is.
         log.warning("metrics without projection counters: %s", exc.detail)

@@ -16,6 +16,13 @@ CREATE TABLE IF NOT EXISTS alert_outbox (
 CREATE INDEX IF NOT EXISTS alert_outbox_unpublished ON alert_outbox (seq)
     WHERE published_at IS NULL;
 
+-- raised: the alerts this projection's outbox took (a replayed crossing adds none), for
+-- /metrics. Apart from projector_counters, whose sum counts the ledger.v1 messages read.
+CREATE TABLE IF NOT EXISTS alert_counters (
+    name  text PRIMARY KEY,
+    value bigint NOT NULL
+);
+
 -- Schema "alerts" is shared by every projection schema (the live one, the audit's shadow,
 -- the rebuild's work schema): what operators configured and what the webhooks service did
 -- cannot be rebuilt from the log, so a rebuild never touches it.
