@@ -224,8 +224,25 @@ async def test_bad_delivery_filters_are_422(
     assert set(answer.json()) == {"error", "detail"}
 
 
-async def test_metrics_export_the_alert_counters(client: httpx.AsyncClient) -> None:
+async def test_metrics_export_the_alert_counters(
+    client: httpx.AsyncClient, migrated: Settings
+) -> None:
+    conn = await asyncpg.connect(migrated.database_url)
+    try:
+        await conn.execute(
+            "INSERT INTO ledger.alert_counters VALUES ('raised', 7) ON CONFLICT (name) DO "
+            "UPDATE SET value = ledger.alert_counters.value + 7"
+        )
+        await conn.execute(
+            "INSERT INTO alerts.counters VALUES ('delivered', 5), ('retried', 2) "
+            "ON CONFLICT (name) DO UPDATE SET value = alerts.counters.value + EXCLUDED.value"
+        )
+        raised = await conn.fetchval("SELECT value FROM ledger.alert_counters")
+        outcomes = dict(await conn.fetch("SELECT name, value FROM alerts.counters"))
+    finally:
+        await conn.close()
     text = (await client.get("/metrics")).text
-    assert "ledger_alerts_raised " in text
+    assert f"ledger_alerts_raised {float(raised)}" in text
     for outcome in ("delivered", "retried", "failed"):
-        assert f'ledger_webhook_deliveries{{outcome="{outcome}"}}' in text
+        value = float(outcomes.get(outcome, 0))
+        assert f'ledger_webhook_deliveries{{outcome="{outcome}"}} {value}' in text
