@@ -28,9 +28,9 @@ from services.audit.figures import (
 from services.audit.reading import LogReader
 from services.audit.replay import applied_offsets, replay, tune_interpreter
 from services.audit.report import AuditReport, Conflict, Rejection
+from services.common.progress import ProgressReport
 from services.common.settings import Settings, load_settings
 from services.common.topics import Topics
-from services.gateway.progress import ProgressReport
 from services.projector import LIVE_SCHEMA, open_projection
 
 SHADOW_SCHEMA = "ledger_audit"

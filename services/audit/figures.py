@@ -2,8 +2,8 @@
 
 `log_differences` puts the live projection beside the shadow rebuilt from the log;
 `rejection_differences` puts the live rejected entries beside the replay's;
-`identity_violations` checks the live balances against the live journal (docs/contracts.md:
-balance = sum(granted) + sum(adjusted) - sum(debited)).
+`identity_violations` checks the live balances against the live journal (docs/contracts.md,
+Guarantees: balance = sum(granted) + sum(adjusted) - sum(debited)).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from services.audit.figures import Difference
-from services.gateway.progress import events_per_second
+from services.common.progress import events_per_second
 
 # The text report names this many differences; the counts and the JSON cover them all.
 LISTED = 200

@@ -1,7 +1,7 @@
 """Pricing arithmetic: tokens and exact decimal multipliers in, whole Credits out.
 
 Everything is integer arithmetic over the exact ratios of the decimals, so no rounding
-happens anywhere except the single ceiling docs/contracts.md asks for.
+happens anywhere except the single ceiling docs/contracts.md (Pricing) asks for.
 """
 
 from __future__ import annotations

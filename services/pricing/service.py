@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 import time
 from datetime import UTC, datetime
@@ -16,6 +15,7 @@ from datetime import UTC, datetime
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from services.common.batching import quiet_garbage_collector
+from services.common.kafka import connection
 from services.common.kafka import consumer as make_consumer
 from services.common.settings import Settings, load_settings
 from services.common.throughput import Throughput
@@ -51,7 +51,7 @@ def run() -> int:
     except PriceBookError as error:
         log.error("pricing cannot start: %s", error)
         return 2
-    instance = os.environ.get("LEDGER_INSTANCE_ID", "0")
+    instance = settings.ledger_instance_id
     quiet_garbage_collector()
     return asyncio.run(serve(settings, book, instance))
 
@@ -65,7 +65,7 @@ async def serve(settings: Settings, book: PriceBook, instance: str) -> int:
     topics = Topics.from_settings(settings)
     prefix = settings.ledger_topic_prefix
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
+        **connection(settings),
         acks="all",
         enable_idempotence=True,
         transactional_id=transactional_id(prefix, instance),

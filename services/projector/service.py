@@ -101,7 +101,7 @@ async def project(
 ) -> None:
     """Applies batch after batch until stop; the next batch is fetched meanwhile."""
     # Several fault points may be armed at once, comma-separated, for the whole pipeline.
-    crash_after_commit = FAULT_AFTER_DB_COMMIT in os.environ.get("LEDGER_FAULT", "").split(",")
+    crash_after_commit = load_settings().fault_armed(FAULT_AFTER_DB_COMMIT)
     upcoming = asyncio.create_task(fetch(consumer))
     try:
         while not stop.is_set():

@@ -25,12 +25,13 @@ from typing import Any
 
 import asyncpg
 import httpx
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
+from services.common import kafka
 from services.common.settings import Settings
 from services.common.topics import Topics
-from services.gateway.traffic import TrafficPlan, generate_messages
+from services.traffic.traffic import TrafficPlan, generate_messages
 from tests.processes import LEDGER, ServiceProcess, free_port, service_env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -252,7 +253,7 @@ async def publish_raw(
 ) -> None:
     """Sends (key, value) pairs to usage.v1 exactly as given, in order."""
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
+        **kafka.connection(settings),
         acks="all",
         enable_idempotence=True,
         max_request_size=2 * 1024 * 1024,
@@ -271,12 +272,7 @@ async def publish_raw(
 
 async def read_topic(settings: Settings, topic: str) -> list[ConsumerRecord]:
     """Every committed record of `topic`, from offset 0 to its current end."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        isolation_level="read_committed",
-        enable_auto_commit=False,
-        max_partition_fetch_bytes=4 * 1024 * 1024,
-    )
+    consumer = kafka.consumer(settings, group_id=None)
     await consumer.start()
     try:
         partitions = [TopicPartition(topic, p) for p in range(settings.ledger_partitions)]
@@ -480,11 +476,6 @@ async def granted_entries(settings: Settings) -> Counter[str]:
     return Counter(str(r["entry_id"]) for r in rows)
 
 
-def skip_without_jars() -> None:
-    """Kept for callers not yet moved to fetch_kafka_jars: fetches the jars, never skips."""
-    fetch_kafka_jars()
-
-
 async def wait_for_debits(database_url: str, at_least: int) -> None:
     conn = await asyncpg.connect(database_url)
     try:
@@ -518,11 +509,13 @@ async def under_load(
     log_dir: Path,
     report: Report,
     inject: Callable[[Pipeline, Loadgen], Awaitable[None]],
+    pipeline: Pipeline | None = None,
 ) -> Outcome:
-    """The standard pipeline under seeded load and a stream of top-ups while `inject` does
-    its damage; then everything published is settled and accounted for in `report`."""
+    """The pipeline (by default the standard one) under seeded load and a stream of top-ups
+    while `inject` does its damage; then everything published is settled and accounted for
+    in `report`. A pipeline given here must run an API for the top-ups."""
     expected = expected_traffic(plan)
-    pipeline = Pipeline.standard(settings, log_dir)
+    pipeline = pipeline or Pipeline.standard(settings, log_dir)
     loadgen = Loadgen(settings, plan, rate, log_dir)
     stop_buying = asyncio.Event()
     buying: asyncio.Task[dict[str, str]] | None = None

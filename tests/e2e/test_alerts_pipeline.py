@@ -24,6 +24,7 @@ from services.common.settings import Settings
 from services.common.topics import Topics
 from services.projector import open_projection
 from tests.integration.test_projector_store import debited, granted
+from tests.namespaces import send_keyed
 from tests.processes import LEDGER, ServiceProcess, service_env
 from tests.webhook_receiver import Receiver
 
@@ -77,13 +78,8 @@ def traffic(seed: int, count: int) -> list[LedgerEntry]:
 
 
 async def publish(settings: Settings, entries: list[LedgerEntry]) -> None:
-    producer = kafka.producer(settings)
-    await producer.start()
-    try:
-        pairs = [(kafka.account_key(e.account_id), dump(e)) for e in entries]
-        await kafka.send_keyed(producer, Topics.from_settings(settings).ledger, pairs)
-    finally:
-        await producer.stop()
+    pairs = [(kafka.account_key(e.account_id), dump(e)) for e in entries]
+    await send_keyed(settings, Topics.from_settings(settings).ledger, pairs)
 
 
 async def wait_for(db: asyncpg.Connection, sql: str, expected: int) -> None:

@@ -22,6 +22,7 @@ from services.common import kafka
 from services.common.settings import Settings
 from services.common.topics import Topics
 from services.projector import open_projection
+from tests.namespaces import send_keyed
 from tests.processes import ServiceProcess, free_port
 from tests.unit.test_webhook_signing import verify_from_spec
 from tests.webhook_receiver import Receiver
@@ -74,13 +75,8 @@ async def publish_alerts(settings: Settings, account: str, count: int) -> list[b
     ]
     found = [c for c in crossings({account: 5}, {}, movements) if c.type == "balance.exhausted"]
     bodies = [dump(c.event()) for c in found]
-    producer = kafka.producer(settings)
-    await producer.start()
-    try:
-        pairs = [(kafka.account_key(account), body) for body in bodies]
-        await kafka.send_keyed(producer, Topics.from_settings(settings).alerts, pairs)
-    finally:
-        await producer.stop()
+    pairs = [(kafka.account_key(account), body) for body in bodies]
+    await send_keyed(settings, Topics.from_settings(settings).alerts, pairs)
     return bodies
 
 

@@ -11,7 +11,6 @@ from typing import Any
 
 import asyncpg
 import pytest
-from test_projector_store import Log, adjusted, debited, granted
 
 from schemas.events import LedgerEntry, parse_alert
 from services.alerts import relay, store
@@ -23,6 +22,7 @@ from services.common.topics import Topics
 from services.projector import open_projection
 from services.projector.apply import apply as apply_batch
 from services.projector.apply import prepare_records
+from tests.integration.test_projector_store import Log, adjusted, debited, granted
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

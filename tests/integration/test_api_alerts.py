@@ -10,10 +10,10 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from test_api_harness import ADMIN, READ, api_client, new_account, with_tokens
 
 from services.common.settings import Settings
 from services.projector import open_projection
+from tests.integration.api_harness import ADMIN, READ, api_client, new_account, with_tokens
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

@@ -12,40 +12,17 @@ from typing import Any
 import asyncpg
 import pytest
 
-from schemas.events import CreditsAdjusted, CreditsDebited, CreditsGranted, LedgerEntry, dump
+from schemas.events import CreditsAdjusted, LedgerEntry, dump
 from services.common.settings import Settings
 from services.projector.apply import apply as apply_batch
 from services.projector.apply import prepare_records
 from services.projector.ledger import RejectedMessage, SourcedEntry, read_message
 from services.projector.store import MIGRATIONS, open_projection
+from tests.factories import T0, adjusted, debited, granted
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 TOPIC = "test-ledger.v1"
-T0 = datetime(2026, 11, 27, 19, 0, tzinfo=UTC)
-
-
-def granted(account: str, credits: int, at: datetime = T0) -> CreditsGranted:
-    return CreditsGranted(
-        entry_id=uuid.uuid4(), account_id=account, credits=credits, reason="purchase",
-        reference="order-1", occurred_at=at,
-    )  # fmt: skip
-
-
-def debited(
-    account: str, credits: int, model: str = "mimo-v2-pro", at: datetime = T0
-) -> CreditsDebited:
-    return CreditsDebited(
-        entry_id=uuid.uuid4(), account_id=account, usage_event_id=uuid.uuid4().hex, model=model,
-        tier="256k", multiplier=Decimal(2), billable_tokens=credits // 2, credits=credits,
-        price_version="2026-04-03", occurred_at=at, priced_at=at + timedelta(seconds=1),
-    )  # fmt: skip
-
-
-def adjusted(account: str, credits: int) -> CreditsAdjusted:
-    return CreditsAdjusted(
-        entry_id=uuid.uuid4(), account_id=account, credits=credits, reason="fix", occurred_at=T0
-    )
 
 
 class Log:

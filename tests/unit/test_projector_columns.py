@@ -9,13 +9,13 @@ from hypothesis import strategies as st
 
 from schemas.events import LedgerEntry
 from services.projector.columns import totals
+from tests.factories import any_entry, few_account_entries
 from tests.unit.ledger_reference import reference_totals
-from tests.unit.test_ledger import any_entry, entries
 
 pytestmark = pytest.mark.unit
 
 
-@given(st.one_of(entries, st.lists(any_entry, max_size=30)))
+@given(st.one_of(few_account_entries, st.lists(any_entry, max_size=30)))
 def test_the_one_pass_totals_equal_the_ledger_arithmetic(log: list[LedgerEntry]) -> None:
     assert totals(log) == reference_totals(log)
 

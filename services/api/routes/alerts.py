@@ -15,13 +15,14 @@ from services.alerts import store
 from services.alerts.destinations import MAX_URL_LENGTH, InvalidWebhookUrl, check_url
 from services.alerts.schedule import Status
 from services.api.auth import require
+from services.api.authenticate import ScopedRoute
 from services.api.database import connection
 from services.api.errors import ApiError
 from services.api.models import ErrorBody
 from services.api.resources import Resources, resources
 from services.common.settings import Settings
 
-router = APIRouter(tags=["alerts"])
+router = APIRouter(tags=["alerts"], route_class=ScopedRoute)
 
 MAX_THRESHOLDS = 10
 AccountId = Annotated[str, Path(pattern=ACCOUNT_ID_PATTERN, description="the account id")]
