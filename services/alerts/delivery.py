@@ -20,6 +20,7 @@ from services.alerts.store import Claimed
 
 USER_AGENT = "credit-ledger-webhooks/1"
 MAX_ERROR_LENGTH = 500
+MAX_ADDRESSES = 3
 
 
 def client(timeout: float) -> httpx.AsyncClient:
@@ -33,13 +34,17 @@ def client(timeout: float) -> httpx.AsyncClient:
 
 
 def pinned_request(
-    http: httpx.AsyncClient, destination: Destination, body: bytes, headers: dict[str, str]
+    http: httpx.AsyncClient,
+    destination: Destination,
+    address: str,
+    body: bytes,
+    headers: dict[str, str],
 ) -> httpx.Request:
     url = httpx.URL(destination.url)
     extensions = {"sni_hostname": destination.host} if destination.scheme == "https" else {}
     return http.build_request(
         "POST",
-        url.copy_with(host=destination.addresses[0]),
+        url.copy_with(host=address),
         content=body,
         headers={**headers, "host": url.netloc.decode("ascii"), "user-agent": USER_AGENT},
         extensions=extensions,
@@ -70,11 +75,25 @@ async def _attempt(http: httpx.AsyncClient, claimed: Claimed, allow_private: boo
         return Outcome(error=str(exc)[:MAX_ERROR_LENGTH])
     body = claimed.body.encode()
     headers = signed_headers(claimed.secret, str(claimed.alert_id), int(time.time()), body)
-    request = pinned_request(http, destination, body, headers)
-    try:
-        response = await http.send(request, stream=True)
-    except httpx.HTTPError as exc:
-        return Outcome(error=f"{type(exc).__name__}: {exc}"[:MAX_ERROR_LENGTH])
-    # The answer's body is never read: a receiver cannot make the dispatcher hold it.
-    await response.aclose()
-    return Outcome(status_code=response.status_code)
+    return await _send(http, destination, body, headers)
+
+
+async def _send(
+    http: httpx.AsyncClient, destination: Destination, body: bytes, headers: dict[str, str]
+) -> Outcome:
+    """To the vetted addresses in the resolver's order: the next one only when the last
+    could not be connected to (a host with an IPv6 address that this machine cannot reach)."""
+    failure = Outcome(error="no address to connect to")
+    for address in destination.addresses[:MAX_ADDRESSES]:
+        request = pinned_request(http, destination, address, body, headers)
+        try:
+            response = await http.send(request, stream=True)
+        except httpx.ConnectError as exc:
+            failure = Outcome(error=f"ConnectError to {address}: {exc}"[:MAX_ERROR_LENGTH])
+            continue
+        except httpx.HTTPError as exc:
+            return Outcome(error=f"{type(exc).__name__}: {exc}"[:MAX_ERROR_LENGTH])
+        # The answer's body is never read: a receiver cannot make the dispatcher hold it.
+        await response.aclose()
+        return Outcome(status_code=response.status_code)
+    return failure

@@ -108,16 +108,23 @@ async def test_alerts_are_delivered_signed_and_a_failure_is_retried_once(
     webhooks: ServiceProcess,
 ) -> None:
     ok_secret = await subscribe(db, "acct-ok", receiver.url("/ok"))
+    # By name: sent to the address checked, with the URL's own Host header.
+    await subscribe(db, "acct-named", f"http://localhost:{receiver.port}/ok-named")
     await subscribe(db, "acct-flaky", receiver.url("/fail-once"))
     await store.put_subscription(db, "acct-silent", [100], None)  # no webhook: no delivery
     sent = await publish_alerts(isolated_settings, "acct-ok", 3)
     await publish_alerts(isolated_settings, "acct-flaky", 2)
     await publish_alerts(isolated_settings, "acct-silent", 1)
+    await publish_alerts(isolated_settings, "acct-named", 1)
     await asyncio.to_thread(webhooks.start)
     await wait_for(db, SETTLED, "acct-ok", 3)
     await wait_for(db, SETTLED, "acct-flaky", 2)
 
-    got = receiver.requests("/ok")
+    await wait_for(db, SETTLED, "acct-named", 1)
+    (named,) = receiver.requests("/ok-named")
+    assert named["headers"]["host"] == f"localhost:{receiver.port}"
+    assert await statuses(db, "acct-named") == {("delivered", 1, 1)}
+    got = [r for r in receiver.requests("/ok") if not r["path"].startswith("/ok-named")]
     assert sorted(r["body"].encode() for r in got) == sorted(sent)
     for request in got:
         body = request["body"].encode()
@@ -140,7 +147,7 @@ async def test_alerts_are_delivered_signed_and_a_failure_is_retried_once(
     )
     assert sorted(r["status_code"] for r in attempts) == [204, 204, 500, 500]
     counters = await store.counters(db)
-    assert counters == {"delivered": 5, "retried": 2}
+    assert counters == {"delivered": 6, "retried": 2}
     assert await asyncio.to_thread(webhooks.stop) == 0  # SIGTERM: a clean stop
 
 
