@@ -70,7 +70,7 @@ class Deliveries(BaseModel):
 @router.put(
     "/v1/accounts/{account_id}/alerts",
     dependencies=[Depends(require("admin"))],
-    responses=ERRORS,
+    responses={code: {"model": ErrorBody} for code in (*ERRORS, 400, 413)},
 )
 async def put_alerts(
     account_id: AccountId, body: AlertSettingsRequest, opened: Opened, request: Request
