@@ -20,8 +20,10 @@ import asyncio
 import logging
 import signal
 import time
+from collections.abc import Coroutine
 from contextlib import suppress
 from datetime import UTC, datetime
+from typing import Any
 from uuid import UUID
 
 import asyncpg
@@ -84,17 +86,27 @@ async def serve(settings: Settings) -> None:
     try:
         await consumer.start()
         log.info("ready: webhooks consuming %s as group %s", topic, group)
-        intake_task = asyncio.create_task(intake(consumer, pool, stop, sender.wake))
-        try:
-            await sender.run(stop)
-        finally:
-            stop.set()
-            await intake_task
+        await run_both(intake(consumer, pool, stop, sender.wake), sender.run(stop), stop)
     finally:
         await consumer.stop()
         await http.aclose()
         await pool.close()
     log.info("webhooks stopped cleanly")
+
+
+async def run_both(
+    intake_loop: Coroutine[Any, Any, None],
+    sender_loop: Coroutine[Any, Any, None],
+    stop: asyncio.Event,
+) -> None:
+    """Until stop, or until either loop fails: then both stop and the failure is raised
+    (the process exits 1 and, restarted, resumes from the delivery log)."""
+    tasks = [asyncio.create_task(intake_loop), asyncio.create_task(sender_loop)]
+    await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    stop.set()
+    for outcome in await asyncio.gather(*tasks, return_exceptions=True):
+        if isinstance(outcome, BaseException):
+            raise outcome
 
 
 async def intake(

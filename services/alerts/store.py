@@ -49,7 +49,8 @@ MARK_PUBLISHED = "UPDATE alert_outbox SET published_at = now() WHERE seq = ANY($
 ENQUEUE = """
 INSERT INTO alerts.deliveries (alert_id, account_id, url, host, body, status, next_attempt_at)
 SELECT a.alert_id, a.account_id, s.webhook_url,
-       lower(substring(s.webhook_url FROM '^[^:]+://([^/?#]*)')), a.body, 'pending', now()
+       coalesce(lower(substring(s.webhook_url FROM '^[^:]+://([^/?#]*)')), ''), a.body,
+       'pending', now()
 FROM unnest($1::uuid[], $2::text[], $3::text[]) AS a(alert_id, account_id, body)
 JOIN alerts.subscriptions s ON s.account_id = a.account_id AND s.webhook_url IS NOT NULL
 ON CONFLICT (alert_id) DO NOTHING
