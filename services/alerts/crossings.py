@@ -125,17 +125,19 @@ class Span:
     entries: int
 
 
-def spans(movements: Iterable[Movement]) -> dict[str, Span]:
-    """Per account; store.py asks PostgreSQL only for accounts whose span may cross."""
+def spans(effects: Iterable[tuple[str, int]]) -> dict[str, Span]:
+    """Per account, from (account_id, signed credits) in any order; projection.py asks
+    PostgreSQL only for accounts whose span may cross. Plain lists accumulate: this runs
+    over every entry of every batch."""
     sums: dict[str, list[int]] = {}
-    for movement in movements:
-        row = sums.get(movement.account_id)
+    for account, credits in effects:
+        row = sums.get(account)
         if row is None:
-            row = sums[movement.account_id] = [0, 0, 0]
-        if movement.credits < 0:
-            row[0] -= movement.credits
+            row = sums[account] = [0, 0, 0]
+        if credits < 0:
+            row[0] -= credits
         else:
-            row[1] += movement.credits
+            row[1] += credits
         row[2] += 1
     return {account: Span(*row) for account, row in sums.items()}
 

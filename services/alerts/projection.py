@@ -86,13 +86,15 @@ async def raise_alerts(conn: asyncpg.Connection, entries: Sequence[LedgerEntry])
     """
     if not entries:
         return 0
-    moved = movements(entries)
-    rows = await conn.fetch(CANDIDATES, *candidate_parameters(spans(moved)))
+    effects = [(e.account_id, signed(e)) for e in entries]
+    rows = await conn.fetch(CANDIDATES, *candidate_parameters(spans(effects)))
     if not rows:
         return 0
     balances = {r["account_id"]: r["balance"] for r in rows}
     thresholds = {r["account_id"]: r["thresholds"] for r in rows if r["thresholds"]}
-    found = crossings(balances, thresholds, moved)
+    # Movements are made for the accounts to walk only: usually a few of the batch.
+    walked = movements(e for e in entries if e.account_id in balances)
+    found = crossings(balances, thresholds, walked)
     if found:
         await store(conn, found)
     return len(found)

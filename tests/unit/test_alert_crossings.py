@@ -141,7 +141,7 @@ def in_batches(
         batch = movements[lo:hi]
         walked = {
             account: running[account]
-            for account, span in spans(batch).items()
+            for account, span in spans((m.account_id, m.credits) for m in batch).items()
             if may_cross(running[account], span, bool(thresholds.get(account)))
         }
         found += crossings(walked, thresholds, batch)
@@ -167,7 +167,7 @@ def test_may_cross_never_skips_an_account_that_crosses(
     start: dict[str, int | None], thresholds: dict[str, list[int]], movements: list[Movement]
 ) -> None:
     found = {c.account_id for c in crossings(start, thresholds, movements)}
-    for account, span in spans(movements).items():
+    for account, span in spans((m.account_id, m.credits) for m in movements).items():
         if account in found:
             assert may_cross(start[account], span, bool(thresholds.get(account)))
 
