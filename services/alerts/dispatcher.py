@@ -189,10 +189,9 @@ class Sender:
         free = CAPACITY - len(self.tasks)
         if free <= 0:
             return
-        busy = [host for host, n in self.per_host.items() if n >= PER_HOST]
         try:
             async with self.pool.acquire() as conn:
-                claimed = await store.claim(conn, busy, PER_HOST, free, self.lease)
+                claimed = await store.claim(conn, self.per_host, PER_HOST, free, self.lease)
         except UNAVAILABLE as exc:
             log.warning("PostgreSQL unreachable (%r); deliveries wait", exc)
             return

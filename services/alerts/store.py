@@ -6,7 +6,7 @@ the live projection's (search_path), the rest lives in schema "alerts".
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -56,20 +56,22 @@ JOIN alerts.subscriptions s ON s.account_id = a.account_id AND s.webhook_url IS 
 ON CONFLICT (alert_id) DO NOTHING
 """
 
-# Due deliveries, at most $2 per receiver and none for receivers already busy ($1); each is
-# leased for $4 seconds. The UPDATE re-checks next_attempt_at, so two dispatchers never
-# claim the same row.
+# Due deliveries, oldest first, at most $3 in flight per receiver counting the $2 attempts
+# already in flight for the hosts in $1, and $4 in all; each is leased for $5 seconds. The
+# UPDATE re-checks next_attempt_at, so two dispatchers never claim the same row.
 CLAIM = """
-WITH due AS (
+WITH in_flight AS (
+    SELECT * FROM unnest($1::text[], $2::int[]) AS f(host, attempts)
+), due AS (
     SELECT alert_id FROM (
-        SELECT alert_id, next_attempt_at,
-               row_number() OVER (PARTITION BY host ORDER BY next_attempt_at) AS place
-        FROM alerts.deliveries
-        WHERE status = 'pending' AND next_attempt_at <= now() AND host <> ALL($1::text[])
+        SELECT d.alert_id, d.next_attempt_at, coalesce(f.attempts, 0) AS busy,
+               row_number() OVER (PARTITION BY d.host ORDER BY d.next_attempt_at) AS place
+        FROM alerts.deliveries d LEFT JOIN in_flight f ON f.host = d.host
+        WHERE d.status = 'pending' AND d.next_attempt_at <= now()
     ) ranked
-    WHERE place <= $2 ORDER BY next_attempt_at LIMIT $3
+    WHERE busy + place <= $3 ORDER BY next_attempt_at LIMIT $4
 )
-UPDATE alerts.deliveries d SET next_attempt_at = now() + make_interval(secs => $4)
+UPDATE alerts.deliveries d SET next_attempt_at = now() + make_interval(secs => $5)
 FROM due
 WHERE d.alert_id = due.alert_id AND d.status = 'pending' AND d.next_attempt_at <= now()
 RETURNING d.alert_id, d.account_id, d.url, d.host, d.body, d.attempts,
@@ -189,9 +191,16 @@ class Claimed:
 
 
 async def claim(
-    conn: asyncpg.Connection, busy: Sequence[str], per_host: int, limit: int, lease: float
+    conn: asyncpg.Connection,
+    in_flight: Mapping[str, int],
+    per_host: int,
+    limit: int,
+    lease: float,
 ) -> list[Claimed]:
-    rows = await conn.fetch(CLAIM, list(busy), per_host, limit, lease)
+    """Leases due deliveries; `in_flight` counts the attempts running per host."""
+    hosts = [h for h, n in in_flight.items() if n > 0]
+    counts = [in_flight[h] for h in hosts]
+    rows = await conn.fetch(CLAIM, hosts, counts, per_host, limit, lease)
     return [Claimed(**dict(r)) for r in rows]
 
 

@@ -18,6 +18,7 @@ from standardwebhooks.webhooks import Webhook
 from schemas.events import dump, parse_alert
 from services.alerts import store
 from services.alerts.crossings import Movement, crossings
+from services.alerts.dispatcher import PER_HOST
 from services.common import kafka
 from services.common.settings import Settings
 from services.common.topics import Topics
@@ -182,6 +183,11 @@ async def test_dead_and_hanging_receivers_fail_after_the_schedule_and_hold_up_no
         await wait_for(db, SETTLED, account, count)
         assert await statuses(db, account) == {("failed", 3, count)}
     assert len(receiver.requests("/dead")) == 9
+    # Each hanging attempt lasts its 2 s timeout, so the attempts that arrived within one
+    # second of each other were all in flight at once: never more than 4 for one receiver.
+    arrivals = sorted(r["at"] for r in receiver.requests("/hang"))
+    assert len(arrivals) == 36
+    assert max(sum(t <= u < t + 1.0 for u in arrivals) for t in arrivals) <= PER_HOST
     failed = await store.counters(db)
     assert (failed["failed"], failed["retried"]) == (17, 34)
 
