@@ -20,6 +20,7 @@ from schemas.events import (
     BalanceExhausted,
     BalanceLow,
     BalanceRecovered,
+    CreditsAdjusted,
     CreditsDebited,
     CreditsGranted,
     Event,
@@ -63,6 +64,11 @@ WRITERS = (
         "api-grants", TOPICS.ledger, CreditsGranted,
         "`ledger serve api`, POST /v1/accounts/{id}/credits: a top-up, promotion or refund; "
         "entry_id is derived from the account and the Idempotency-Key.",
+    ),
+    Writer(
+        "api-adjustments", TOPICS.ledger, CreditsAdjusted,
+        "`ledger serve api`, POST /v1/accounts/{id}/adjustments: an operator's signed "
+        "correction; entry_id is derived from the account and the Idempotency-Key.",
     ),
     Writer(
         "pricing-rejections", TOPICS.dlq, UsageRejected,

@@ -10,6 +10,9 @@ answers 500 to the first request of each webhook-id and 204 after, `/dead...` al
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import socket
 import subprocess
@@ -25,6 +28,20 @@ from typing import Any
 from tests.processes import free_port
 
 HANG_SECONDS = 3600.0
+
+
+def verify_from_spec(secret: str, headers: dict[str, str], body: bytes) -> bool:
+    """The specification: key = base64-decode(secret without `whsec_`); signed content =
+    `{webhook-id}.{webhook-timestamp}.{body}`; `webhook-signature` holds space-separated
+    `v1,<base64 HMAC-SHA256>` values, any of which may match."""
+    key = base64.b64decode(secret.split("_", 1)[1])
+    content = f"{headers['webhook-id']}.{headers['webhook-timestamp']}.".encode() + body
+    expected = base64.b64encode(hmac.new(key, content, hashlib.sha256).digest()).decode()
+    for candidate in headers["webhook-signature"].split(" "):
+        version, _, value = candidate.partition(",")
+        if version == "v1" and hmac.compare_digest(value, expected):
+            return True
+    return False
 
 
 class Handler(BaseHTTPRequestHandler):

@@ -15,16 +15,14 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from schemas.events import LedgerEntry, dump
+from schemas.events import LedgerEntry
 from services.alerts import store
 from services.alerts.crossings import crossings
 from services.alerts.projection import movements
-from services.common import kafka
 from services.common.settings import Settings
-from services.common.topics import Topics
 from services.projector import open_projection
-from tests.integration.test_projector_store import debited, granted
-from tests.namespaces import send_keyed
+from tests.factories import debited, granted
+from tests.integration.projector_harness import publish
 from tests.processes import LEDGER, ServiceProcess, service_env
 from tests.webhook_receiver import Receiver
 
@@ -77,11 +75,6 @@ def traffic(seed: int, count: int) -> list[LedgerEntry]:
     return entries
 
 
-async def publish(settings: Settings, entries: list[LedgerEntry]) -> None:
-    pairs = [(kafka.account_key(e.account_id), dump(e)) for e in entries]
-    await send_keyed(settings, Topics.from_settings(settings).ledger, pairs)
-
-
 async def wait_for(db: asyncpg.Connection, sql: str, expected: int) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + SAFETY_TIMEOUT
@@ -112,7 +105,7 @@ async def test_every_crossing_is_delivered_once_through_kills_and_a_rebuild(
 
     chunks = [entries[i : i + 400] for i in range(0, len(entries), 400)]
     for i, chunk in enumerate(chunks):
-        await publish(isolated_settings, chunk)
+        await publish(isolated_settings, *chunk)
         await asyncio.sleep(0.2)
         if i == 1:
             projector.kill()

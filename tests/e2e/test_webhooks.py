@@ -25,8 +25,7 @@ from services.common.topics import Topics
 from services.projector import open_projection
 from tests.namespaces import send_keyed
 from tests.processes import ServiceProcess, free_port
-from tests.unit.test_webhook_signing import verify_from_spec
-from tests.webhook_receiver import Receiver
+from tests.webhook_receiver import Receiver, verify_from_spec
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 

@@ -22,7 +22,8 @@ from services.common.topics import Topics
 from services.projector import open_projection
 from services.projector.apply import apply as apply_batch
 from services.projector.apply import prepare_records
-from tests.integration.test_projector_store import Log, adjusted, debited, granted
+from tests.factories import adjusted, debited, granted
+from tests.integration.projector_harness import Log
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

@@ -1,12 +1,10 @@
 """Webhook signatures (services/alerts/signing.py), checked against the Standard Webhooks
-specification twice: by a verifier written here from the text of the specification, and
-by the `standardwebhooks` package."""
+specification twice: by the test receiver's verifier, written from the text of the
+specification (tests/webhook_receiver.py), and by the `standardwebhooks` package."""
 
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 
 import pytest
 from hypothesis import given
@@ -14,24 +12,11 @@ from hypothesis import strategies as st
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from services.alerts.signing import new_secret, signed_headers
+from tests.webhook_receiver import verify_from_spec
 
 pytestmark = pytest.mark.unit
 
 NOW = 1_764_576_000
-
-
-def verify_from_spec(secret: str, headers: dict[str, str], body: bytes) -> bool:
-    """The specification: key = base64-decode(secret without `whsec_`); signed content =
-    `{webhook-id}.{webhook-timestamp}.{body}`; `webhook-signature` holds space-separated
-    `v1,<base64 HMAC-SHA256>` values, any of which may match."""
-    key = base64.b64decode(secret.split("_", 1)[1])
-    content = f"{headers['webhook-id']}.{headers['webhook-timestamp']}.".encode() + body
-    expected = base64.b64encode(hmac.new(key, content, hashlib.sha256).digest()).decode()
-    for candidate in headers["webhook-signature"].split(" "):
-        version, _, value = candidate.partition(",")
-        if version == "v1" and hmac.compare_digest(value, expected):
-            return True
-    return False
 
 
 def test_a_new_secret_is_whsec_and_base64_of_32_random_bytes() -> None:
