@@ -23,6 +23,7 @@ class Topics:
     ledger: str
     dlq: str
     alerts: str
+    holds: str
 
     @classmethod
     def from_prefix(cls, prefix: str) -> Topics:
@@ -31,6 +32,7 @@ class Topics:
             ledger=f"{prefix}ledger.v1",
             dlq=f"{prefix}usage.dlq.v1",
             alerts=f"{prefix}alerts.v1",
+            holds=f"{prefix}holds.v1",
         )
 
     @classmethod
@@ -38,7 +40,7 @@ class Topics:
         return cls.from_prefix(settings.ledger_topic_prefix)
 
     def all(self) -> tuple[str, ...]:
-        return (self.usage, self.ledger, self.dlq, self.alerts)
+        return (self.usage, self.ledger, self.dlq, self.alerts, self.holds)
 
 
 def topic_config(settings: Settings) -> dict[str, str]:

@@ -17,7 +17,7 @@ import asyncpg
 
 from services.alerts.projection import raise_alerts
 from services.common.db import ensure_database
-from services.projector import columns
+from services.projector import columns, settlement
 from services.projector.ledger import (
     RejectedMessage,
     SourcedEntry,
@@ -250,6 +250,7 @@ async def write_batch(
             new_conflicts=tuple(new_conflicts),
             new_rejections=tuple(new_rejections),
         )
+        await settlement.settle(conn, inserted)
         # Crossings read the balances as they were before this batch (services/alerts).
         await raise_alerts(conn, [r.entry for r in inserted])
         totals = columns.totals(r.entry for r in inserted) if known else batch.totals
