@@ -5,7 +5,9 @@
 Every request is appended to LOG_FILE as one JSON line (path, headers, body, the answer)
 before it is answered. The path chooses the behaviour: `/ok...` answers 204, `/fail-once...`
 answers 500 to the first request of each webhook-id and 204 after, `/dead...` always 503,
-`/hang...` never answers. `Receiver` starts and stops it from a test.
+`/hang...` never answers. `Receiver` starts and stops it from a test; `verify_from_spec`
+checks a signature as the Standard Webhooks specification words it, apart from the code
+that signs.
 """
 
 from __future__ import annotations
