@@ -21,7 +21,7 @@ from services.api.errors import install_error_handlers
 from services.api.limits import BodySizeLimit
 from services.api.metrics import ApiMetrics, RequestMetrics
 from services.api.resources import open_resources
-from services.api.routes import accounts, health, holds, keys, pricing, usage
+from services.api.routes import accounts, alerts, health, holds, keys, pricing, usage
 from services.common.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,7 @@ def create_app(settings: Settings) -> FastAPI:
     install_error_handlers(app)
     app.include_router(accounts.router)
     app.include_router(pricing.router)
+    app.include_router(alerts.router)
     app.include_router(keys.router)
     app.include_router(holds.router)
     app.include_router(usage.router)

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_PRICEBOOK = Path(__file__).resolve().parent.parent / "pricing" / "pricebook.toml"
 
@@ -71,6 +71,28 @@ class Settings(BaseSettings):
         """KAFKA_BOOTSTRAP_SERVERS was given (in the environment or by the caller), not taken
         from the default: a gateway then publishes to Kafka instead of POST /v1/usage."""
         return "kafka_bootstrap_servers" in self.model_fields_set
+
+    # Webhooks (docs/contracts.md, Webhooks): the delays between delivery attempts, in
+    # seconds; after the last one fails the delivery is marked failed.
+    ledger_webhook_retry_seconds: Annotated[tuple[float, ...], NoDecode] = (
+        5,
+        30,
+        300,
+        1800,
+        7200,
+        21600,
+    )
+    ledger_webhook_allow_private: bool = False
+    ledger_webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+
+    @field_validator("ledger_webhook_retry_seconds", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = tuple(float(part) for part in value.split(",") if part.strip())
+        if isinstance(value, tuple | list) and any(float(v) < 0 for v in value):
+            raise ValueError("LEDGER_WEBHOOK_RETRY_SECONDS takes delays >= 0, e.g. 5,30,300")
+        return value
 
     def service_environment(self) -> dict[str, str]:
         """The variables a `ledger` child process needs to join the same Kafka topics and

@@ -15,6 +15,7 @@ from uuid import UUID
 
 import asyncpg
 
+from services.alerts.projection import raise_alerts
 from services.common.db import ensure_database
 from services.projector import columns, settlement
 from services.projector.ledger import (
@@ -250,6 +251,8 @@ async def write_batch(
             new_rejections=tuple(new_rejections),
         )
         await settlement.settle(conn, inserted)
+        # Crossings read the balances as they were before this batch (services/alerts).
+        await raise_alerts(conn, [r.entry for r in inserted])
         totals = columns.totals(r.entry for r in inserted) if known else batch.totals
         await _add_totals(conn, topic, totals, batch.offsets, result)
     return result
