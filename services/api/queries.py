@@ -1,12 +1,13 @@
 """Every SQL statement of the API. Parameters are always `$n`, never formatted in.
 
-The projection tables (journal, balances, usage_daily, projector_counters) belong to the
-projector; the API only reads them. `idempotency_keys` is the API's own table.
+The projection tables (journal, balances, usage_daily, usage_hourly, projector_counters,
+applied_offsets, rejected_entries, conflicts) belong to the projector; the API only reads
+them. `idempotency_keys` is the API's own table.
 """
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import Any, Literal
 from uuid import UUID
 
@@ -74,6 +75,18 @@ ORDER BY day
 
 USAGE = {"model": USAGE_BY_MODEL, "day": USAGE_BY_DAY}
 
+# The hourly rollup, read only for the recent hours the route allows (periods.hour_range).
+USAGE_BY_HOUR = """
+SELECT to_char(hour AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:00:00"Z"') AS key,
+       sum(requests)::bigint AS requests, sum(tokens)::bigint AS tokens,
+       sum(credits)::bigint AS credits
+FROM ledger.usage_hourly
+WHERE account_id = $1 AND hour >= $2::timestamptz
+  AND ($3::timestamptz IS NULL OR hour < $3::timestamptz)
+GROUP BY hour
+ORDER BY hour
+"""
+
 CLAIM_KEY = """
 INSERT INTO ledger.idempotency_keys
     (account_id, idempotency_key, request_digest, entry_id, event)
@@ -96,7 +109,8 @@ WHERE account_id = $1 AND idempotency_key = $2
 COUNTERS = "SELECT name, value FROM ledger.projector_counters"
 ACCOUNTS = "SELECT count(*) FROM ledger.balances"
 
-GroupBy = Literal["model", "day"]
+DailyGroupBy = Literal["model", "day"]
+GroupBy = Literal[DailyGroupBy, "hour"]
 
 
 async def migrate(conn: asyncpg.Connection) -> None:
@@ -125,9 +139,19 @@ async def entries(
 
 
 async def usage(
-    conn: asyncpg.Connection, account_id: str, first: date | None, end: date | None, by: GroupBy
+    conn: asyncpg.Connection,
+    account_id: str,
+    first: date | None,
+    end: date | None,
+    by: DailyGroupBy,
 ) -> list[dict[str, Any]]:
     return [dict(r) for r in await conn.fetch(USAGE[by], account_id, first, end)]
+
+
+async def usage_by_hour(
+    conn: asyncpg.Connection, account_id: str, first: datetime, end: datetime | None
+) -> list[dict[str, Any]]:
+    return [dict(r) for r in await conn.fetch(USAGE_BY_HOUR, account_id, first, end)]
 
 
 async def claim_key(
