@@ -19,7 +19,7 @@ from services.api.errors import install_error_handlers
 from services.api.limits import BodySizeLimit
 from services.api.metrics import ApiMetrics, RequestMetrics
 from services.api.resources import open_resources
-from services.api.routes import accounts, health, pricing
+from services.api.routes import accounts, dashboard, health, pricing
 from services.common.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(accounts.router)
     app.include_router(pricing.router)
     app.include_router(health.router)
+    app.include_router(dashboard.router)
     # Added last, so they wrap everything: oversized bodies are refused before any route
     # runs, tokens are checked before any body is parsed, and every answer (error answers
     # included) is counted.

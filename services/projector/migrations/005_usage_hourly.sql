@@ -19,3 +19,6 @@ FROM journal
 WHERE kind = 'debited'
 GROUP BY 1, 2, 3
 ON CONFLICT (account_id, hour, model) DO NOTHING;
+
+-- The operator overview reads one day of every account (today's top spenders).
+CREATE INDEX IF NOT EXISTS usage_daily_day ON usage_daily (day);
