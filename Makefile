@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install up down test unit lint run stop bench schemas status clean soak
+.PHONY: install up down test unit lint run stop bench schemas status clean soak chromium
 
 install: $(STAMP)
 
@@ -27,10 +27,14 @@ down:
 status:
 	@infra/kafka.sh status; infra/postgres.sh status; infra/run.sh status
 
-test: install up
+test: install up chromium
 	$(BIN)/ruff check services schemas tests
 	$(BIN)/mypy
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The browser tests (tests/browser) drive Debian's Chromium: installed when missing.
+chromium:
+	@tests/browser/install-chromium.sh
 
 unit: install
 	$(BIN)/pytest -m unit $(PYTEST_ARGS)
