@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 from schemas.events import UsageRejected
 from services.api import queries
-from services.api.dashboard.offsets import PipelineOffsets, read_offsets
+from services.api.dashboard.offsets import KafkaFigures, read_figures
 from services.common.settings import Settings
 from services.common.topics import Topics
 
@@ -121,7 +121,8 @@ async def overview(conn: asyncpg.Connection, settings: Settings, top: int) -> Ov
     today = now.date()
     topics = Topics.from_settings(settings)
     counters, _ = await queries.projector_counters(conn)
-    offsets, detail = await _kafka_offsets(settings)
+    applied = await queries.applied_offsets(conn, topics.ledger)
+    kafka, detail = await _kafka_figures(settings, applied)
     spenders = await queries.top_spenders(conn, today, top)
     rejected = await queries.latest_rejected(conn, LATEST, TEXT_CHARS)
     conflicts = await queries.latest_conflicts(conn, LATEST)
@@ -131,44 +132,36 @@ async def overview(conn: asyncpg.Connection, settings: Settings, top: int) -> Ov
         today=DayTotals(day=today, **await queries.day_totals(conn, today)),
         top_accounts=[TopAccount.model_validate(r) for r in spenders],
         lag=Lag(
-            pricing=StageLag(topic=topics.usage, behind=_pricing_behind(offsets)),
+            pricing=StageLag(
+                topic=topics.usage, behind=None if kafka is None else kafka.pricing_behind
+            ),
             projector=StageLag(
-                topic=topics.ledger,
-                behind=_projector_behind(
-                    offsets, await queries.applied_offsets(conn, topics.ledger)
-                ),
+                topic=topics.ledger, behind=None if kafka is None else kafka.projector_behind
             ),
             detail=detail,
         ),
         counters=counters,
-        rejected_usage=_rejected_usage(offsets),
+        rejected_usage=_rejected_usage(kafka),
         rejected_entries=[RejectedEntry.model_validate(r) for r in rejected],
         conflicts=[Conflict.model_validate(r) for r in conflicts],
     )
 
 
-def _rejected_usage(offsets: PipelineOffsets | None) -> RejectedUsage:
-    if offsets is None:
+def _rejected_usage(kafka: KafkaFigures | None) -> RejectedUsage:
+    if kafka is None:
         return RejectedUsage(count=None, exact=False, latest=[])
-    latest = [UsageRejection.of(r) for r in offsets.rejections[:LATEST]]
-    if offsets.every_rejection:
-        return RejectedUsage(count=len(offsets.rejections), exact=True, latest=latest)
-    return RejectedUsage(count=offsets.dlq.messages(), exact=False, latest=latest)
+    latest = [UsageRejection.of(r) for r in kafka.rejections[:LATEST]]
+    if kafka.every_rejection:
+        return RejectedUsage(count=len(kafka.rejections), exact=True, latest=latest)
+    return RejectedUsage(count=kafka.dlq_offsets, exact=False, latest=latest)
 
 
-def _pricing_behind(offsets: PipelineOffsets | None) -> int | None:
-    return None if offsets is None else offsets.usage.behind(offsets.pricing_read)
-
-
-def _projector_behind(offsets: PipelineOffsets | None, applied: dict[int, int]) -> int | None:
-    """The projector's position is the next offset it recorded with its last transaction."""
-    return None if offsets is None else offsets.ledger.behind(applied)
-
-
-async def _kafka_offsets(settings: Settings) -> tuple[PipelineOffsets | None, str | None]:
+async def _kafka_figures(
+    settings: Settings, applied: dict[int, int]
+) -> tuple[KafkaFigures | None, str | None]:
     try:
-        return await read_offsets(settings), None
+        return await read_figures(settings, applied), None
     except (KafkaError, TimeoutError, OSError) as exc:
         # The rest of the overview is still worth showing while the broker is away.
-        log.warning("overview without Kafka offsets: %r", exc)
-        return None, f"Kafka offsets not readable: {exc!r}"
+        log.warning("overview without Kafka figures: %r", exc)
+        return None, f"Kafka not readable: {exc!r}"

@@ -74,6 +74,16 @@
     return element;
   }
 
+  const SHOWN_CHARS = 160;
+
+  // Long text (payloads, errors) is cut for the table; the whole of it is the cell's title.
+  function longText(text, className) {
+    const value = String(text === null || text === undefined ? "" : text);
+    const cell = node("td", value.length > SHOWN_CHARS ? value.slice(0, SHOWN_CHARS) + "…" : value, className);
+    cell.title = value;
+    return cell;
+  }
+
   function timeCell(iso) {
     const cell = node("td", ago(iso));
     cell.title = fullTime.format(new Date(iso));
@@ -346,14 +356,14 @@
     });
     fillTable("rejected-usage", rejected.latest, (r) => {
       const tr = node("tr");
-      tr.append(timeCell(r.rejected_at), node("td", r.error, "mono"), node("td", r.detail, "text"),
-        node("td", r.payload, "text mono"));
+      tr.append(timeCell(r.rejected_at), node("td", r.error, "mono"), longText(r.detail, "text"),
+        longText(r.payload, "text mono"));
       return tr;
     });
     fillTable("rejected", o.rejected_entries, (r) => {
       const tr = node("tr");
-      tr.append(timeCell(r.rejected_at), node("td", "p" + r.partition + " @" + r.offset, "mono"),
-        node("td", r.error, "text"), node("td", r.payload, "text mono"));
+      tr.append(timeCell(r.rejected_at), node("td", "p" + r.partition + " @" + r.offset, "mono nowrap"),
+        longText(r.error, "text"), longText(r.payload, "text mono"));
       return tr;
     });
     fillTable("conflicts", o.conflicts, (c) => {
@@ -361,7 +371,7 @@
       const who = node("td");
       who.append(accountButton(c.account_id));
       tr.append(timeCell(c.detected_at), who, node("td", c.entry_id, "mono"),
-        node("td", "p" + c.partition + " @" + c.offset, "mono"));
+        node("td", "p" + c.partition + " @" + c.offset, "mono nowrap"));
       return tr;
     });
   }
