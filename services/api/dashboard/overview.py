@@ -122,7 +122,7 @@ async def overview(conn: asyncpg.Connection, settings: Settings, top: int) -> Ov
     topics = Topics.from_settings(settings)
     counters, _ = await queries.projector_counters(conn)
     applied = await queries.applied_offsets(conn, topics.ledger)
-    kafka, detail = await _kafka_figures(settings, applied)
+    kafka, detail = await kafka_figures(settings, applied)
     spenders = await queries.top_spenders(conn, today, top)
     rejected = await queries.latest_rejected(conn, LATEST, TEXT_CHARS)
     conflicts = await queries.latest_conflicts(conn, LATEST)
@@ -156,9 +156,10 @@ def _rejected_usage(kafka: KafkaFigures | None) -> RejectedUsage:
     return RejectedUsage(count=kafka.dlq_offsets, exact=False, latest=latest)
 
 
-async def _kafka_figures(
+async def kafka_figures(
     settings: Settings, applied: dict[int, int]
 ) -> tuple[KafkaFigures | None, str | None]:
+    """Kafka's figures, or None and why not."""
     try:
         return await read_figures(settings, applied), None
     except (KafkaError, TimeoutError, OSError) as exc:
