@@ -37,6 +37,7 @@ EXPECTED_REFUSAL = re.compile(
     r"^Failed to load resource: the server responded with a status of 40[134]"
 )
 BAR_COLOUR = (0x34, 0x56, 0xD1)
+HUGE = 2**62 - 1  # the largest grant; as a JavaScript number it would read ...904
 
 
 @dataclass
@@ -45,6 +46,7 @@ class Seeded:
     pipeline: Pipeline
     account: str
     other: str
+    huge: str  # its balance is past the integers a JavaScript number holds exactly
     entries: int
 
 
@@ -66,6 +68,8 @@ async def seed(settings: Settings, pipeline: Pipeline) -> Seeded:
     account, other = f"acct-dash-{uuid4().hex[:6]}", f"acct-other-{uuid4().hex[:6]}"
     await grant(pipeline, account, 5_000_000, REFERENCE)
     await grant(pipeline, other, 1_000, "welcome")
+    huge = f"acct-huge-{uuid4().hex[:6]}"
+    await grant(pipeline, huge, HUGE, "enterprise")
     now = datetime.now(UTC)
     recent = [now - timedelta(hours=2 * k, minutes=5) for k in range(20)]
     older = [now - timedelta(days=3 * k + 3) for k in range(9)]
@@ -88,7 +92,8 @@ async def seed(settings: Settings, pipeline: Pipeline) -> Seeded:
     entries = 1 + len(recent) + len(older) + 1
     await pipeline.balance_when(account, entries=entries)
     await pipeline.balance_when(other, entries=2)
-    return Seeded(settings, pipeline, account, other, entries)
+    await pipeline.balance_when(huge, entries=1)
+    return Seeded(settings, pipeline, account, other, huge, entries)
 
 
 async def grant(pipeline: Pipeline, account: str, credits: int, reference: str) -> None:
@@ -252,6 +257,12 @@ async def charted(page: Page, canvas: str, credits: int) -> None:
         await asyncio.sleep(0.5)
 
 
+async def test_a_balance_past_2_to_the_53_is_shown_exactly(tab: Tab, seeded: Seeded) -> None:
+    page = await sign_in(tab, seeded, READ_TOKEN, seeded.huge)
+    await expect(page.locator("#balance")).to_have_text(people(HUGE), timeout=WAIT_MS)
+    await expect(page.locator("#purchased")).to_have_text("4,611,686,018,427,387,903")
+
+
 async def test_entries_page_by_cursor_and_show_references_as_text(tab: Tab, seeded: Seeded) -> None:
     page = await sign_in(tab, seeded, READ_TOKEN, seeded.account)
     rows = page.locator("#entries tbody tr")
@@ -284,7 +295,7 @@ async def test_an_admin_key_shows_the_operator_view(
                       **{"from": datetime.now(UTC).date().isoformat()})  # fmt: skip
     mine = spenders.filter(has_text=seeded.account)
     await expect(mine.locator("td").nth(1)).to_have_text(people(today["rows"][0]["credits"]))
-    await expect(page.locator("#ov-accounts")).to_have_text("2")
+    await expect(page.locator("#ov-accounts")).to_have_text("3")
     await expect(page.locator("#ov-conflicts")).to_have_text("1", timeout=WAIT_MS)
     await expect(page.locator("#ov-rejected-entries")).to_have_text("1")
     await expect(page.locator("#ov-rejected-usage")).to_have_text("1")

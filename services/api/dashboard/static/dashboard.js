@@ -45,12 +45,25 @@
 
   // --- formatting -----------------------------------------------------------------------
 
+  // Credits are integers up to 2^63 - 1; past 2^53 a JavaScript number is not exact, so
+  // such a number is read as a BigInt (below) and formatted as one.
   function count(value) {
-    return typeof value === "number" ? numbers.format(value) : "—";
+    return typeof value === "number" || typeof value === "bigint" ? numbers.format(value) : "—";
   }
 
   function signed(value) {
     return value > 0 ? "+" + numbers.format(value) : numbers.format(value);
+  }
+
+  // For arithmetic (sums, shares, chart bars), where the last digits do not show.
+  const approx = (value) => Number(value);
+
+  function exactIntegers(key, value, context) {
+    if (typeof value === "number" && !Number.isSafeInteger(value) && context && context.source
+        && /^-?\d+$/.test(context.source)) {
+      return BigInt(context.source);
+    }
+    return value;
   }
 
   function ago(iso) {
@@ -132,7 +145,7 @@
     });
     let body = null;
     try {
-      body = await response.json();
+      body = JSON.parse(await response.text(), exactIntegers);
     } catch (error) {
       body = null;
     }
@@ -186,7 +199,7 @@
 
   // Buckets with no usage are absent from the answer: they are drawn as zero.
   function series(rows, keys) {
-    const credits = new Map(rows.map((row) => [row.key, row.credits]));
+    const credits = new Map(rows.map((row) => [row.key, approx(row.credits)]));
     return keys.map((key) => credits.get(key) || 0);
   }
 
@@ -261,13 +274,13 @@
     if (!answer.ok && answer.code !== "account_not_found") {
       throw new Error(problem(answer, "usage by model"));
     }
-    rows.sort((a, b) => b.credits - a.credits || a.key.localeCompare(b.key));
-    const total = rows.reduce((sum, row) => sum + row.credits, 0);
+    rows.sort((a, b) => approx(b.credits) - approx(a.credits) || a.key.localeCompare(b.key));
+    const total = rows.reduce((sum, row) => sum + approx(row.credits), 0);
     fillTable("models", rows, (row) => {
       const tr = node("tr");
       tr.append(node("td", row.key, "mono"), node("td", count(row.requests), "num"),
         node("td", count(row.tokens), "num"), node("td", count(row.credits), "num"),
-        node("td", total > 0 ? percent.format(row.credits / total) : "—", "num"));
+        node("td", total > 0 ? percent.format(approx(row.credits) / total) : "—", "num"));
       return tr;
     });
   }
