@@ -184,7 +184,7 @@
         },
         scales: {
           x: { grid: { display: false }, ticks: { maxRotation: 0, autoSkip: true } },
-          y: { beginAtZero: true, ticks: { callback: (value) => count(value) } },
+          y: { beginAtZero: true, ticks: { precision: 0, callback: (value) => count(value) } },
         },
       },
     });
