@@ -12,11 +12,14 @@ from pathlib import Path
 
 STATIC = Path(__file__).resolve().parent / "static"
 PAGE = "index.html"
+JAVASCRIPT = "text/javascript; charset=utf-8"
+# The page's own modules; dashboard.js is the one the page loads, it imports the others.
+SCRIPTS = ("dashboard.js", "account.js", "admin.js", "api.js", "charts.js", "dom.js", "format.js")
 ASSETS: dict[str, str] = {
     PAGE: "text/html; charset=utf-8",
-    "dashboard.js": "text/javascript; charset=utf-8",
     "dashboard.css": "text/css; charset=utf-8",
-    "chart.umd.js": "text/javascript; charset=utf-8",
+    **{name: JAVASCRIPT for name in SCRIPTS},
+    "chart.umd.js": JAVASCRIPT,
     "chart.js.LICENSE.md": "text/plain; charset=utf-8",
 }
 
