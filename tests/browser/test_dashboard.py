@@ -31,10 +31,11 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 WAIT_MS = 30_000  # only against a hang on a loaded machine; nothing asserts on durations
 REFERENCE = "<script>window.__pwned = 1</script> order-7"
 POISON = b'{"type": "credits.granted", "note": "<img src=x onerror=window.__pwned=2>"}'
-# The browser logs every 4xx answer; these the page expects and handles (a read key may
-# not see the overview, a missing route, a refused key). Anything else is a finding.
+# The browser logs every 4xx answer; these the page expects and handles (a refused key, a
+# read key may not see the overview, a missing route, an invalid account id). Anything
+# else is a finding.
 EXPECTED_REFUSAL = re.compile(
-    r"^Failed to load resource: the server responded with a status of 40[134]"
+    r"^Failed to load resource: the server responded with a status of (401|403|404|422)"
 )
 BAR_COLOUR = (0x34, 0x56, 0xD1)
 HUGE = 2**62 - 1  # the largest grant; as a JavaScript number it would read ...904
@@ -339,3 +340,14 @@ async def test_an_unknown_key_is_refused_and_asked_again(tab: Tab, seeded: Seede
     await expect(page.locator("#error")).to_contain_text("401", timeout=WAIT_MS)
     await expect(page.locator("#connect")).to_be_visible()
     assert await page.evaluate("sessionStorage.length") == 0
+
+
+async def test_an_account_id_made_of_markup_is_refused_by_the_form(
+    tab: Tab, seeded: Seeded
+) -> None:
+    page = await sign_in(tab, seeded, READ_TOKEN, "<img src=x onerror=window.__pwned=3>")
+    await expect(page.locator("#connect")).to_be_visible()
+    assert await page.evaluate("document.getElementById('account').validity.valid") is False
+    assert [url for url in tab.requests if "/v1/" in url] == []
+    assert await page.evaluate("sessionStorage.length") == 0
+    assert await page.locator("main img").count() == 0
