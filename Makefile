@@ -1,22 +1,38 @@
 # Credit ledger: see README.md. Every target installs what it needs by itself.
 SHELL := /bin/bash
 PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
-	command -v $$p >/dev/null && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' && { echo $$p; break; }; done)
+	command -v $$p >/dev/null && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && { echo $$p; break; }; done)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# Pinned, hashed dependencies (CONTRIBUTING.md, Dependencies): the runtime set for the image,
+# the runtime and development set for .venv. `make lock` rewrites both from pyproject.toml.
+LOCK := requirements.lock
+DEV_LOCK := requirements-dev.lock
+# `make lock LOCK_ARGS=--upgrade` moves every pin to the newest release within the bounds.
+LOCK_ARGS ?=
+COMPILE := $(BIN)/uv pip compile pyproject.toml --universal --generate-hashes --python-version 3.11 --quiet $(LOCK_ARGS)
 
-.PHONY: install up down test unit lint run stop bench schemas status clean soak chromium
+.PHONY: install lock up down test unit lint run stop bench schemas status clean soak cluster-up cluster-down chromium
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(DEV_LOCK)
 	@test -n "$(PYTHON)" || { echo "error: Python >= 3.11 not found" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q --require-hashes -r $(DEV_LOCK)
+	$(BIN)/pip install -q --no-deps -e .
+	@$(BIN)/pip check >/dev/null || { $(BIN)/pip check; \
+		echo "error: $(DEV_LOCK) does not match pyproject.toml: run make lock" >&2; exit 1; }
 	@touch $(STAMP)
+
+# Needs only uv (a dev dependency; installed here when .venv does not have it yet).
+lock:
+	@test -x $(BIN)/uv || { $(PYTHON) -m venv $(VENV) && $(BIN)/pip install -q uv; }
+	$(COMPILE) -o $(LOCK)
+	$(COMPILE) --extra dev -o $(DEV_LOCK)
 
 up:
 	@if infra/docker.sh available; then infra/docker.sh up; else infra/kafka.sh start && infra/postgres.sh start; fi
@@ -24,11 +40,19 @@ up:
 down:
 	@if infra/docker.sh available; then infra/docker.sh down; else infra/run.sh stop; infra/kafka.sh stop; infra/postgres.sh stop; fi
 
+# Three brokers on 127.0.0.1:19092-19094 (replication factor 3, min ISR 2), beside `make up`'s.
+cluster-up:
+	@infra/cluster.sh start
+
+cluster-down:
+	@infra/cluster.sh stop
+
 status:
 	@infra/kafka.sh status; infra/postgres.sh status; infra/run.sh status
 
 test: install up chromium
 	$(BIN)/ruff check services schemas tests
+	$(BIN)/ruff format --check services schemas tests
 	$(BIN)/mypy
 	$(BIN)/pytest $(PYTEST_ARGS)
 
@@ -53,15 +77,17 @@ run: install up
 stop:
 	@infra/run.sh stop
 
-# The crash matrix with more seeds, more load and more kills than `make test` runs.
+# The crash matrix with more seeds, more load and more kills than `make test` runs, and the
+# long broker-fault scenarios on the three-broker cluster (started by the tests if not up).
 soak: install up
 	for seed in 101 202 303 404 505 606; do \
 		FAULT_SEED=$$seed FAULT_EVENTS=60000 FAULT_RATE=2000 FAULT_EXTRA_KILLS=4 \
 		$(BIN)/pytest tests/e2e/test_fault_crash_matrix.py -s $(PYTEST_ARGS) || exit 1; \
 	done
+	LEDGER_SOAK=1 $(BIN)/pytest tests/e2e/test_cluster_faults.py -s $(PYTEST_ARGS)
 
 bench: install up
 	$(BIN)/ledger bench --output bench-results/bench.json
 
-clean: down
+clean: down cluster-down
 	rm -rf .local $(VENV)

@@ -1,44 +1,18 @@
 #!/usr/bin/env bash
 # Runs a real single-node Apache Kafka 4.x broker (KRaft) from jars fetched with Maven.
-# Usage: infra/kafka.sh start|stop|status
+# Usage: infra/kafka.sh start|stop|status|fetch (fetch: only the jars, e.g. for a test that
+# runs a private broker when `make up` reused a broker that was already running)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 PORT="${KAFKA_PORT:-9092}"
 CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
-LIBS="${KAFKA_LIBS_DIR:-$LOCAL/kafka-libs}"  # private test brokers reuse the fetched jars
 DATA="$LOCAL/kafka-data"
 CONF="$LOCAL/kafka-server.properties"
 PIDFILE="$LOCAL/kafka.pid"
 HEAP="${KAFKA_HEAP:--Xms256m -Xmx768m}"
 
-running_pid() {
-  [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null && cat "$PIDFILE"
-}
-
-fetch_jars() {
-  [ -f "$LIBS/.complete" ] && return
-  need java "install Java 17 (Debian: apt-get install openjdk-17-jre-headless)"
-  need mvn "install Maven (Debian: apt-get install maven) to fetch the Kafka jars"
-  say "fetching Kafka jars with Maven into $LIBS"
-  rm -rf "$LIBS"
-  mvn -q -B -f "$ROOT/infra/kafka/pom.xml" dependency:copy-dependencies \
-    -DoutputDirectory="$LIBS" -DincludeScope=runtime >"$LOGS/maven.log" 2>&1 \
-    || die "Maven could not fetch the Kafka jars; see $LOGS/maven.log"
-  touch "$LIBS/.complete"
-}
-
-java_cmd() {
-  # shellcheck disable=SC2086  # HEAP holds several options
-  echo java $HEAP -XX:+UseG1GC -Djava.awt.headless=true \
-    "-Dlog4j2.configurationFile=$ROOT/infra/kafka/log4j2.yaml" "-Dkafka.logs.dir=$LOGS/kafka" \
-    -cp "$LIBS/*"
-}
-
-java_run() {
-  local cmd; read -ra cmd <<<"$(java_cmd)"
-  "${cmd[@]}" "$@"
-}
+running_pid() { pid_alive "$PIDFILE"; }
 
 format_storage() {
   [ -f "$DATA/meta.properties" ] && return
@@ -53,18 +27,14 @@ start() {
   if pid=$(running_pid); then say "already running (pid $pid) on 127.0.0.1:$PORT"; return; fi
   if port_open "$PORT"; then say "something already listens on 127.0.0.1:$PORT: reusing it as Kafka"; return; fi
   port_open "$CONTROLLER_PORT" && die "port $CONTROLLER_PORT (Kafka controller) is busy"
-  need java "install Java 17 (Debian: apt-get install openjdk-17-jre-headless)"
+  need java "$JAVA_HINT"
   fetch_jars
   mkdir -p "$LOGS/kafka"
   sed -e "s#@DATA_DIR@#$DATA#" -e "s#@PORT@#$PORT#" -e "s#@CONTROLLER_PORT@#$CONTROLLER_PORT#" \
     "$ROOT/infra/kafka/server.properties.in" >"$CONF"
   format_storage
   say "starting Kafka on 127.0.0.1:$PORT (logs in $LOGS/kafka)"
-  # Readiness is read from server.log: keep the previous run's log out of the way.
-  [ -f "$LOGS/kafka/server.log" ] && mv -f "$LOGS/kafka/server.log" "$LOGS/kafka/server.log.previous"
-  local cmd; read -ra cmd <<<"$(java_cmd)"
-  nohup "${cmd[@]}" kafka.Kafka "$CONF" >"$LOGS/kafka/stdout.log" 2>&1 &
-  echo $! >"$PIDFILE"
+  start_kafka_node "$CONF" "$LOGS/kafka" "$PIDFILE"
   wait_for "${KAFKA_START_TIMEOUT:-90}" "Kafka on 127.0.0.1:$PORT" broker_ready || {
     tail -20 "$LOGS/kafka/stdout.log" "$LOGS/kafka/server.log" 2>/dev/null >&2
     die "Kafka did not become ready within ${KAFKA_START_TIMEOUT:-90}s"
@@ -73,18 +43,10 @@ start() {
 
 broker_ready() {
   running_pid >/dev/null || { tail -20 "$LOGS/kafka/stdout.log" >&2; die "Kafka exited during start"; }
-  port_open "$PORT" && grep -q "Kafka Server started" "$LOGS/kafka/server.log" 2>/dev/null
+  port_open "$PORT" && kafka_node_started "$LOGS/kafka"
 }
 
-stop() {
-  local pid
-  if ! pid=$(running_pid); then say "not running"; rm -f "$PIDFILE"; return; fi
-  say "stopping Kafka (pid $pid)"
-  kill -TERM "$pid"
-  for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
-  if kill -0 "$pid" 2>/dev/null; then say "still running after 30s: SIGKILL"; kill -KILL "$pid"; fi
-  rm -f "$PIDFILE"
-}
+stop() { stop_pid "$PIDFILE" Kafka; }
 
 status() {
   if pid=$(running_pid); then echo "kafka: running (pid $pid) on 127.0.0.1:$PORT"
@@ -93,6 +55,6 @@ status() {
 }
 
 case "${1:-}" in
-  start) start ;; stop) stop ;; status) status ;;
-  *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+  start) start ;; stop) stop ;; status) status ;; fetch) fetch_jars ;;
+  *) echo "usage: $0 start|stop|status|fetch" >&2; exit 2 ;;
 esac

@@ -1,4 +1,4 @@
-"""The event contracts of DESIGN.md: the only place their fields are defined.
+"""The event contracts (docs/contracts.md, Events): the only place their fields are defined.
 
 Every event is a frozen value object. Unknown fields are rejected, token counts are strict
 integers, timestamps must carry a time zone, and `type`/`schema_version` are fixed.

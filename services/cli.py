@@ -1,27 +1,34 @@
-"""The `ledger` command (DESIGN.md, Command line). Each subcommand lives with its service."""
+"""The `ledger` command (docs/contracts.md, Command line). Each subcommand lives with its
+service; this module parses the arguments, sets up logging and starts the one asked for."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import importlib
+import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from services.common.logs import configure_logging
+from services.common.settings import load_settings
 
 # subcommand -> "module:function"; the function takes the parsed arguments, returns an exit code.
 COMMANDS = {
-    "serve": "services.serve:main",
+    "serve": "services.cli:serve_main",
     "topics": "services.cli:topics_main",
-    "loadgen": "services.gateway.loadgen:main",
-    "replay": "services.gateway.replay:main",
-    "record": "services.gateway.record:main",
+    "keys": "services.api.keys.command:main",
+    "loadgen": "services.traffic.loadgen:main",
+    "replay": "services.traffic.replay:main",
+    "record": "services.traffic.record:main",
     "audit": "services.audit.audit:main",
     "reprice": "services.audit.reprice:main",
     "rebuild": "services.audit.rebuild:main",
     "bench": "services.bench.bench:main",
 }
+# The subcommands that talk to Kafka: each checks that the brokers accept its settings first.
+KAFKA_COMMANDS = frozenset(
+    {"serve", "topics", "loadgen", "replay", "record", "audit", "reprice", "rebuild", "bench"}
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     topics = sub.add_parser("topics", help="manage the Kafka topics")
     topics.add_argument("action", choices=["create"])
+
+    add_keys_parser(sub)
 
     loadgen = sub.add_parser("loadgen", help="publish synthetic usage")
     loadgen.add_argument("--accounts", type=int, default=100)
@@ -80,13 +89,60 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def serve_main(args: argparse.Namespace) -> int:
+    """`ledger serve pricing|projector|api`: one service in the foreground until SIGTERM."""
+    if args.service == "pricing":
+        from services.pricing.service import run as run_pricing
+
+        return run_pricing()
+    if args.service == "projector":
+        from services.projector.service import run as run_projector
+
+        return run_projector()
+    from services.api.app import run as run_api
+
+    return run_api(args.host, args.port)
+
+
+def add_keys_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    keys = sub.add_parser("keys", help="API keys (the secret is printed once)")
+    actions = keys.add_subparsers(dest="action", required=True)
+    create = actions.add_parser("create", help="make a key and print its secret once")
+    create.add_argument("--scope", required=True, choices=["read", "gateway", "admin", "account"])
+    create.add_argument("--account", help="the account an 'account' key is bound to")
+    create.add_argument("--name", help="a label for the key")
+    listing = actions.add_parser("list", help="every key, never a secret")
+    listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    revoke = actions.add_parser("revoke", help="revoke a key on every API process at once")
+    revoke.add_argument("key_id")
+
+
 def topics_main(args: argparse.Namespace) -> int:
-    from services.common.settings import load_settings
     from services.common.topics import create_topics
 
     created = asyncio.run(create_topics(load_settings()))
     print("created: " + (", ".join(created) if created else "nothing (all topics exist)"))
     return 0
+
+
+def refusal(command: str) -> str | None:
+    """Why `command` must not start: settings that do not parse, or Kafka refusing them."""
+    from pydantic import ValidationError
+
+    from services.common.kafka import KafkaAccessError, KafkaSettingsError, check_access
+    from services.common.settings import load_settings
+
+    try:
+        settings = load_settings()
+        if command in KAFKA_COMMANDS:
+            asyncio.run(check_access(settings))
+    except ValidationError as error:
+        return "; ".join(
+            f"{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in error.errors()
+        )
+    except (KafkaSettingsError, KafkaAccessError) as error:
+        return str(error)
+    return None
 
 
 def resolve(target: str) -> Callable[[argparse.Namespace], int]:
@@ -95,9 +151,21 @@ def resolve(target: str) -> Callable[[argparse.Namespace], int]:
     return entry
 
 
+def configure_logging() -> None:
+    """One logging set-up for every service and command: plain lines on stderr."""
+    logging.basicConfig(
+        level=load_settings().ledger_log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging()
+    if (reason := refusal(args.command)) is not None:
+        print(f"ledger {args.command}: refusing to start: {reason}", file=sys.stderr)
+        return 2
     return resolve(COMMANDS[args.command])(args)
 
 

@@ -1,8 +1,10 @@
 """Session fixtures: where Kafka and PostgreSQL are, and a private namespace for each run.
 
-Order (DESIGN.md): KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL from the environment first, then
-testcontainers when a Docker engine answers, then the native services `make up` started.
-Each run gets its own topic prefix and its own database, so runs never see each other.
+Order (CONTRIBUTING.md, Tests): KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL from the environment
+first, then testcontainers when a Docker engine answers, then the native services `make up`
+started.
+Each run gets its own topic prefix and its own database, so runs never see each other; both
+are deleted when the run ends.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import pytest
 from services.common.db import ADMIN_DATABASE, _with_database
 from services.common.settings import Settings
 from services.common.topics import create_topics
-from tests.namespaces import namespace
+from tests.namespaces import delete_topics, namespace
 
 NATIVE_KAFKA = "127.0.0.1:9092"
 NATIVE_DATABASE = "postgresql://postgres@127.0.0.1:5432/ledger"
@@ -86,8 +88,10 @@ async def database_url(postgres_server_url: str) -> AsyncIterator[str]:
 
 
 @pytest.fixture(scope="session")
-async def settings(kafka_bootstrap: str, database_url: str, topic_prefix: str) -> Settings:
-    """Settings for this run, with its topics created."""
+async def settings(
+    kafka_bootstrap: str, database_url: str, topic_prefix: str
+) -> AsyncIterator[Settings]:
+    """Settings for this run, with its topics created; they are deleted at the end."""
     s = Settings(
         kafka_bootstrap_servers=kafka_bootstrap,
         database_url=database_url,
@@ -95,7 +99,8 @@ async def settings(kafka_bootstrap: str, database_url: str, topic_prefix: str) -
         ledger_partitions=6,
     )
     await create_topics(s)
-    return s
+    yield s
+    await delete_topics(kafka_bootstrap, topic_prefix)
 
 
 @pytest.fixture

@@ -1,1 +1,1 @@
-"""The HTTP API (DESIGN.md, HTTP API): reads the projection, publishes credit grants."""
+"""The HTTP API (docs/contracts.md, HTTP API): reads the projection, publishes credit grants."""

@@ -14,12 +14,11 @@ import uvicorn
 from fastapi import FastAPI
 
 from services.api.auth import AuthConfigError, parse_tokens
-from services.api.authenticate import Authenticate
 from services.api.errors import install_error_handlers
 from services.api.limits import BodySizeLimit
 from services.api.metrics import ApiMetrics, RequestMetrics
 from services.api.resources import open_resources
-from services.api.routes import accounts, dashboard, health, pricing
+from services.api.routes import accounts, dashboard, health, keys, pricing
 from services.common.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
@@ -39,7 +38,7 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(
         title="Credit ledger API",
         version="1",
-        summary="Balances, entries and usage of the credit ledger; credit grants; quotes.",
+        summary="Balances, entries, usage; credits and adjustments; quotes; API keys.",
         lifespan=lifespan,
     )
     app.state.settings = settings
@@ -48,13 +47,13 @@ def create_app(settings: Settings) -> FastAPI:
     install_error_handlers(app)
     app.include_router(accounts.router)
     app.include_router(pricing.router)
+    app.include_router(keys.router)
     app.include_router(health.router)
     app.include_router(dashboard.router)
     # Added last, so they wrap everything: oversized bodies are refused before any route
-    # runs, tokens are checked before any body is parsed, and every answer (error answers
-    # included) is counted.
+    # runs, and every answer (error answers included) is counted. Tokens are checked by
+    # each route before its body is parsed (services/api/authenticate.py).
     app.add_middleware(BodySizeLimit)
-    app.add_middleware(Authenticate, tokens=tokens)
     app.add_middleware(RequestMetrics, metrics=metrics)
     return app
 

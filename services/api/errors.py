@@ -1,4 +1,5 @@
-"""Every error the API answers is JSON `{"error": "<code>", "detail": "..."}` (DESIGN.md)."""
+"""Every error the API answers is JSON `{"error": "<code>", "detail": "..."}`
+(docs/contracts.md, Errors)."""
 
 from __future__ import annotations
 

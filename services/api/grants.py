@@ -1,12 +1,16 @@
-"""POST credits: an idempotent credits.granted, published at most once per key.
+"""POST credits and adjustments: an idempotent ledger entry, published once per key.
 
 The flow, safe under concurrency and across restarts:
-1. claim the key: INSERT ... ON CONFLICT DO NOTHING, storing the exact event bytes;
+1. claim the key: INSERT ... ON CONFLICT DO NOTHING, storing the exact event bytes
+   (a new claim is refused first when it would take the account past BALANCE_LIMIT);
 2. in a transaction, lock the key's row (FOR UPDATE), so requests with one key queue here;
 3. a different body under the key is a 409; an unpublished row is published and marked.
-A publish that fails leaves the row unpublished, and the next request with the key sends
-the same stored bytes again. If the failed publish had in fact reached Kafka, the second
-copy has the same entry_id and content, which the projector skips as a duplicate.
+A publish that fails, or a process that dies between 1 and 3, leaves the row unpublished:
+the next request with the key, or the recovery sweep (services/api/recovery.py), sends the
+same stored bytes. If the lost publish had in fact reached Kafka, the second copy has the
+same entry_id and content, which the projector skips as a duplicate.
+
+An Idempotency-Key belongs to its account, across credits and adjustments alike.
 """
 
 from __future__ import annotations
@@ -14,26 +18,34 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
+import signal
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 from uuid import UUID
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from schemas.events import CreditsGranted, dump
+from schemas.events import BALANCE_LIMIT, CreditsAdjusted, CreditsGranted, dump
 from services.api import queries
 from services.api.database import connection
 from services.api.errors import ApiError
-from services.api.models import GrantRequest
+from services.api.models import AdjustmentRequest, GrantRequest
 from services.common.kafka import account_key
 
 # Fixed forever: entry ids derived from it are stored in the ledger.
 ENTRY_NAMESPACE = UUID("5b0c7f5e-1c7a-4f7e-9b1d-3c2e6a8d4f10")
 PUBLISH_TIMEOUT = 20.0  # seconds; the client gets a 503 and may retry with the same key
 MAX_KEY_LENGTH = 255
+# Fault point (LEDGER_FAULT): the process kills itself after a claim, before its publish.
+FAULT_AFTER_CLAIM = "api:after_claim"
+
+MoneyIn = CreditsGranted | CreditsAdjusted  # the entries the API writes
 
 
 def grant_entry_id(account_id: str, idempotency_key: str) -> UUID:
@@ -41,8 +53,13 @@ def grant_entry_id(account_id: str, idempotency_key: str) -> UUID:
     return uuid.uuid5(ENTRY_NAMESPACE, f"{account_id}\n{idempotency_key}")
 
 
-def request_digest(body: GrantRequest) -> str:
-    canonical = json.dumps(body.model_dump(), sort_keys=True, separators=(",", ":"))
+def request_digest(body: GrantRequest | AdjustmentRequest) -> str:
+    fields: dict[str, Any] = body.model_dump()
+    if isinstance(body, AdjustmentRequest):
+        # Both bodies have the same fields; the tag tells them apart under one key. Grants
+        # keep their untagged digest, so keys stored before adjustments existed still match.
+        fields["type"] = "credits.adjusted"
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -57,14 +74,39 @@ def granted_event(account_id: str, entry_id: UUID, body: GrantRequest) -> Credit
     )
 
 
+def adjusted_event(account_id: str, entry_id: UUID, body: AdjustmentRequest) -> CreditsAdjusted:
+    return CreditsAdjusted(
+        entry_id=entry_id,
+        account_id=account_id,
+        credits=body.credits,
+        reason=body.reason,
+        reference=body.reference,
+        occurred_at=datetime.now(UTC),
+    )
+
+
+def past_balance_limit(totals: dict[str, int] | None, event: MoneyIn) -> str | None:
+    """Why `event` would take one of the account's totals past BALANCE_LIMIT, or None."""
+    current = totals or {"balance": 0, "purchased": 0, "adjusted": 0}
+    total = "purchased" if isinstance(event, CreditsGranted) else "adjusted"
+    for name in ("balance", total):
+        if abs(current[name] + event.credits) > BALANCE_LIMIT:
+            return (
+                f"{event.credits} credits would take the account's {name} "
+                f"({current[name]}) past {BALANCE_LIMIT}"
+            )
+    return None
+
+
 def check_key(idempotency_key: str | None) -> str:
     if idempotency_key is None:
         raise ApiError(400, "missing_idempotency_key", "the Idempotency-Key header is required")
-    if not 0 < len(idempotency_key) <= MAX_KEY_LENGTH:
+    printable = all(" " <= c != "\x7f" for c in idempotency_key)
+    if not (0 < len(idempotency_key) <= MAX_KEY_LENGTH and printable):
         raise ApiError(
             422,
             "invalid_idempotency_key",
-            f"Idempotency-Key must be 1..{MAX_KEY_LENGTH} characters",
+            f"Idempotency-Key must be 1..{MAX_KEY_LENGTH} characters, none a control character",
         )
     return idempotency_key
 
@@ -75,34 +117,65 @@ class Publisher:
     topic: str
 
     async def publish(self, account_id: str, value: bytes) -> None:
+        await self.publish_many([(account_id, value)])
+
+    async def publish_many(self, messages: Sequence[tuple[str, bytes]]) -> None:
+        """Returns once Kafka acknowledged every message; 503 when it did not in time."""
         try:
             async with asyncio.timeout(PUBLISH_TIMEOUT):
-                await self.producer.send_and_wait(self.topic, value, key=account_key(account_id))
+                sent = [
+                    await self.producer.send(self.topic, value, key=account_key(account_id))
+                    for account_id, value in messages
+                ]
+                await asyncio.gather(*sent)
         except (KafkaError, TimeoutError) as exc:
             raise ApiError(
                 503, "kafka_unavailable", f"could not publish to {self.topic}: {exc!r}"
             ) from exc
 
 
-async def grant(
-    pool: asyncpg.Pool, publisher: Publisher, account_id: str, key: str, body: GrantRequest
-) -> UUID:
-    """Returns the entry_id of the grant `key` stands for, publishing it if not yet done."""
-    entry_id = grant_entry_id(account_id, key)
-    digest = request_digest(body)
-    event = dump(granted_event(account_id, entry_id, body)).decode()
-    async with connection(pool) as conn:
-        await queries.claim_key(conn, account_id, key, digest, entry_id, event)
-        async with conn.transaction():
-            claimed = await queries.lock_key(conn, account_id, key)
-            if claimed["request_digest"] != digest:
-                raise ApiError(
-                    409,
-                    "idempotency_conflict",
-                    "this Idempotency-Key was already used with a different body",
-                )
-            if claimed["published_at"] is None:
-                await publisher.publish(account_id, claimed["event"].encode())
-                await queries.mark_published(conn, account_id, key)
-    stored: UUID = claimed["entry_id"]
-    return stored
+@dataclass(frozen=True)
+class Claims:
+    """The claim -> publish -> mark flow of credits and adjustments."""
+
+    pool: asyncpg.Pool
+    publisher: Publisher
+    crash_after_claim: bool = False
+
+    async def grant(self, account_id: str, key: str, body: GrantRequest) -> UUID:
+        entry_id = grant_entry_id(account_id, key)
+        event = granted_event(account_id, entry_id, body)
+        return await self.accept(account_id, key, request_digest(body), event)
+
+    async def adjust(self, account_id: str, key: str, body: AdjustmentRequest) -> UUID:
+        entry_id = grant_entry_id(account_id, key)
+        event = adjusted_event(account_id, entry_id, body)
+        return await self.accept(account_id, key, request_digest(body), event)
+
+    async def accept(self, account_id: str, key: str, digest: str, event: MoneyIn) -> UUID:
+        """Returns the entry_id `key` stands for, publishing its event if not yet done."""
+        async with connection(self.pool) as conn:
+            if not await queries.key_claimed(conn, account_id, key):
+                await self.claim(conn, account_id, key, digest, event)
+            async with conn.transaction():
+                claimed = await queries.lock_key(conn, account_id, key)
+                if claimed["request_digest"] != digest:
+                    raise ApiError(
+                        409,
+                        "idempotency_conflict",
+                        "this Idempotency-Key was already used with a different body",
+                    )
+                if claimed["published_at"] is None:
+                    await self.publisher.publish(account_id, claimed["event"].encode())
+                    await queries.mark_published(conn, account_id, key)
+        stored: UUID = claimed["entry_id"]
+        return stored
+
+    async def claim(
+        self, conn: asyncpg.Connection, account_id: str, key: str, digest: str, event: MoneyIn
+    ) -> None:
+        if (why := past_balance_limit(await queries.totals(conn, account_id), event)) is not None:
+            raise ApiError(422, "balance_limit", why)
+        await queries.claim_key(conn, account_id, key, digest, event.entry_id, dump(event).decode())
+        if self.crash_after_claim:
+            os.kill(os.getpid(), signal.SIGKILL)

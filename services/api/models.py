@@ -1,4 +1,4 @@
-"""Request and answer bodies of the HTTP API (DESIGN.md, HTTP API).
+"""Request and answer bodies of the HTTP API (docs/contracts.md, HTTP API).
 
 Request fields are taken from the event contracts in schemas/events.py, with their
 constraints, so the API cannot accept what the ledger would reject.
@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, StringConstraints, model_validator
 
-from schemas.events import CreditsGranted, Event, UsageRecorded
+from schemas.events import AccountId, CreditsAdjusted, CreditsGranted, Event, UsageRecorded
+from services.api.auth import Scope
 
 
 def contract(event: type[Event], name: str) -> Any:
@@ -24,11 +25,76 @@ def contract(event: type[Event], name: str) -> Any:
 class RequestBody(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    @model_validator(mode="after")
+    def _no_nul_characters(self) -> RequestBody:
+        # PostgreSQL text cannot hold NUL: such a value would fail the statement that
+        # stores it (the key's name here, the journal's reason downstream).
+        for name, value in self:
+            if isinstance(value, str) and "\x00" in value:
+                raise ValueError(f"{name} must not contain NUL characters")
+        return self
+
 
 class GrantRequest(RequestBody):
     credits: int = contract(CreditsGranted, "credits")
     reason: Literal["purchase", "grant", "refund"] = contract(CreditsGranted, "reason")
     reference: str = contract(CreditsGranted, "reference")
+
+
+class AdjustmentRequest(RequestBody):
+    """An operator's correction: signed credits, never zero, and a reason."""
+
+    credits: int = contract(CreditsAdjusted, "credits")
+    reason: str = contract(CreditsAdjusted, "reason")
+    reference: str = contract(CreditsAdjusted, "reference")
+
+    @model_validator(mode="after")
+    def _not_zero(self) -> AdjustmentRequest:
+        if self.credits == 0:
+            raise ValueError("credits must not be 0: an adjustment changes the balance")
+        return self
+
+
+class KeyRequest(RequestBody):
+    scope: Scope
+    account_id: AccountId | None = None
+    name: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
+
+    @model_validator(mode="after")
+    def _account_for_account_keys(self) -> KeyRequest:
+        if (self.scope == "account") != (self.account_id is not None):
+            raise ValueError("account_id is required for, and only for, the 'account' scope")
+        return self
+
+
+class KeyInfo(BaseModel):
+    """An API key as listed: never its secret."""
+
+    key_id: UUID
+    scope: Scope
+    account_id: str | None
+    name: str | None
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class CreatedKey(BaseModel):
+    key_id: UUID
+    secret: str
+    scope: Scope
+    account_id: str | None
+    name: str | None
+    created_at: datetime
+
+
+class KeyList(BaseModel):
+    keys: list[KeyInfo]
+
+
+class RevokedKey(BaseModel):
+    key_id: UUID
+    revoked_at: datetime
 
 
 class QuoteRequest(RequestBody):

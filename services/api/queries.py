@@ -2,7 +2,8 @@
 
 The projection tables (journal, balances, usage_daily, usage_hourly, projector_counters,
 applied_offsets, rejected_entries, conflicts) belong to the projector; the API only reads
-them. `idempotency_keys` is the API's own table.
+them. `idempotency_keys` and `api_keys` are the API's own tables (the statements on
+`api_keys` are in services/api/keys/store.py).
 """
 
 from __future__ import annotations
@@ -30,6 +31,26 @@ CREATE TABLE IF NOT EXISTS ledger.idempotency_keys (
     published_at    timestamptz,
     PRIMARY KEY (account_id, idempotency_key)
 );
+-- What the recovery sweep (services/api/recovery.py) looks for, without scanning every key.
+CREATE INDEX IF NOT EXISTS idempotency_keys_unpublished
+    ON ledger.idempotency_keys (created_at) WHERE published_at IS NULL;
+-- API keys: only the SHA-256 of the secret is stored. account_id is set for, and only
+-- for, scope 'account'.
+CREATE TABLE IF NOT EXISTS ledger.api_keys (
+    key_id       uuid PRIMARY KEY,
+    secret_hash  bytea NOT NULL,
+    scope        text NOT NULL CHECK (scope IN ('read', 'gateway', 'admin', 'account')),
+    account_id   text,
+    name         text,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    last_used_at timestamptz,
+    revoked_at   timestamptz,
+    CHECK ((scope = 'account') = (account_id IS NOT NULL))
+);
+-- Only usable keys are in the index the lookup uses (services/api/keys/store.py), so an
+-- unknown and a revoked secret take the same path (and the same time).
+CREATE UNIQUE INDEX IF NOT EXISTS api_keys_usable
+    ON ledger.api_keys (secret_hash) WHERE revoked_at IS NULL;
 """
 
 BALANCE = """
@@ -104,6 +125,31 @@ FOR UPDATE
 MARK_PUBLISHED = """
 UPDATE ledger.idempotency_keys SET published_at = now()
 WHERE account_id = $1 AND idempotency_key = $2
+"""
+
+KEY_CLAIMED = """
+SELECT EXISTS (
+    SELECT 1 FROM ledger.idempotency_keys WHERE account_id = $1 AND idempotency_key = $2
+)
+"""
+
+TOTALS = "SELECT balance, purchased, adjusted FROM ledger.balances WHERE account_id = $1"
+
+# SKIP LOCKED: a claim a request is publishing right now (its row is locked) is left to it,
+# and two API processes sweeping at once never take the same claim.
+LOCK_UNPUBLISHED = """
+SELECT account_id, idempotency_key, event
+FROM ledger.idempotency_keys
+WHERE published_at IS NULL
+ORDER BY created_at
+LIMIT $1
+FOR UPDATE SKIP LOCKED
+"""
+
+MARK_MANY_PUBLISHED = """
+UPDATE ledger.idempotency_keys AS k SET published_at = now()
+FROM unnest($1::text[], $2::text[]) AS p(account_id, idempotency_key)
+WHERE k.account_id = p.account_id AND k.idempotency_key = p.idempotency_key
 """
 
 COUNTERS = "SELECT name, value FROM ledger.projector_counters"
@@ -205,6 +251,30 @@ async def lock_key(conn: asyncpg.Connection, account_id: str, key: str) -> dict[
 
 async def mark_published(conn: asyncpg.Connection, account_id: str, key: str) -> None:
     await conn.execute(MARK_PUBLISHED, account_id, key)
+
+
+async def key_claimed(conn: asyncpg.Connection, account_id: str, key: str) -> bool:
+    return bool(await conn.fetchval(KEY_CLAIMED, account_id, key))
+
+
+async def totals(conn: asyncpg.Connection, account_id: str) -> dict[str, int] | None:
+    """The account's projected totals; None before its first entry (or the projector's
+    tables) exists."""
+    try:
+        async with conn.transaction():  # a savepoint: a missing table must not end the caller's
+            row = await conn.fetchrow(TOTALS, account_id)
+    except asyncpg.UndefinedTableError:
+        return None
+    return dict(row) if row is not None else None
+
+
+async def lock_unpublished(conn: asyncpg.Connection, limit: int) -> list[dict[str, Any]]:
+    return [dict(r) for r in await conn.fetch(LOCK_UNPUBLISHED, limit)]
+
+
+async def mark_many_published(conn: asyncpg.Connection, claims: list[tuple[str, str]]) -> None:
+    accounts, keys = [a for a, _ in claims], [k for _, k in claims]
+    await conn.execute(MARK_MANY_PUBLISHED, accounts, keys)
 
 
 async def projector_counters(conn: asyncpg.Connection) -> tuple[dict[str, int], int]:

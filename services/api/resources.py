@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
@@ -11,7 +13,9 @@ from aiokafka import AIOKafkaProducer
 from fastapi import Request
 
 from services.api.database import open_pool
-from services.api.grants import Publisher
+from services.api.grants import FAULT_AFTER_CLAIM, Claims, Publisher
+from services.api.keys.ring import KeyRing, open_keyring
+from services.api.recovery import sweep_forever
 from services.common import kafka
 from services.common.settings import Settings
 from services.common.topics import Topics, create_topics
@@ -24,6 +28,8 @@ class Resources:
     producer: AIOKafkaProducer
     publisher: Publisher
     pricebook: PriceBook
+    claims: Claims
+    keys: KeyRing
 
 
 @asynccontextmanager
@@ -37,7 +43,22 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
         await producer.start()
         stack.push_async_callback(producer.stop)
         publisher = Publisher(producer, Topics.from_settings(settings).ledger)
-        yield Resources(pool, producer, publisher, pricebook)
+        claims = Claims(pool, publisher, settings.fault_armed(FAULT_AFTER_CLAIM))
+        keys = await stack.enter_async_context(open_keyring(pool, settings.database_url))
+        await stack.enter_async_context(background(sweep_forever(pool, publisher)))
+        yield Resources(pool, producer, publisher, pricebook, claims, keys)
+
+
+@asynccontextmanager
+async def background(work: Awaitable[None]) -> AsyncIterator[None]:
+    """Runs `work` while the block runs; cancelled at its end."""
+    task = asyncio.ensure_future(work)
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def resources(request: Request) -> Resources:

@@ -23,14 +23,15 @@ from services.audit.figures import (
     AccountFigures,
     identity_violations,
     log_differences,
+    rejection_differences,
 )
 from services.audit.reading import LogReader
 from services.audit.replay import applied_offsets, replay, tune_interpreter
-from services.audit.report import AuditReport, Conflict
+from services.audit.report import AuditReport, Conflict, Rejection
+from services.common.progress import ProgressReport
 from services.common.settings import Settings, load_settings
 from services.common.topics import Topics
-from services.gateway.progress import ProgressReport
-from services.projector.store import LIVE_SCHEMA, open_projection
+from services.projector import LIVE_SCHEMA, open_projection
 
 SHADOW_SCHEMA = "ledger_audit"
 
@@ -56,6 +57,17 @@ def conflict_from_row(r: Mapping[str, Any]) -> Conflict:
     )
 
 
+async def rejections(conn: asyncpg.Connection, topic: str) -> list[Rejection]:
+    rows = await conn.fetch(queries.REJECTED, topic)
+    return [
+        Rejection(
+            r["source_partition"], r["source_offset"], r["reason"], r["error"],
+            r["rejected_at"].isoformat(),
+        )
+        for r in rows
+    ]  # fmt: skip
+
+
 async def read_live(
     database_url: str, topic: str, report: AuditReport
 ) -> dict[str, AccountFigures]:
@@ -69,6 +81,7 @@ async def read_live(
             live = await account_figures(conn)
             rows = await conn.fetch(queries.CONFLICTS)
             report.conflicts = [conflict_from_row(r) for r in rows]
+            report.rejected = await rejections(conn, topic)
     finally:
         await conn.close()
     return live
@@ -76,7 +89,7 @@ async def read_live(
 
 async def rebuild_shadow(
     settings: Settings, topic: str, report: AuditReport, progress: ProgressReport
-) -> dict[str, AccountFigures]:
+) -> tuple[dict[str, AccountFigures], list[Rejection]]:
     admin = await asyncpg.connect(settings.database_url)
     try:
         await admin.execute(queries.drop_schema(SHADOW_SCHEMA))
@@ -88,7 +101,7 @@ async def rebuild_shadow(
             stats = await replay(pool, reader, topic, report.cut, progress.advance)
         report.entries_read = stats.entries
         async with pool.acquire() as conn:
-            return await account_figures(conn)
+            return await account_figures(conn), await rejections(conn, topic)
     finally:
         await pool.close()
 
@@ -106,9 +119,13 @@ async def run_audit(settings: Settings, progress: ProgressReport) -> AuditReport
     report = AuditReport(cut={})
     live = await read_live(settings.database_url, topic, report)
     progress.total = sum(report.cut.values())
-    shadow = await rebuild_shadow(settings, topic, report, progress)
+    shadow, replayed = await rebuild_shadow(settings, topic, report, progress)
     report.accounts = len(live.keys() | shadow.keys())
-    report.differences = log_differences(live, shadow) + identity_violations(live)
+    report.differences = (
+        log_differences(live, shadow)
+        + identity_violations(live)
+        + rejection_differences(report.rejected, replayed)
+    )
     report.elapsed = progress.elapsed()
     # A shadow that differs is kept for inspection; an equal one only takes space.
     if report.equal:

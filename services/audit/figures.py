@@ -1,17 +1,18 @@
 """What the audit compares, per account: pure functions over plain values.
 
 `log_differences` puts the live projection beside the shadow rebuilt from the log;
-`identity_violations` checks the live balances against the live journal (DESIGN.md:
-balance = sum(granted) + sum(adjusted) - sum(debited)).
+`rejection_differences` puts the live rejected entries beside the replay's;
+`identity_violations` checks the live balances against the live journal (docs/contracts.md,
+Guarantees: balance = sum(granted) + sum(adjusted) - sum(debited)).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
-from services.projector.ledger import status_for
+from services.projector import status_for
 
 Value = int | str | None
 Check = Literal["log", "identity"]
@@ -80,6 +81,33 @@ def log_differences(
                     Difference("log", account, name, getattr(mine, name), getattr(theirs, name))
                 )
     return found
+
+
+REJECTED_ENTRIES = "(rejected entries)"
+
+
+class Rejected(Protocol):
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def reason(self) -> str: ...
+
+
+def rejection_differences(
+    live: Sequence[Rejected], replayed: Sequence[Rejected]
+) -> list[Difference]:
+    """Each ledger.v1 position rejected on one side only, or for another reason: the replay
+    runs the projector's own apply code, so it must reject exactly what the projector did."""
+    mine = {(r.partition, r.offset): r.reason for r in live}
+    theirs = {(r.partition, r.offset): r.reason for r in replayed}
+    return [
+        Difference("log", REJECTED_ENTRIES, f"partition {p} offset {o}", mine.get((p, o)),
+                   theirs.get((p, o)))
+        for p, o in sorted(mine.keys() | theirs.keys())
+        if mine.get((p, o)) != theirs.get((p, o))
+    ]  # fmt: skip
 
 
 def identity_violations(live: Mapping[str, AccountFigures]) -> list[Difference]:

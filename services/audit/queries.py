@@ -8,7 +8,7 @@ SCHEMA_NAME pattern before they are quoted into the text.
 
 from __future__ import annotations
 
-from services.projector.store import SCHEMA_NAME
+from services.projector import SCHEMA_NAME
 
 APPLIED_OFFSETS = "SELECT partition, next_offset FROM applied_offsets WHERE topic = $1"
 
@@ -45,6 +45,13 @@ SELECT entry_id, account_id, conflict_digest, source_partition, source_offset, d
        applied_content ->> 'credits' AS applied_credits,
        conflicting_content ->> 'credits' AS conflicting_credits
 FROM conflicts ORDER BY detected_at, entry_id
+"""
+
+# Rejected entries of the topic, read in the cut's snapshot on the live side and after the
+# replay on the shadow side: the replay must reject exactly what the projector rejected.
+REJECTED = """
+SELECT source_partition, source_offset, reason, error, rejected_at FROM rejected_entries
+WHERE topic = $1 ORDER BY source_partition, source_offset
 """
 
 SCHEMA_EXISTS = "SELECT to_regclass($1) IS NOT NULL"

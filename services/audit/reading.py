@@ -11,7 +11,6 @@ from types import TracebackType
 from typing import Any
 
 from aiokafka import TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
 from services.common import kafka
 from services.common.settings import Settings
@@ -41,7 +40,7 @@ class LogReader:
     async def partitions(self, topic: str) -> list[int]:
         """The topic's partitions as the broker knows them now (a consumer without a
         subscription keeps no metadata of its own for the topic)."""
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap_servers)
+        admin = kafka.admin(self.settings)
         await admin.start()
         try:
             (described,) = await admin.describe_topics([topic])

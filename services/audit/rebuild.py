@@ -23,7 +23,6 @@ from dataclasses import dataclass
 
 import asyncpg
 from aiokafka.errors import KafkaError
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.audit import queries
 from services.audit.indexes import (
@@ -34,21 +33,14 @@ from services.audit.indexes import (
 )
 from services.audit.reading import LogReader
 from services.audit.replay import BATCH_RECORDS, ReplayStats, replay, tune_interpreter
+from services.common.progress import ProgressReport, events_per_second
 from services.common.settings import Settings, load_settings
 from services.common.topics import Topics, create_topics
-from services.gateway.progress import ProgressReport, events_per_second
-from services.projector.store import LIVE_SCHEMA, open_projection
+from services.projector import LIVE_SCHEMA, open_projection
 
 WORK_SCHEMA = "ledger_rebuild"
 # Fault point for the resume test: the process kills itself after its first applied batch.
 FAULT_AFTER_FIRST_BATCH = "rebuild:after_first_batch"
-
-
-class RebuildSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
-
-    ledger_fault: str = ""
-    ledger_replay_batch: int = BATCH_RECORDS  # records per replayed batch
 
 
 @dataclass
@@ -67,8 +59,8 @@ class RebuildSummary:
         )
 
 
-def on_batch(progress: ProgressReport, tuning: RebuildSettings) -> Callable[[int], None]:
-    armed = FAULT_AFTER_FIRST_BATCH in tuning.ledger_fault.split(",")
+def on_batch(progress: ProgressReport, settings: Settings) -> Callable[[int], None]:
+    armed = settings.fault_armed(FAULT_AFTER_FIRST_BATCH)
 
     def advance(records: int) -> None:
         progress.advance(records)
@@ -100,17 +92,15 @@ async def swap(
     return stats
 
 
-async def run_rebuild(
-    settings: Settings, tuning: RebuildSettings, progress: ProgressReport
-) -> RebuildSummary:
+async def run_rebuild(settings: Settings, progress: ProgressReport) -> RebuildSummary:
     await create_topics(settings)
     topic = Topics.from_settings(settings).ledger
     summary = RebuildSummary()
     # Recreates the live schema when it was dropped, and migrates both to the same version.
     live = await open_projection(settings.database_url, LIVE_SCHEMA)
     work = await open_projection(settings.database_url, WORK_SCHEMA)
-    advance = on_batch(progress, tuning)
-    batch = tuning.ledger_replay_batch
+    advance = on_batch(progress, settings)
+    batch = settings.ledger_replay_batch or BATCH_RECORDS
     try:
         async with work.acquire() as conn:
             summary.resumed_from = await conn.fetchval(queries.OFFSETS_SUM, topic)
@@ -145,7 +135,7 @@ def main(args: argparse.Namespace) -> int:
     tune_interpreter()
     try:
         with ProgressReport("rebuild", None, stream=sys.stdout) as progress:
-            summary = asyncio.run(run_rebuild(load_settings(), RebuildSettings(), progress))
+            summary = asyncio.run(run_rebuild(load_settings(), progress))
     except (KafkaError, OSError, asyncpg.PostgresError) as error:
         print(f"ledger rebuild: failed: {error!r}; run it again to resume", file=sys.stderr)
         return 1

@@ -1,9 +1,11 @@
-"""Replays ledger.v1 into a projection schema with the projector's own apply code.
+"""Replays ledger.v1 into a projection schema with the projector's own apply surface
+(services/projector/apply.py: prepare, then apply), so a replay decides every entry as the
+live projector did, rejections included.
 
 Shared by the audit (into a fresh shadow schema, from offset 0 up to the live cut) and the
 rebuild (into a work schema, from the offsets it already applied, so an interrupted rebuild
-resumes). Progress lives in the schema's own applied_offsets, written by apply_prepared in
-the same transaction as the rows.
+resumes). Progress lives in the schema's own applied_offsets, written by apply in the same
+transaction as the rows.
 """
 
 from __future__ import annotations
@@ -19,9 +21,7 @@ import asyncpg
 from services.audit import queries
 from services.audit.reading import LogReader
 from services.common.batching import quiet_garbage_collector, share_the_gil_quickly
-from services.projector.columns import PreparedBatch, prepare
-from services.projector.ledger import read_message
-from services.projector.store import ApplyResult, apply_prepared
+from services.projector import ApplyResult, Batch, apply, prepare
 
 BATCH_RECORDS = 10_000
 # Prepared batches waiting for PostgreSQL: enough to ride out an uneven fetch, and a bound
@@ -81,14 +81,14 @@ async def replay(
     async with pool.acquire() as conn:
         starts = await applied_offsets(conn, topic)
     stats = ReplayStats()
-    ready: asyncio.Queue[PreparedBatch | None] = asyncio.Queue(maxsize=PREPARED_AHEAD)
+    ready: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=PREPARED_AHEAD)
     records = reader.read_range(topic, starts, targets, batch_records)
     feeder = asyncio.create_task(_feed(records, ready))
     try:
         while (batch := await _take(ready, feeder)) is not None:
             async with pool.acquire() as conn:
                 await conn.execute(WORK_SCHEMA_COMMIT)
-                result = await apply_prepared(conn, topic, batch)
+                result = await apply(conn, topic, batch)
             stats.add(len(batch.records), result)
             on_batch(len(batch.records))
     finally:
@@ -98,27 +98,19 @@ async def replay(
     return stats
 
 
-async def _feed(
-    batches: AsyncIterator[list[Any]], ready: asyncio.Queue[PreparedBatch | None]
-) -> None:
+async def _feed(batches: AsyncIterator[list[Any]], ready: asyncio.Queue[Batch | None]) -> None:
     """Puts prepared batches, then None; on an error too, so the consumer wakes up."""
     try:
         async for records in batches:
-            await ready.put(await asyncio.to_thread(prepare_records, records))
+            await ready.put(await asyncio.to_thread(prepare, records))
     except Exception:
         await ready.put(None)
         raise
     await ready.put(None)
 
 
-async def _take(
-    ready: asyncio.Queue[PreparedBatch | None], feeder: asyncio.Task[None]
-) -> PreparedBatch | None:
+async def _take(ready: asyncio.Queue[Batch | None], feeder: asyncio.Task[None]) -> Batch | None:
     batch = await ready.get()
     if batch is None:
         await feeder  # a fetch or parse error is raised here rather than lost
     return batch
-
-
-def prepare_records(records: list[Any]) -> PreparedBatch:
-    return prepare([read_message(r.value, r.partition, r.offset) for r in records])

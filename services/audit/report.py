@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from services.audit.figures import Difference
-from services.gateway.progress import events_per_second
+from services.common.progress import events_per_second
 
 # The text report names this many differences; the counts and the JSON cover them all.
 LISTED = 200
@@ -23,6 +23,17 @@ class Conflict:
     detected_at: str
 
 
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A ledger.v1 message the projector stored in the rejected entries instead of applying."""
+
+    partition: int
+    offset: int
+    reason: str
+    error: str
+    rejected_at: str
+
+
 @dataclass
 class AuditReport:
     cut: dict[int, int]
@@ -30,6 +41,7 @@ class AuditReport:
     accounts: int = 0
     differences: list[Difference] = field(default_factory=list)
     conflicts: list[Conflict] = field(default_factory=list)
+    rejected: list[Rejection] = field(default_factory=list)
     elapsed: float = 0.0
     shadow_kept: str | None = None
 
@@ -57,6 +69,7 @@ class AuditReport:
                 for d in self.differences
             ],
             "conflicts": [vars_of(c) for c in self.conflicts],
+            "rejected": [vars_of(r) for r in self.rejected],
             "elapsed_s": round(self.elapsed, 3),
             "entries_per_s": round(self.entries_per_second()),
             "shadow_kept": self.shadow_kept,
@@ -72,17 +85,24 @@ class AuditReport:
             f"{c.conflicting_credits} vs applied {c.applied_credits}"
             for c in self.conflicts
         ]
+        text += [
+            f"  rejected (not applied, not a difference): partition {r.partition} offset "
+            f"{r.offset}: {r.reason}: {r.error[:200]}"
+            for r in self.rejected[:LISTED]
+        ]
+        if len(self.rejected) > LISTED:
+            text.append(f"  ... and {len(self.rejected) - LISTED:,} more rejected (see --json)")
         verdict = "live projection equals the log" if self.equal else "DIFFERENCES FOUND"
         text.append(
             f"audit: {verdict}; entries read {self.entries_read:,}, accounts "
             f"{self.accounts:,}, differences {len(self.differences):,}, conflicts "
-            f"{len(self.conflicts):,}, elapsed {self.elapsed:.2f} s, "
-            f"{self.entries_per_second():,.0f} entries/s"
+            f"{len(self.conflicts):,}, rejected {len(self.rejected):,}, elapsed "
+            f"{self.elapsed:.2f} s, {self.entries_per_second():,.0f} entries/s"
         )
         if self.shadow_kept:
             text.append(f"  the shadow projection is kept in schema {self.shadow_kept}")
         return "\n".join(text)
 
 
-def vars_of(conflict: Conflict) -> dict[str, Any]:
-    return {name: getattr(conflict, name) for name in conflict.__slots__}
+def vars_of(item: Conflict | Rejection) -> dict[str, Any]:
+    return {name: getattr(item, name) for name in item.__slots__}

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from services.audit.drift import DriftReport, ModelDrift
-from services.gateway.progress import events_per_second
+from services.common.progress import events_per_second
 
 
 @dataclass

@@ -16,8 +16,8 @@ import asyncpg
 from schemas.events import UsageRecorded
 from services.bench.figures import BaselineFigure, rate
 from services.bench.processes import BenchError
-from services.gateway.sending import KeyedMessage
 from services.pricing.pricebook import PriceBook, Quote
+from services.traffic.sending import KeyedMessage
 
 SCHEMA = """
 CREATE SCHEMA IF NOT EXISTS baseline;

@@ -23,8 +23,8 @@ from services.bench.pipeline import Pipeline
 from services.bench.processes import BenchError
 from services.common.settings import Settings
 from services.gateway.publisher import UsagePublisher
-from services.gateway.sending import KeyedMessage
-from services.gateway.traffic import json_tail, usage_json
+from services.traffic.sending import KeyedMessage
+from services.traffic.traffic import json_tail, usage_json
 
 PROBES_PER_S = 10
 PROBE_ACCOUNTS = 5

@@ -10,13 +10,14 @@ from pathlib import Path
 import services
 from services.bench.processes import Service
 from services.bench.resources import ProcessGroup, children_of, cmdline, pid_from_file
+from services.common.settings import load_settings
 
 REPO = Path(services.__file__).resolve().parent.parent
 
 
 def local_dir() -> Path:
     """Where `make up` keeps the native Kafka's and PostgreSQL's pid files (infra/*.sh)."""
-    return Path(os.environ.get("LEDGER_LOCAL_DIR", REPO / ".local"))
+    return load_settings().ledger_local_dir or REPO / ".local"
 
 
 def process_groups(services: Sequence[Service], database: str) -> list[ProcessGroup]:

@@ -11,9 +11,9 @@ import secrets
 from dataclasses import dataclass
 
 import asyncpg
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
+from services.common import kafka
 from services.common.db import ADMIN_DATABASE, _with_database
 from services.common.settings import Settings
 from services.common.topics import Topics, create_topics
@@ -85,8 +85,7 @@ async def remove(namespaces: BenchNamespaces) -> None:
 
 
 async def _delete_topics(namespaces: BenchNamespaces) -> None:
-    bootstrap = namespaces.main.settings.kafka_bootstrap_servers
-    client = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    client = kafka.admin(namespaces.main.settings)
     try:
         await client.start()
         existing = set(await client.list_topics())

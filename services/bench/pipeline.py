@@ -19,7 +19,7 @@ from services.bench.processes import Service
 from services.bench.progress import applied_count, patience, wait_for_count
 from services.bench.resources import CpuMeter
 from services.bench.stages import Chunks, generate, publish
-from services.gateway.traffic import TrafficPlan
+from services.traffic.traffic import TrafficPlan
 
 # Events on accounts of their own before the clock starts: every consumer has joined its group
 # and every connection is open, so the timed run measures work, not startup.

@@ -13,9 +13,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import asyncpg
-from aiokafka.admin import AIOKafkaAdminClient
 
 from services.bench.processes import BenchError, Service
+from services.common import kafka
 from services.common.settings import Settings
 from services.common.topics import Topics
 from services.projector.store import LIVE_SCHEMA
@@ -49,7 +49,7 @@ class PricingOffsets:
     def __init__(self, settings: Settings) -> None:
         self.group = f"{settings.ledger_topic_prefix}ledger-pricing"
         self.topic = Topics.from_settings(settings).usage
-        self.admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+        self.admin = kafka.admin(settings)
 
     async def __aenter__(self) -> PricingOffsets:
         await self.admin.start()

@@ -31,9 +31,9 @@ from services.bench.rebuild import measure_rebuild
 from services.bench.resources import IOWAIT, OTHERS, CpuMeter, peak_rss_mb, pid_from_file
 from services.bench.stages import Chunks, generate, run_stages
 from services.common.settings import load_settings
-from services.gateway.traffic import TrafficPlan
 from services.pricing.pricebook import load_pricebook
 from services.projector.store import LIVE_SCHEMA
+from services.traffic.traffic import TrafficPlan
 
 # Enough accounts for the heavy-tailed mix to look like a real customer base.
 ACCOUNTS = 10_000

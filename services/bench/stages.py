@@ -19,11 +19,11 @@ from services.bench.namespace import Namespace
 from services.bench.processes import Service
 from services.bench.progress import PricingOffsets, applied_count, patience, wait_for_count
 from services.bench.resources import CpuMeter
+from services.common.progress import ProgressReport
 from services.common.settings import Settings
-from services.gateway.progress import ProgressReport
 from services.gateway.publisher import UsagePublisher
-from services.gateway.sending import KeyedMessage, publish_chunks
-from services.gateway.traffic import CHUNK, TrafficPlan, generate_chunks
+from services.traffic.sending import KeyedMessage, publish_chunks
+from services.traffic.traffic import CHUNK, TrafficPlan, generate_chunks
 
 Chunks = Sequence[Sequence[KeyedMessage]]
 

@@ -1,18 +1,26 @@
 """Kafka clients as the ledger uses them: keyed by account, batched per partition.
 
+Every producer, consumer and admin client of every service and command takes its broker
+addresses and security options from `connection(settings)` (docs/contracts.md,
+Configuration), so TLS and SASL are set in one place.
+
 FastStream has no transactions and its `publish_batch` ignores keys, so the hot paths use
-aiokafka directly (STYLE.md, field notes).
+aiokafka directly (docs/architecture.md, Why aiokafka).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
 from functools import lru_cache
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.conn import create_conn
+from aiokafka.errors import KafkaError
+from aiokafka.helpers import create_ssl_context
 from aiokafka.partitioner import murmur2
-from aiokafka.structs import RecordMetadata
+from aiokafka.protocol.metadata import MetadataRequest
 
 from services.common.settings import Settings
 
@@ -20,13 +28,56 @@ from services.common.settings import Settings
 PRODUCER_TUNING = {"linger_ms": 5, "max_batch_size": 256 * 1024, "compression_type": "lz4"}
 
 
-def producer(settings: Settings, transactional_id: str | None = None) -> AIOKafkaProducer:
+class KafkaSettingsError(ValueError):
+    """The Kafka security settings cannot work together (the message names the variable)."""
+
+
+def connection(settings: Settings) -> dict[str, Any]:
+    """Broker addresses and security options, as keyword arguments of any aiokafka client."""
+    protocol = settings.kafka_security_protocol
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka_bootstrap_servers,
+        "security_protocol": protocol,
+    }
+    if protocol in ("SSL", "SASL_SSL"):
+        options["ssl_context"] = _ssl_context(settings)
+    if protocol.startswith("SASL_"):
+        password = settings.kafka_sasl_password.get_secret_value()
+        if not settings.kafka_sasl_username or not password:
+            raise KafkaSettingsError(
+                f"KAFKA_SECURITY_PROTOCOL={protocol} needs KAFKA_SASL_USERNAME and "
+                "KAFKA_SASL_PASSWORD"
+            )
+        options["sasl_mechanism"] = settings.kafka_sasl_mechanism
+        options["sasl_plain_username"] = settings.kafka_sasl_username
+        options["sasl_plain_password"] = password
+    return options
+
+
+def _ssl_context(settings: Settings) -> Any:
+    """The brokers' certificates are checked against KAFKA_SSL_CAFILE, else the system CAs."""
+    cafile = settings.kafka_ssl_cafile
+    try:
+        return create_ssl_context(cafile=str(cafile) if cafile else None)
+    except (OSError, ValueError) as error:
+        raise KafkaSettingsError(f"KAFKA_SSL_CAFILE={cafile} cannot be used: {error}") from error
+
+
+def admin(settings: Settings) -> AIOKafkaAdminClient:
+    return AIOKafkaAdminClient(**connection(settings))
+
+
+def producer(
+    settings: Settings, transactional_id: str | None = None, **tuning: Any
+) -> AIOKafkaProducer:
+    """An idempotent producer whose sends are acknowledged by every in-sync replica;
+    `tuning` replaces PRODUCER_TUNING's values or adds options (a transaction timeout)."""
     return AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
+        **connection(settings),
         enable_idempotence=True,
         acks="all",
         transactional_id=transactional_id,
-        **PRODUCER_TUNING,
+        **{**PRODUCER_TUNING, **tuning},
     )
 
 
@@ -34,7 +85,7 @@ def consumer(settings: Settings, *topics: str, group_id: str | None) -> AIOKafka
     """A consumer that reads only committed records and never commits on its own."""
     return AIOKafkaConsumer(
         *topics,
-        bootstrap_servers=settings.kafka_bootstrap_servers,
+        **connection(settings),
         group_id=group_id,
         isolation_level="read_committed",
         enable_auto_commit=False,
@@ -56,12 +107,47 @@ def partition_for(key: bytes, partitions: int) -> int:
     return (hashed & 0x7FFFFFFF) % partitions
 
 
-async def send_keyed(
-    producer: AIOKafkaProducer, topic: str, messages: Iterable[tuple[bytes, bytes]]
-) -> list[RecordMetadata]:
-    """Sends (key, value) pairs without awaiting each one; returns once all are acknowledged.
+class KafkaAccessError(RuntimeError):
+    """No bootstrap server accepts these settings: unreachable, TLS or credentials refused."""
 
-    The producer's partitioner keys by account, so one account's messages keep their order.
-    """
-    futures = [await producer.send(topic, value, key=key) for key, value in messages]
-    return list(await asyncio.gather(*futures))
+
+ACCESS_TIMEOUT_S = 15.0
+
+
+async def check_access(settings: Settings, timeout_s: float = ACCESS_TIMEOUT_S) -> None:
+    """Connects as every client will (TLS handshake, SASL login, one metadata request) to
+    each bootstrap server in turn; returns at the first that answers, else raises
+    KafkaAccessError naming each server's refusal. Services call it before anything else,
+    so wrong credentials stop them with one clear line instead of retries or a traceback."""
+    options = connection(settings)
+    servers = options.pop("bootstrap_servers")
+    failures = []
+    for server in servers.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            await asyncio.wait_for(_probe(host, int(port), options), timeout_s)
+            return
+        except TimeoutError:
+            failures.append(f"{server}: no answer within {timeout_s:.0f} s")
+        except (OSError, KafkaError, ValueError) as error:
+            failures.append(f"{server}: {error!r}" if not str(error) else f"{server}: {error}")
+    raise KafkaAccessError(f"no Kafka broker accepts {_describe(settings)}: {'; '.join(failures)}")
+
+
+async def _probe(host: str, port: int, options: dict[str, Any]) -> None:
+    conn = await create_conn(host, port, request_timeout_ms=10_000, **options)
+    try:
+        # A plaintext client on a SASL listener passes the version handshake; a metadata
+        # request is refused there, so this is what proves the settings work.
+        await conn.send(MetadataRequest([]))
+    finally:
+        conn.close()
+
+
+def _describe(settings: Settings) -> str:
+    protocol = settings.kafka_security_protocol
+    described = f"KAFKA_BOOTSTRAP_SERVERS={settings.kafka_bootstrap_servers}, "
+    described += f"KAFKA_SECURITY_PROTOCOL={protocol}"
+    if protocol.startswith("SASL_"):
+        described += f", {settings.kafka_sasl_mechanism} as user {settings.kafka_sasl_username!r}"
+    return described

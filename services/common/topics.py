@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from services.common import kafka
 from services.common.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -36,16 +37,24 @@ class Topics:
         return (self.usage, self.ledger, self.dlq)
 
 
+def topic_config(settings: Settings) -> dict[str, str]:
+    """With replicas, an acknowledged write is on two brokers at least (producers send with
+    acks=all), so one broker may fail without losing an event or stopping the writes."""
+    min_insync = min(2, settings.ledger_replication_factor)
+    return {**TOPIC_CONFIG, "min.insync.replicas": str(min_insync)}
+
+
 async def create_topics(settings: Settings) -> list[str]:
     """Creates the missing topics; returns the names it created (idempotent)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    admin = kafka.admin(settings)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
         missing = [t for t in Topics.from_settings(settings).all() if t not in existing]
         created = []
+        replicas, config = settings.ledger_replication_factor, topic_config(settings)
         for name in missing:
-            topic = NewTopic(name, settings.ledger_partitions, 1, topic_configs=TOPIC_CONFIG)
+            topic = NewTopic(name, settings.ledger_partitions, replicas, topic_configs=config)
             try:
                 await admin.create_topics([topic])
                 created.append(name)

@@ -2,10 +2,10 @@
 
 Messages are keyed by account id and batched per partition: each partition gets a record
 batch built by the caller (`create_batch`/`send_batch`), which is several times faster than
-awaiting `send` per message (STYLE.md, field notes). The partition is the one Kafka's default
-partitioner picks for the key, so this client and any other Kafka producer agree, and one
-account's events stay in order. Nothing is dropped: a batch that cannot be delivered makes the
-next call (`publish`, `flush` or leaving the `async with`) raise.
+awaiting `send` per message (docs/architecture.md, Why aiokafka). The partition is the one
+Kafka's default partitioner picks for the key, so this client and any other Kafka producer
+agree, and one account's events stay in order. Nothing is dropped: a batch that cannot be
+delivered makes the next call (`publish`, `flush` or leaving the `async with`) raise.
 """
 
 from __future__ import annotations
@@ -20,12 +20,13 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import MessageSizeTooLargeError
 
 from schemas.events import UsageRecorded, dump
-from services.common.kafka import account_key, partition_for
+from services.common.kafka import account_key, connection, partition_for
 from services.common.settings import Settings
 from services.common.topics import Topics
 
 # One batch per partition of up to 1 MiB: ~3,500 usage events, one request for them all.
-# No compression: the broker is near and lz4 is not among the dependencies.
+# Uncompressed: the CPU of the gateway's host serves requests; the pipeline's own producers
+# compress (services/common/kafka.py).
 BATCH_BYTES = 1024 * 1024
 # How long an event may wait in a partly filled batch before it is sent anyway.
 DEFAULT_LINGER_S = 0.05
@@ -54,7 +55,7 @@ class UsagePublisher:
 
     async def __aenter__(self) -> UsagePublisher:
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=self._settings.kafka_bootstrap_servers,
+            **connection(self._settings),
             enable_idempotence=True,
             acks="all",
             max_batch_size=BATCH_BYTES,

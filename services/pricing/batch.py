@@ -13,6 +13,9 @@ from services.pricing.debits import ConsumedRecord, price_usage
 from services.pricing.pricebook import PriceBook
 
 Message = tuple[bytes | None, bytes]  # (key, value)
+# A DLQ message keeps its source's key when it is an account id's size; a longer key (the
+# contract keys by account_id, at most 128 characters) would not fit a produce request.
+MAX_DLQ_KEY_BYTES = 1024
 
 
 @dataclass
@@ -60,5 +63,9 @@ def append_rejection(
     # a keyless message stays on its source partition's number.
     key = record.key
     partition = partition_for(key, dlq_partitions) if key else record.partition % dlq_partitions
+    if key is not None and len(key) > MAX_DLQ_KEY_BYTES:
+        detail = f"{rejection.detail} (its key of {len(key)} bytes is not kept)"
+        rejection = rejection.model_copy(update={"detail": detail})
+        key = None
     out.dlq.setdefault(partition, []).append((key, dump(rejection)))
     out.rejections.append(rejection)

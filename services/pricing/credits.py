@@ -1,7 +1,7 @@
 """Pricing arithmetic: tokens and exact decimal multipliers in, whole Credits out.
 
 Everything is integer arithmetic over the exact ratios of the decimals, so no rounding
-happens anywhere except the single ceiling DESIGN.md asks for.
+happens anywhere except the single ceiling docs/contracts.md (Pricing) asks for.
 """
 
 from __future__ import annotations
@@ -50,25 +50,3 @@ def credits_from_ratios(
         + output_tokens * o_num * c_den
     )
     return ceil_div(m_num * scaled_tokens, m_den * c_den * o_den)
-
-
-def credits_for(
-    multiplier: Decimal,
-    *,
-    input_tokens: int,
-    cached_input_tokens: int,
-    output_tokens: int,
-    cached_weight: Decimal = ONE,
-    output_weight: Decimal = ONE,
-) -> int:
-    """ceil(multiplier * ((input - cached) + cached * cached_weight + output * output_weight)).
-
-    With both weights 1 this is exactly ceil(multiplier * billable_tokens).
-    """
-    return credits_from_ratios(
-        multiplier.as_integer_ratio(),
-        weight_ratios(cached_weight, output_weight),
-        input_tokens=input_tokens,
-        cached_input_tokens=cached_input_tokens,
-        output_tokens=output_tokens,
-    )

@@ -29,8 +29,11 @@ from services.pricing.usage_json import PlainUsage, read_plain_usage
 # Fixed forever: changing it would give every replayed usage event a new entry_id.
 DEBIT_NAMESPACE = UUID("5b0f3c52-8a7e-4d1b-9c0e-6f2a1d3e4b57")
 # Large enough for any real usage event, small enough that a DLQ message stays far below
-# the broker's 1 MiB limit even when every character expands to 3 bytes.
+# one producer batch (service.MAX_BATCH_BYTES) and the broker's message limit: a payload is
+# cut to this many characters, and further when its JSON text would pass MAX_PAYLOAD_BYTES
+# (a control character takes 6 bytes there, \u0000).
 MAX_PAYLOAD_CHARS = 64 * 1024
+MAX_PAYLOAD_BYTES = 128 * 1024
 MAX_DETAIL_CHARS = 2048
 
 
@@ -141,6 +144,13 @@ def price_validated(
 ) -> EncodedDebit | UsageRejected:
     """price_usage with pydantic validating the event: the authority on what is invalid."""
     value = record.value
+    if value is None:
+        return reject(
+            record,
+            "invalid_json",
+            "empty message: a tombstone (null value), not a usage event",
+            now,
+        )
     if not value:
         return reject(record, "invalid_json", "empty message (no bytes)", now)
     try:
@@ -188,11 +198,11 @@ def reject(
     record: ConsumedRecord, code: RejectionCode, detail: str, now: datetime
 ) -> UsageRejected:
     raw = record.value or b""
-    payload = raw.decode("utf-8", errors="replace")
-    if len(payload) > MAX_PAYLOAD_CHARS:
-        payload = payload[:MAX_PAYLOAD_CHARS]
+    text = raw.decode("utf-8", errors="replace")
+    payload = cut_payload(text)
+    if len(payload) < len(text):
         detail += (
-            f" (payload cut to its first {MAX_PAYLOAD_CHARS} characters; "
+            f" (payload cut to its first {len(payload)} characters; "
             f"the message had {len(raw)} bytes)"
         )
     return UsageRejected(
@@ -202,6 +212,16 @@ def reject(
         source=SourcePosition(topic=record.topic, partition=record.partition, offset=record.offset),
         rejected_at=now,
     )
+
+
+def cut_payload(text: str) -> str:
+    """The payload as the DLQ carries it: `text`, or its start when it is too long."""
+    payload = text[:MAX_PAYLOAD_CHARS]
+    # No character takes more than 6 bytes in JSON, so a short payload is never measured.
+    too_long = len(payload) * 6 > MAX_PAYLOAD_BYTES
+    if too_long and len(encode_basestring(payload).encode()) > MAX_PAYLOAD_BYTES:
+        payload = payload[: MAX_PAYLOAD_BYTES // 6]
+    return payload
 
 
 def _cap(detail: str) -> str:

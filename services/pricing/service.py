@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 import time
 from datetime import UTC, datetime
@@ -16,13 +15,14 @@ from datetime import UTC, datetime
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from services.common.batching import quiet_garbage_collector
+from services.common.kafka import connection
 from services.common.kafka import consumer as make_consumer
 from services.common.settings import Settings, load_settings
+from services.common.throughput import Throughput
 from services.common.topics import Topics, create_topics
 from services.pricing.batch import PricedBatch, price_batch
 from services.pricing.pricebook import PriceBook, PriceBookError, load_pricebook
 from services.pricing.rebalance import RebalanceGuard
-from services.pricing.throughput import Throughput
 from services.pricing.transactions import commit_batch
 
 log = logging.getLogger("services.pricing")
@@ -51,7 +51,7 @@ def run() -> int:
     except PriceBookError as error:
         log.error("pricing cannot start: %s", error)
         return 2
-    instance = os.environ.get("LEDGER_INSTANCE_ID", "0")
+    instance = settings.ledger_instance_id
     quiet_garbage_collector()
     return asyncio.run(serve(settings, book, instance))
 
@@ -65,7 +65,7 @@ async def serve(settings: Settings, book: PriceBook, instance: str) -> int:
     topics = Topics.from_settings(settings)
     prefix = settings.ledger_topic_prefix
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
+        **connection(settings),
         acks="all",
         enable_idempotence=True,
         transactional_id=transactional_id(prefix, instance),
@@ -113,7 +113,8 @@ class Pricing:
         self.group = group
         self.guard = guard
         self.positions: dict[TopicPartition, int] = {}
-        self.throughput = Throughput(started=time.monotonic())
+        self.throughput = Throughput("pricing", "events", time.monotonic(), ("rejections",))
+        self.priced = 0  # since start
 
     async def run(self, stop: asyncio.Event) -> None:
         ledger_partitions = len(await self.producer.partitions_for(self.topics.ledger))
@@ -145,12 +146,12 @@ class Pricing:
                     await commit_batch(self.producer, self.topics, self.group, priced)
                     committed_at = time.monotonic()
                 self.after_commit(priced)
-                self.throughput.record(
-                    priced.size,
-                    len(priced.rejections),
-                    priced_at - started,
-                    committed_at - priced_at,
+                self.throughput.add(priced.size, rejections=len(priced.rejections))
+                # pricing: this process's CPU; committing: waiting for the broker
+                self.throughput.spend(
+                    pricing=priced_at - started, committing=committed_at - priced_at
                 )
+                self.priced += priced.size
             self.report()
 
     def rewind(self, fetched: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
@@ -181,9 +182,17 @@ class Pricing:
             )
 
     def report(self) -> None:
-        line = self.throughput.report(time.monotonic(), self.lag())
-        if line is not None:
-            log.info(line)
+        now = time.monotonic()
+        if self.throughput.due(now):
+            lag = self.lag()
+            log.info(
+                self.throughput.line(
+                    now,
+                    f"priced since start {self.priced:,}",
+                    f"lag {'unknown' if lag is None else f'{lag:,}'}",
+                )
+            )
+            self.throughput.reset(now)
 
     def lag(self) -> int | None:
         """Committed records not yet priced, over the partitions this instance holds."""

@@ -56,7 +56,9 @@ class ModelPrice:
     def credits(
         self, tier: Tier, *, input_tokens: int, cached_input_tokens: int, output_tokens: int
     ) -> int:
-        """credits_for(tier.multiplier, ..., this model's weights) on precomputed ratios."""
+        """ceil(multiplier * ((input - cached) + cached * cached_weight + output *
+        output_weight)) for the tier's multiplier and this model's weights, on ratios worked
+        out once."""
         return credits_from_ratios(
             tier.ratio,
             self._weights,

@@ -17,17 +17,12 @@ import orjson
 
 from schemas.events import CreditsDebited, LedgerEntry
 from services.projector.ledger import (
-    AccountDelta,
     BatchPlan,
     RejectedMessage,
     SourcedEntry,
-    UsageKey,
-    UsageTotals,
-    account_deltas,
     next_offsets,
     plan_batch,
     usage_day,
-    usage_rollup,
 )
 
 Columns = tuple[list[Any], ...]
@@ -58,20 +53,25 @@ def prepare(records: Sequence[SourcedEntry | RejectedMessage]) -> PreparedBatch:
 
 
 def totals(entries: Iterable[LedgerEntry]) -> Columns:
-    """Columns of UPSERT_TOTALS $1..$12: what `reference_totals` gives (unit tests compare
-    them), in one pass over the entries and without the intermediate values, because this
-    runs for every batch."""
-    balance_rows: dict[str, list[Any]] = {}  # account -> [purchased, adjusted, spent, n, at]
+    """Columns of UPSERT_TOTALS $1..$14: per account its purchased, adjusted and spent sums,
+    entries, latest occurred_at, inflow and outflow (ledger.flows_of); per account, day and
+    model its requests, tokens and credits. One pass over the entries, because this runs
+    for every batch; unit tests compare it with the reference fold in the tests."""
+    # account -> [purchased, adjusted upwards, spent, n, at, adjusted downwards]
+    balance_rows: dict[str, list[Any]] = {}
     usage_rows: dict[tuple[str, date, str], list[int]] = {}  # -> [requests, tokens, credits]
     days: dict[datetime, date] = {}
     for entry in entries:
         account, at, credits = entry.account_id, entry.occurred_at, entry.credits
         row = balance_rows.get(account)
         if row is None:
-            row = balance_rows[account] = [0, 0, 0, 0, at]
+            row = balance_rows[account] = [0, 0, 0, 0, at, 0]
         elif at > row[4]:
             row[4] = at
-        row[_COLUMN[entry.type]] += credits
+        if credits < 0:  # only an adjustment can be negative
+            row[5] -= credits
+        else:
+            row[_COLUMN[entry.type]] += credits
         row[3] += 1
         if isinstance(entry, CreditsDebited):
             day = days.get(at)
@@ -88,21 +88,16 @@ def totals(entries: Iterable[LedgerEntry]) -> Columns:
     u = list(usage_rows.values())
     keys = list(usage_rows)
     return (
-        list(balance_rows), [r[0] for r in b], [r[1] for r in b], [r[2] for r in b],
+        list(balance_rows), [r[0] for r in b], [r[1] - r[5] for r in b], [r[2] for r in b],
         [r[3] for r in b], [r[4] for r in b],
+        [r[0] + r[1] for r in b], [r[2] + r[5] for r in b],
         [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys],
         [r[0] for r in u], [r[1] for r in u], [r[2] for r in u],
     )  # fmt: skip
 
 
-# Where each kind adds up in a balances row (AccountDelta's order: purchased, adjusted, spent).
+# Where each kind adds up in a balances row of `totals` (credits >= 0).
 _COLUMN = {"credits.granted": 0, "credits.adjusted": 1, "credits.debited": 2}
-
-
-def reference_totals(entries: Iterable[LedgerEntry]) -> Columns:
-    """`totals` spelled with the ledger arithmetic of ledger.py: the reference it must equal."""
-    applied = list(entries)
-    return (*balances(account_deltas(applied)), *usage(usage_rollup(applied)))
 
 
 def journal_copy(rows: Sequence[SourcedEntry]) -> bytes:
@@ -129,7 +124,7 @@ def journal_line(
     e: dict[str, Any], r: SourcedEntry, ordinal: int, text: Callable[[str], str]
 ) -> str:
     """One COPY line of journal_copy; `text` escapes the free-text fields (or not)."""
-    kind = e["type"][8:]  # "credits.debited" -> "debited", as ledger.kind_of
+    kind = e["type"][8:]  # "credits.debited" -> "debited": the journal's kind
     if kind == "debited":
         tail = (
             f"-{e['credits']}\t{text(e['model'])}\t{text(e['tier'])}\t{e['multiplier']}\t"
@@ -180,43 +175,17 @@ def printable(raw: bytes) -> str:
 
 
 def rejected(rows: Sequence[RejectedMessage]) -> Columns:
-    """Columns of INSERT_REJECTED ($2..$6)."""
+    """Columns of INSERT_REJECTED ($2..$7)."""
     return (
         [r.partition for r in rows],
         [r.offset for r in rows],
         [printable(r.raw) for r in rows],
         [r.raw for r in rows],
         [printable(r.error.encode()) for r in rows],
-    )
-
-
-def balances(deltas: Mapping[str, AccountDelta]) -> Columns:
-    """Columns of UPSERT_TOTALS $1..$6: one row per account."""
-    items = list(deltas.items())
-    return (
-        [account for account, _ in items],
-        [d.purchased for _, d in items],
-        [d.adjusted for _, d in items],
-        [d.spent for _, d in items],
-        [d.entries for _, d in items],
-        [d.updated_at for _, d in items],
-    )
-
-
-def usage(rollup: Mapping[UsageKey, UsageTotals]) -> Columns:
-    """Columns of UPSERT_TOTALS $7..$12: one row per account, day and model."""
-    items = list(rollup.items())
-    days: list[date] = [k.day for k, _ in items]
-    return (
-        [k.account_id for k, _ in items],
-        days,
-        [k.model for k, _ in items],
-        [t.requests for _, t in items],
-        [t.tokens for _, t in items],
-        [t.credits for _, t in items],
+        [r.reason for r in rows],
     )
 
 
 def offsets(next_offsets: Mapping[int, int]) -> Columns:
-    """Columns of UPSERT_TOTALS $14..$15."""
+    """Columns of UPSERT_TOTALS $16..$17."""
     return list(next_offsets), list(next_offsets.values())

@@ -7,18 +7,17 @@ what these functions compute; the SQL only adds the results to what is already s
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Literal
+from typing import Literal, get_args
 from uuid import UUID
 
 from pydantic import ValidationError
 
-from schemas.events import CreditsDebited, CreditsGranted, LedgerEntry
+from schemas.events import BALANCE_LIMIT, CreditsDebited, LedgerEntry
 from schemas.events import parse_ledger_entry as parse_entry
 
-Kind = Literal["debited", "granted", "adjusted"]
 Status = Literal["active", "exhausted"]
 
 # pricing re-stamps priced_at when it re-prices a re-sent usage event; the debit is the same.
@@ -62,14 +61,24 @@ class SourcedEntry:
         object.__setattr__(self, "digest", digest_of_canonical(self.entry, canonical))
 
 
+# Why a message on ledger.v1 is in the rejected entries instead of the journal:
+# invalid_entry: not a ledger entry (no value, not JSON, not the schema);
+# balance_limit: it would take its account's inflow or outflow past BALANCE_LIMIT;
+# refused: PostgreSQL refused a value of it (SQLSTATE and message in the detail);
+# unprocessable: the projector's own code failed on it (the exception in the detail).
+RejectReason = Literal["invalid_entry", "balance_limit", "refused", "unprocessable"]
+REJECT_REASONS: tuple[RejectReason, ...] = get_args(RejectReason)
+
+
 @dataclass(frozen=True, slots=True)
 class RejectedMessage:
-    """A message on ledger.v1 that is not a storable ledger entry."""
+    """A message on ledger.v1 that is not applied: stored with its reason instead."""
 
     raw: bytes
     partition: int
     offset: int
-    error: str
+    error: str  # the detail, for people
+    reason: RejectReason = "invalid_entry"
 
 
 def read_message(raw: bytes | None, partition: int, offset: int) -> SourcedEntry | RejectedMessage:
@@ -83,21 +92,9 @@ def read_message(raw: bytes | None, partition: int, offset: int) -> SourcedEntry
         return RejectedMessage(raw, partition, offset, detail or str(error))
     # PostgreSQL text cannot hold NUL; such an entry could never be stored, so it is rejected.
     if b"\\u0000" in raw and any("\x00" in str(v) for v in entry.model_dump().values()):
-        return RejectedMessage(raw, partition, offset, "a text field contains a NUL character")
+        detail = "a text field contains a NUL character, which PostgreSQL text cannot hold"
+        return RejectedMessage(raw, partition, offset, detail, "refused")
     return SourcedEntry(entry, raw, partition, offset)
-
-
-def kind_of(entry: LedgerEntry) -> Kind:
-    if isinstance(entry, CreditsDebited):
-        return "debited"
-    if isinstance(entry, CreditsGranted):
-        return "granted"
-    return "adjusted"
-
-
-def signed_credits(entry: LedgerEntry) -> int:
-    """The entry's effect on the balance."""
-    return -entry.credits if isinstance(entry, CreditsDebited) else entry.credits
 
 
 def status_for(balance: int) -> Status:
@@ -108,110 +105,61 @@ def status_for(balance: int) -> Status:
     return "active" if balance > 0 else "exhausted"
 
 
-@dataclass(frozen=True, slots=True)
-class AccountDelta:
-    """What a set of entries adds to one account's balances row."""
-
-    purchased: int = 0
-    adjusted: int = 0
-    spent: int = 0
-    entries: int = 0
-    # The latest occurred_at: balances.updated_at is event time, so a rebuild reproduces it.
-    updated_at: datetime | None = None
-
-    @property
-    def balance(self) -> int:
-        return self.purchased + self.adjusted - self.spent
-
-    def __add__(self, other: AccountDelta) -> AccountDelta:
-        times = [t for t in (self.updated_at, other.updated_at) if t is not None]
-        return AccountDelta(
-            purchased=self.purchased + other.purchased,
-            adjusted=self.adjusted + other.adjusted,
-            spent=self.spent + other.spent,
-            entries=self.entries + other.entries,
-            updated_at=max(times) if times else None,
-        )
-
-
-def delta_of(entry: LedgerEntry) -> AccountDelta:
-    at = entry.occurred_at
-    if isinstance(entry, CreditsDebited):
-        return AccountDelta(spent=entry.credits, entries=1, updated_at=at)
-    if isinstance(entry, CreditsGranted):
-        return AccountDelta(purchased=entry.credits, entries=1, updated_at=at)
-    return AccountDelta(adjusted=entry.credits, entries=1, updated_at=at)
-
-
-def account_deltas(entries: Iterable[LedgerEntry]) -> dict[str, AccountDelta]:
-    """The summed delta per account: one row per account for the batch's single upsert."""
-    # Plain lists accumulate: a batch has 10,000 entries and this runs on the hot path.
-    sums: dict[str, list[int]] = {}
-    latest: dict[str, datetime] = {}
-    for entry in entries:
-        account = entry.account_id
-        row = sums.get(account)
-        if row is None:
-            row = sums[account] = [0, 0, 0, 0]
-            latest[account] = entry.occurred_at
-        elif entry.occurred_at > latest[account]:
-            latest[account] = entry.occurred_at
-        row[_COLUMN[entry.type]] += entry.credits
-        row[3] += 1
-    return {
-        account: AccountDelta(p, a, s, n, latest[account]) for account, (p, a, s, n) in sums.items()
-    }
-
-
-# AccountDelta's field order: purchased, adjusted, spent.
-_COLUMN = {"credits.granted": 0, "credits.adjusted": 1, "credits.debited": 2}
-
-
-@dataclass(frozen=True, slots=True, order=True)
-class UsageKey:
-    account_id: str
-    day: date
-    model: str
-
-
-@dataclass(frozen=True, slots=True)
-class UsageTotals:
-    requests: int = 0
-    tokens: int = 0
-    credits: int = 0
-
-    def __add__(self, other: UsageTotals) -> UsageTotals:
-        return UsageTotals(
-            self.requests + other.requests,
-            self.tokens + other.tokens,
-            self.credits + other.credits,
-        )
-
-
 def usage_day(at: datetime) -> date:
     return at.astimezone(UTC).date()
 
 
-def usage_rollup(entries: Iterable[LedgerEntry]) -> dict[UsageKey, UsageTotals]:
-    """Daily usage per account and model (UTC day of occurred_at); debits only."""
-    # Plain tuples accumulate and each distinct time is converted once: the hot path.
-    sums: dict[tuple[str, date, str], list[int]] = {}
-    days: dict[datetime, date] = {}
-    for entry in entries:
-        if not isinstance(entry, CreditsDebited):
+def flows_of(entry: LedgerEntry) -> tuple[int, int]:
+    """What the entry adds to its account's (inflow, outflow): credits granted or adjusted
+    upwards flow in; credits debited or adjusted downwards flow out."""
+    credits = entry.credits
+    if isinstance(entry, CreditsDebited):
+        return 0, credits
+    return (credits, 0) if credits >= 0 else (0, -credits)
+
+
+def screen(
+    records: Iterable[SourcedEntry | RejectedMessage],
+    flows: Mapping[str, tuple[int, int]],
+    known: Set[UUID],
+) -> list[SourcedEntry | RejectedMessage]:
+    """The records with each entry that would take its account's inflow or outflow past
+    BALANCE_LIMIT turned into a balance_limit rejection, in log order from the stored
+    `flows`. Entries of `known` entry_ids (already applied) and repeats are left alone.
+
+    Both flows only grow, so an entry refused here is refused again after any later entry,
+    and a batch whose summed flows stay within the limit holds no entry refused here: the
+    verdict is the same however the log is cut into batches (docs/contracts.md).
+    """
+    running = dict(flows)
+    decided: dict[UUID, bool] = dict.fromkeys(known, True)  # entry_id -> within the limit
+    out: list[SourcedEntry | RejectedMessage] = []
+    for record in records:
+        if isinstance(record, RejectedMessage):
+            out.append(record)
             continue
-        at = entry.occurred_at
-        day = days.get(at)
-        if day is None:
-            day = days[at] = usage_day(at)
-        key = (entry.account_id, day, entry.model)
-        row = sums.get(key)
-        if row is None:
-            row = sums[key] = [0, 0, 0]
-        row[0] += 1
-        row[1] += entry.billable_tokens
-        row[2] += entry.credits
-    return {UsageKey(*key): UsageTotals(*row) for key, row in sums.items()}
+        entry = record.entry
+        within = decided.get(entry.entry_id)
+        if within is None:
+            inflow, outflow = running.get(entry.account_id, (0, 0))
+            more_in, more_out = flows_of(entry)
+            within = inflow + more_in <= BALANCE_LIMIT and outflow + more_out <= BALANCE_LIMIT
+            decided[entry.entry_id] = within
+            if within:
+                running[entry.account_id] = (inflow + more_in, outflow + more_out)
+        if not within:
+            record = over_the_limit(record, running.get(entry.account_id, (0, 0)))
+        out.append(record)
+    return out
+
+
+def over_the_limit(record: SourcedEntry, flows: tuple[int, int]) -> RejectedMessage:
+    entry = record.entry
+    detail = (
+        f"{entry.type} of {entry.credits} credits would take account {entry.account_id} past "
+        f"the balance limit {BALANCE_LIMIT} (inflow {flows[0]}, outflow {flows[1]} before it)"
+    )
+    return RejectedMessage(record.raw, record.partition, record.offset, detail, "balance_limit")
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,23 +215,19 @@ def next_offsets(records: Iterable[SourcedEntry | RejectedMessage]) -> dict[int,
 
 
 __all__ = [
-    "AccountDelta",
+    "REJECT_REASONS",
     "BatchPlan",
+    "RejectReason",
     "RejectedMessage",
     "SourcedEntry",
-    "UsageKey",
-    "UsageTotals",
-    "account_deltas",
     "content_digest",
-    "delta_of",
     "digest_of_canonical",
-    "kind_of",
+    "flows_of",
     "next_offsets",
     "plan_batch",
     "read_message",
-    "signed_credits",
+    "screen",
     "split_repeats",
     "status_for",
     "usage_day",
-    "usage_rollup",
 ]

@@ -1,8 +1,9 @@
 """`ledger serve projector`: ledger.v1 -> PostgreSQL, one transaction per batch.
 
 Kafka offsets are committed only after the PostgreSQL commit, so a crash in between makes
-Kafka redeliver the batch, which apply_batch then counts as duplicates (exactly once in
-effect). Fetching and parsing the next batch overlaps with writing the current one.
+Kafka redeliver the batch, which apply then counts as duplicates (exactly once in effect).
+Fetching and parsing the next batch overlaps with writing the current one. What a batch
+holds never stops the loop (apply.py isolates it); only an unreachable PostgreSQL pauses it.
 """
 
 from __future__ import annotations
@@ -25,11 +26,10 @@ from aiokafka.errors import CommitFailedError, IllegalStateError
 from services.common import kafka
 from services.common.batching import quiet_garbage_collector, share_the_gil_quickly
 from services.common.settings import Settings, load_settings
+from services.common.throughput import Throughput
 from services.common.topics import Topics, create_topics
-from services.projector.columns import PreparedBatch, prepare
-from services.projector.ledger import read_message
-from services.projector.stats import Window
-from services.projector.store import ApplyResult, apply_prepared, open_projection
+from services.projector.apply import CONNECTION_ERRORS, Batch, apply, prepare
+from services.projector.store import ApplyResult, open_projection
 
 log = logging.getLogger("services.projector")
 
@@ -38,26 +38,14 @@ FETCH_TIMEOUT_MS = 500
 REPORT_SECONDS = 5.0
 MAX_BACKOFF_SECONDS = 5.0
 FAULT_AFTER_DB_COMMIT = "projector:after_db_commit"
-# What a PostgreSQL restart looks like from here; anything else is a bug and stops the process.
-CONNECTION_ERRORS = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.exceptions.OperatorInterventionError,
-    asyncpg.exceptions.InsufficientResourcesError,
-    asyncpg.InterfaceError,
-    # A shutdown that arrives during the journal's COPY leaves asyncpg consuming the error
-    # when the transaction's ROLLBACK is sent: "cannot switch to state 15; another operation
-    # (2) is in progress". The server has rolled back; the retry uses another connection.
-    asyncpg.InternalClientError,
-)
-
 T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
-class Batch:
-    prepared: PreparedBatch
+class Fetched:
+    """A fetched batch, prepared, and the offsets to commit once it is applied."""
+
+    prepared: Batch
     commit: dict[TopicPartition, int]
 
 
@@ -87,7 +75,7 @@ async def serve(settings: Settings) -> None:
     try:
         await consumer.start()
         log.info("projector ready: consuming %s as group %s", topic, group)
-        reporter = asyncio.create_task(report(window := Window(time.monotonic())))
+        reporter = asyncio.create_task(report(window := progress_window(time.monotonic())))
         try:
             await project(consumer, pool, topic, stop, window)
         finally:
@@ -99,11 +87,15 @@ async def serve(settings: Settings) -> None:
 
 
 async def project(
-    consumer: AIOKafkaConsumer, pool: asyncpg.Pool, topic: str, stop: asyncio.Event, window: Window
+    consumer: AIOKafkaConsumer,
+    pool: asyncpg.Pool,
+    topic: str,
+    stop: asyncio.Event,
+    window: Throughput,
 ) -> None:
     """Applies batch after batch until stop; the next batch is fetched meanwhile."""
     # Several fault points may be armed at once, comma-separated, for the whole pipeline.
-    crash_after_commit = FAULT_AFTER_DB_COMMIT in os.environ.get("LEDGER_FAULT", "").split(",")
+    crash_after_commit = load_settings().fault_armed(FAULT_AFTER_DB_COMMIT)
     upcoming = asyncio.create_task(fetch(consumer))
     try:
         while not stop.is_set():
@@ -111,14 +103,14 @@ async def project(
             upcoming = asyncio.create_task(fetch(consumer))
             if not batch.prepared.records:
                 continue
-            result = await retry(partial(apply, pool, topic, batch), stop)
+            result = await retry(partial(apply_fetched, pool, topic, batch), stop)
             if result is None:
                 return
             if crash_after_commit:
                 os.kill(os.getpid(), signal.SIGKILL)
             await commit(consumer, batch.commit)
             report_news(result)
-            window.add(len(batch.prepared.records), result)
+            window.add(len(batch.prepared.records), **result.counts())
     finally:
         # A fetched batch that is not applied is not committed either: Kafka redelivers it.
         upcoming.cancel()
@@ -126,7 +118,7 @@ async def project(
             await upcoming
 
 
-async def fetch(consumer: AIOKafkaConsumer) -> Batch:
+async def fetch(consumer: AIOKafkaConsumer) -> Fetched:
     fetched = await consumer.getmany(timeout_ms=FETCH_TIMEOUT_MS, max_records=MAX_RECORDS)
     # Parsing takes longer than PostgreSQL takes to write the batch before it. In a worker
     # thread it leaves the event loop free to answer PostgreSQL at once (the loop waits at
@@ -134,17 +126,14 @@ async def fetch(consumer: AIOKafkaConsumer) -> Batch:
     return await asyncio.to_thread(parse, fetched)
 
 
-def parse(fetched: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> Batch:
-    records = [
-        read_message(m.value, m.partition, m.offset) for msgs in fetched.values() for m in msgs
-    ]
+def parse(fetched: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> Fetched:
     commit = {tp: msgs[-1].offset + 1 for tp, msgs in fetched.items() if msgs}
-    return Batch(prepare(records), commit)
+    return Fetched(prepare([m for msgs in fetched.values() for m in msgs]), commit)
 
 
-async def apply(pool: asyncpg.Pool, topic: str, batch: Batch) -> ApplyResult:
+async def apply_fetched(pool: asyncpg.Pool, topic: str, batch: Fetched) -> ApplyResult:
     async with pool.acquire() as conn:
-        return await apply_prepared(conn, topic, batch.prepared)
+        return await apply(conn, topic, batch.prepared)
 
 
 async def retry(attempt: Callable[[], Awaitable[T]], stop: asyncio.Event) -> T | None:
@@ -180,12 +169,17 @@ def report_news(result: ApplyResult) -> None:
         )  # fmt: skip
     for r in result.new_rejections:
         log.warning(
-            "rejected: partition %d offset %d is not a ledger entry: %s",
-            r.partition, r.offset, r.error[:500],
+            "rejected: partition %d offset %d (%s): %s",
+            r.partition, r.offset, r.reason, r.error[:500],
         )  # fmt: skip
 
 
-async def report(window: Window) -> None:
+def progress_window(now: float) -> Throughput:
+    names = ("applied", "duplicates", "conflicts", "rejected")
+    return Throughput("projector", "entries", now, names)
+
+
+async def report(window: Throughput) -> None:
     while True:
         await asyncio.sleep(REPORT_SECONDS)
         now = time.monotonic()

@@ -1,14 +1,8 @@
-"""Every SQL statement of the projector, and the one transaction that applies a batch.
+"""Every SQL statement of the projector, and the one transaction that writes a batch.
 
 Tables are unqualified: the connection's search_path names the schema, so the live
 projection ("ledger") and a shadow rebuilt by the audit run the very same statements.
-
-For the audit / rebuild:
-
-    pool = await open_projection(database_url, "ledger_shadow")
-    async with pool.acquire() as conn:
-        result = await apply_batch(conn, topic, [read_message(m.value, m.partition, m.offset)
-                                                 for m in messages])
+Callers go through services/projector/apply.py, which also isolates what cannot be written.
 """
 
 from __future__ import annotations
@@ -88,6 +82,13 @@ INSERT_JOURNAL_LISTING_KNOWN = INSERT_JOURNAL.replace("RETURNING 1", "RETURNING 
 )
 
 APPLIED_DIGESTS = "SELECT entry_id, content_digest FROM journal WHERE entry_id = ANY($1::uuid[])"
+APPLIED_IDS = "SELECT entry_id FROM journal WHERE entry_id = ANY($1::uuid[])"
+# Only when a batch is screened (apply.py): locked, so a second projector holding the same
+# partition for a moment waits instead of screening against flows that are about to change.
+STORED_FLOWS = """
+SELECT account_id, inflow, outflow FROM balances WHERE account_id = ANY($1::text[])
+ORDER BY account_id FOR UPDATE
+"""
 
 # The applied content is the journal row as stored; the conflicting one is the message itself.
 INSERT_CONFLICTS = """
@@ -103,25 +104,32 @@ RETURNING entry_id, conflict_digest
 """
 
 INSERT_REJECTED = """
-INSERT INTO rejected_entries (topic, source_partition, source_offset, payload, raw, error)
-SELECT $1, * FROM unnest($2::int[], $3::bigint[], $4::text[], $5::bytea[], $6::text[])
+INSERT INTO rejected_entries (topic, source_partition, source_offset, payload, raw, error,
+                              reason)
+SELECT $1, * FROM unnest($2::int[], $3::bigint[], $4::text[], $5::bytea[], $6::text[],
+                         $7::text[])
 ON CONFLICT (topic, source_partition, source_offset) DO NOTHING
 RETURNING source_partition, source_offset
 """
 
-# Deltas are summed per account (one row each) by ledger.account_deltas; the status rule is
-# ledger.status_for applied to the stored balance after the addition.
+# Deltas are summed per account (one row each) by columns.totals; the status rule is
+# ledger.status_for applied to the stored balance after the addition. inflow and outflow only
+# grow, so PostgreSQL's bigint arithmetic refusing their sums (or asyncpg a delta past
+# bigint) means exactly that some entry of the batch passes BALANCE_LIMIT (= bigint's
+# largest): then apply.py screens the batch entry by entry (ledger.screen).
 UPSERT_TOTALS = """
 WITH balance_rows AS (
     INSERT INTO balances (account_id, balance, purchased, adjusted, spent, entries, status,
-                          updated_at)
-    SELECT account_id, purchased + adjusted - spent, purchased, adjusted, spent, entries,
-           CASE WHEN purchased + adjusted - spent > 0 THEN 'active' ELSE 'exhausted' END,
-           updated_at
+                          updated_at, inflow, outflow)
+    SELECT account_id, inflow - outflow, purchased, adjusted, spent, entries,
+           CASE WHEN inflow - outflow > 0 THEN 'active' ELSE 'exhausted' END,
+           updated_at, inflow, outflow
     FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[],
-                $6::timestamptz[]) AS d(account_id, purchased, adjusted, spent, entries,
-                                        updated_at)
+                $6::timestamptz[], $7::bigint[], $8::bigint[])
+         AS d(account_id, purchased, adjusted, spent, entries, updated_at, inflow, outflow)
     ON CONFLICT (account_id) DO UPDATE SET
+        inflow = balances.inflow + EXCLUDED.inflow,
+        outflow = balances.outflow + EXCLUDED.outflow,
         balance = balances.balance + EXCLUDED.balance,
         purchased = balances.purchased + EXCLUDED.purchased,
         adjusted = balances.adjusted + EXCLUDED.adjusted,
@@ -132,20 +140,20 @@ WITH balance_rows AS (
         updated_at = greatest(balances.updated_at, EXCLUDED.updated_at)
 ), usage_rows AS (
     INSERT INTO usage_daily (account_id, day, model, requests, tokens, credits)
-    SELECT * FROM unnest($7::text[], $8::date[], $9::text[], $10::bigint[], $11::bigint[],
-                         $12::bigint[])
+    SELECT * FROM unnest($9::text[], $10::date[], $11::text[], $12::bigint[], $13::bigint[],
+                         $14::bigint[])
     ON CONFLICT (account_id, day, model) DO UPDATE SET
         requests = usage_daily.requests + EXCLUDED.requests,
         tokens = usage_daily.tokens + EXCLUDED.tokens,
         credits = usage_daily.credits + EXCLUDED.credits
 ), offset_rows AS (
     INSERT INTO applied_offsets (topic, partition, next_offset)
-    SELECT $13, * FROM unnest($14::int[], $15::bigint[])
+    SELECT $15, * FROM unnest($16::int[], $17::bigint[])
     ON CONFLICT (topic, partition) DO UPDATE SET
         next_offset = greatest(applied_offsets.next_offset, EXCLUDED.next_offset)
 )
 INSERT INTO projector_counters (name, value)
-SELECT * FROM unnest($16::text[], $17::bigint[])
+SELECT * FROM unnest($18::text[], $19::bigint[])
 ON CONFLICT (name) DO UPDATE SET value = projector_counters.value + EXCLUDED.value
 """
 
@@ -159,6 +167,26 @@ class ApplyResult:
     # What the caller should log, once: first sightings only, redeliveries are not repeated.
     new_conflicts: tuple[SourcedEntry, ...] = ()
     new_rejections: tuple[RejectedMessage, ...] = ()
+
+    def counts(self) -> dict[str, int]:
+        """The projector_counters this batch adds to, and the progress line's counts."""
+        return {
+            "applied": self.applied,
+            "duplicates": self.duplicates,
+            "conflicts": self.conflicts,
+            "rejected": self.rejected,
+        }
+
+    def __add__(self, other: ApplyResult) -> ApplyResult:
+        """Two parts of one batch, written one after the other."""
+        return ApplyResult(
+            applied=self.applied + other.applied,
+            duplicates=self.duplicates + other.duplicates,
+            conflicts=self.conflicts + other.conflicts,
+            rejected=self.rejected + other.rejected,
+            new_conflicts=self.new_conflicts + other.new_conflicts,
+            new_rejections=self.new_rejections + other.new_rejections,
+        )
 
 
 async def open_projection(database_url: str, schema: str = LIVE_SCHEMA) -> asyncpg.Pool:
@@ -198,21 +226,14 @@ async def migrate(conn: asyncpg.Connection, schema: str) -> list[str]:
         return applied
 
 
-async def apply_batch(
-    conn: asyncpg.Connection, topic: str, records: Sequence[SourcedEntry | RejectedMessage]
+async def write_batch(
+    conn: asyncpg.Connection, topic: str, batch: columns.PreparedBatch
 ) -> ApplyResult:
-    """Applies one batch of ledger.v1 records in ONE transaction, idempotently by entry_id.
+    """Writes one batch of ledger.v1 records in ONE transaction, idempotently by entry_id.
 
     Writes journal rows, balances, daily usage, conflicts, rejected messages, the next
     offset per partition and the counters. Records are in log order per partition.
     """
-    return await apply_prepared(conn, topic, columns.prepare(records))
-
-
-async def apply_prepared(
-    conn: asyncpg.Connection, topic: str, batch: columns.PreparedBatch
-) -> ApplyResult:
-    """apply_batch for a batch whose parameters columns.prepare computed beforehand."""
     plan = batch.plan
     async with conn.transaction():
         known = set(await _insert_journal(conn, batch))
@@ -299,12 +320,18 @@ async def _add_totals(
     offsets: columns.Columns,
     result: ApplyResult,
 ) -> None:
-    counters = {
-        "applied": result.applied,
-        "duplicates": result.duplicates,
-        "conflicts": result.conflicts,
-        "rejected": result.rejected,
-    }
+    counters = result.counts()
     await conn.execute(
         UPSERT_TOTALS, *totals, topic, *offsets, list(counters), list(counters.values())
     )
+
+
+async def stored_flows(conn: asyncpg.Connection, accounts: list[str]) -> dict[str, tuple[int, int]]:
+    """(inflow, outflow) of each stored account among `accounts`, locked until the end of
+    the caller's transaction."""
+    rows = await conn.fetch(STORED_FLOWS, accounts)
+    return {r["account_id"]: (r["inflow"], r["outflow"]) for r in rows}
+
+
+async def applied_ids(conn: asyncpg.Connection, ids: list[UUID]) -> set[UUID]:
+    return {r["entry_id"] for r in await conn.fetch(APPLIED_IDS, ids)}

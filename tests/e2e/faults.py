@@ -25,13 +25,13 @@ from typing import Any
 
 import asyncpg
 import httpx
-import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
+from services.common import kafka
 from services.common.settings import Settings
 from services.common.topics import Topics
-from services.gateway.traffic import TrafficPlan, generate_messages
+from services.traffic.traffic import TrafficPlan, generate_messages
 from tests.processes import LEDGER, ServiceProcess, free_port, service_env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -86,13 +86,34 @@ class PrivateInfra:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def kafka_libs() -> Path:
+    """Where the Kafka jars are: KAFKA_LIBS_DIR, else the clone's own .local/kafka-libs."""
+    return Path(os.environ.get("KAFKA_LIBS_DIR") or ROOT / ".local" / "kafka-libs")
+
+
+def fetch_kafka_jars() -> Path:
+    """The Kafka jars, fetched now when this clone has none (`make up` fetches nothing when
+    it reuses a broker that already answers on the port); their folder."""
+    libs = kafka_libs()
+    if not (libs / ".complete").exists():
+        done = subprocess.run(
+            [str(ROOT / "infra" / "kafka.sh"), "fetch"],
+            env={**os.environ, "KAFKA_LIBS_DIR": str(libs)},
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        assert done.returncode == 0, f"infra/kafka.sh fetch failed:\n{done.stdout}{done.stderr}"
+    return libs
+
+
 def private_kafka() -> tuple[PrivateInfra, str]:
     port = free_port()
     infra = PrivateInfra(
         "kafka.sh",
         KAFKA_PORT=str(port),
         KAFKA_CONTROLLER_PORT=str(free_port()),
-        KAFKA_LIBS_DIR=str(ROOT / ".local" / "kafka-libs"),
+        KAFKA_LIBS_DIR=str(fetch_kafka_jars()),
     )
     return infra, f"127.0.0.1:{port}"
 
@@ -227,10 +248,12 @@ class Loadgen:
         return self.log_path.read_text(errors="replace")
 
 
-async def publish_raw(settings: Settings, messages: list[tuple[bytes | None, bytes]]) -> None:
+async def publish_raw(
+    settings: Settings, messages: list[tuple[bytes | None, bytes | None]]
+) -> None:
     """Sends (key, value) pairs to usage.v1 exactly as given, in order."""
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
+        **kafka.connection(settings),
         acks="all",
         enable_idempotence=True,
         max_request_size=2 * 1024 * 1024,
@@ -249,12 +272,7 @@ async def publish_raw(settings: Settings, messages: list[tuple[bytes | None, byt
 
 async def read_topic(settings: Settings, topic: str) -> list[ConsumerRecord]:
     """Every committed record of `topic`, from offset 0 to its current end."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        isolation_level="read_committed",
-        enable_auto_commit=False,
-        max_partition_fetch_bytes=4 * 1024 * 1024,
-    )
+    consumer = kafka.consumer(settings, group_id=None)
     await consumer.start()
     try:
         partitions = [TopicPartition(topic, p) for p in range(settings.ledger_partitions)]
@@ -458,11 +476,6 @@ async def granted_entries(settings: Settings) -> Counter[str]:
     return Counter(str(r["entry_id"]) for r in rows)
 
 
-def skip_without_jars() -> None:
-    if not (ROOT / ".local" / "kafka-libs" / ".complete").exists():
-        pytest.skip("no Kafka jars in .local/kafka-libs for a private broker (make up fetches)")
-
-
 async def wait_for_debits(database_url: str, at_least: int) -> None:
     conn = await asyncpg.connect(database_url)
     try:
@@ -496,11 +509,13 @@ async def under_load(
     log_dir: Path,
     report: Report,
     inject: Callable[[Pipeline, Loadgen], Awaitable[None]],
+    pipeline: Pipeline | None = None,
 ) -> Outcome:
-    """The standard pipeline under seeded load and a stream of top-ups while `inject` does
-    its damage; then everything published is settled and accounted for in `report`."""
+    """The pipeline (by default the standard one) under seeded load and a stream of top-ups
+    while `inject` does its damage; then everything published is settled and accounted for
+    in `report`. A pipeline given here must run an API for the top-ups."""
     expected = expected_traffic(plan)
-    pipeline = Pipeline.standard(settings, log_dir)
+    pipeline = pipeline or Pipeline.standard(settings, log_dir)
     loadgen = Loadgen(settings, plan, rate, log_dir)
     stop_buying = asyncio.Event()
     buying: asyncio.Task[dict[str, str]] | None = None

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from services.common.settings import Settings
-from services.gateway.traffic import TrafficPlan
+from services.traffic.traffic import TrafficPlan
 from tests.e2e.faults import (
     Loadgen,
     Pipeline,

@@ -34,6 +34,10 @@ GRANT = {"credits": 10, "reason": "purchase", "reference": "order-1"}
 QUOTE = {"model": "mimo-v2-omni", "input_tokens": 10, "output_tokens": 1}
 BALANCE = "/v1/accounts/acct-1/balance"
 CREDITS = "/v1/accounts/acct-1/credits"
+ADJUST = "/v1/accounts/acct-1/adjustments"
+KEYS = "/v1/keys"
+FIX = {"credits": -5, "reason": "correction"}
+NO_KEY = f"{KEYS}/00000000-0000-0000-0000-000000000000"
 Request = tuple[str, str, dict[str, str], Any]  # method, path, headers, json body or raw bytes
 
 
@@ -130,6 +134,35 @@ def hostile_requests() -> list[tuple[str, Request]]:
         ("form body", ("POST", Q, {**READ, "Content-Type": FORM}, b"model=x")),
         ("wrong method", ("DELETE", BALANCE, READ, None)),
         ("unknown route", ("GET", "/v1/accounts", READ, None)),
+        ("no token, malformed adjustment", ("POST", ADJUST, J, bad_json)),
+        ("read token on adjustments", ("POST", ADJUST, {**READ, "Idempotency-Key": "a1"}, FIX)),
+        ("adjustment without key", ("POST", ADJUST, ADMIN, FIX)),
+        ("zero adjustment", ("POST", ADJUST, admin("a2"), {**FIX, "credits": 0})),
+        ("adjustment without reason", ("POST", ADJUST, admin("a3"), {"credits": 5})),
+        ("empty reason", ("POST", ADJUST, admin("a4"), {**FIX, "reason": ""})),
+        ("reason as list", ("POST", ADJUST, admin("a5"), {**FIX, "reason": ["x"]})),
+        ("-2**70 adjustment", ("POST", ADJUST, admin("a6"), {**FIX, "credits": -(2**70)})),
+        ("adjustment is a string", ("POST", ADJUST, admin("a7"), "adjust")),
+        ("malformed adjustment", ("POST", ADJUST, {**J, **admin("a8")}, bad_json)),
+        ("no token on keys", ("POST", KEYS, J, bad_json)),
+        ("read token lists keys", ("GET", KEYS, READ, None)),
+        ("read token makes a key", ("POST", KEYS, READ, {"scope": "admin"})),
+        ("unknown scope", ("POST", KEYS, ADMIN, {"scope": "root"})),
+        ("account key without account", ("POST", KEYS, ADMIN, {"scope": "account"})),
+        ("read key with account", ("POST", KEYS, ADMIN, {"scope": "read", "account_id": "a"})),
+        ("key with bad account", ("POST", KEYS, ADMIN, {"scope": "account", "account_id": "a b"})),
+        ("key name huge", ("POST", KEYS, ADMIN, {"scope": "read", "name": "n" * 10_000})),
+        ("key name a number", ("POST", KEYS, ADMIN, {"scope": "read", "name": 7})),
+        ("chosen secret", ("POST", KEYS, ADMIN, {"scope": "read", "secret": "lk_mine"})),
+        ("NUL in key name", ("POST", KEYS, ADMIN, {"scope": "read", "name": "a\x00b"})),
+        ("NUL in reason", ("POST", ADJUST, admin("a9"), {**FIX, "reason": "a\x00b"})),
+        ("NUL in reference", ("POST", CREDITS, admin("k9"), {**GRANT, "reference": "\x00"})),
+        ("malformed key request", ("POST", KEYS, {**J, **ADMIN}, bad_json)),
+        ("revoke junk id", ("DELETE", f"{KEYS}/not-a-uuid", ADMIN, None)),
+        ("revoke unknown id", ("DELETE", NO_KEY, ADMIN, None)),
+        ("revoke without token", ("DELETE", NO_KEY, {}, None)),
+        ("unknown API key", ("GET", BALANCE, {"Authorization": "Bearer lk_" + "z" * 43}, None)),
+        ("API key prefix only", ("GET", BALANCE, {"Authorization": "Bearer lk_"}, None)),
     ]  # fmt: skip
 
 
@@ -162,7 +195,46 @@ async def test_hostile_requests_get_a_4xx_json_answer(api: Pipeline) -> None:
     assert answers["unknown token, bad JSON"] == (401, "unauthorized")
     assert answers["read token, malformed JSON"] == (403, "forbidden")
     assert answers["oversized body"] == (413, "payload_too_large")
+    assert answers["no token, malformed adjustment"] == (401, "unauthorized")
+    assert answers["read token on adjustments"] == (403, "forbidden")
+    assert answers["zero adjustment"] == (422, "validation_error")
+    assert answers["read token makes a key"] == (403, "forbidden")
+    assert answers["revoke unknown id"] == (404, "key_not_found")
+    assert answers["unknown API key"] == (401, "unauthorized")
     assert api.exited() == {}
+
+
+async def test_account_and_revoked_keys_get_a_4xx_json_answer(api: Pipeline) -> None:
+    """Keys made through the API: an account key outside its account, a revoked key."""
+    async with httpx.AsyncClient(base_url=api.api_url, timeout=30.0) as client:
+        made = await client.post(
+            KEYS, json={"scope": "account", "account_id": "acct-1"}, headers=ADMIN
+        )
+        assert made.status_code == 201, made.text
+        key = {"Authorization": f"Bearer {made.json()['secret']}"}
+        cases = {
+            "own balance": ("GET", BALANCE, key, None),
+            "other balance": ("GET", "/v1/accounts/acct-2/balance", key, None),
+            "unknown account": ("GET", "/v1/accounts/acct-nobody/entries", key, None),
+            "own credits": ("POST", CREDITS, {**key, "Idempotency-Key": "k"}, GRANT),
+            "own adjustment, bad JSON": ("POST", ADJUST, {**key, **J}, b"{"),
+            "keys": ("GET", KEYS, key, None),
+        }
+        answers = {
+            label: (await send(client, request)).status_code for label, request in cases.items()
+        }
+        revoked = await client.delete(f"{KEYS}/{made.json()['key_id']}", headers=ADMIN)
+        assert revoked.status_code == 200
+        after = await send(client, ("GET", BALANCE, key, None))
+    assert answers["own balance"] in (200, 404)
+    assert {label: code for label, code in answers.items() if label != "own balance"} == {
+        "other balance": 403,
+        "unknown account": 403,
+        "own credits": 403,
+        "own adjustment, bad JSON": 403,
+        "keys": 403,
+    }
+    assert (after.status_code, after.json()["error"]) == (401, "unauthorized")
 
 
 CHECKS = [

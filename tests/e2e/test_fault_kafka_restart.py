@@ -10,15 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from services.gateway.traffic import TrafficPlan
+from services.traffic.traffic import TrafficPlan
 from tests.e2e.faults import (
     Loadgen,
     Pipeline,
     PrivateInfra,
     Report,
+    fetch_kafka_jars,
     private_kafka,
     running,
-    skip_without_jars,
     under_load,
     wait_for_debits,
 )
@@ -34,7 +34,7 @@ DOWN_S = 3.0
 
 @pytest.fixture(scope="module")
 def broker() -> Iterator[tuple[PrivateInfra, str]]:
-    skip_without_jars()
+    fetch_kafka_jars()  # a fresh clone that reused a running broker has none yet
     infra, bootstrap = private_kafka()
     with running(infra):
         yield infra, bootstrap

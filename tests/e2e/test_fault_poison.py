@@ -1,6 +1,8 @@
-"""Poison input on usage.v1: every hostile message is rejected with a code on usage.dlq.v1,
+"""Poison input. On usage.v1: every hostile message is rejected with a code on usage.dlq.v1,
 the consumer never stalls, and the good event sent right after each one (same key, so the
-same partition, behind it) is priced."""
+same partition, behind it) is priced. On ledger.v1: every entry the projection cannot
+take is stored in the rejected entries with its reason, listed by `ledger audit`, and the
+projector applies everything else without ever stopping."""
 
 from __future__ import annotations
 
@@ -10,18 +12,32 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from hypothesis import Phase, given, settings
+from hypothesis import strategies as st
 
+from schemas.events import LedgerEntry, dump
 from services.common.settings import Settings
+from services.common.topics import Topics, create_topics
 from tests.e2e.faults import (
     Expected,
     Pipeline,
     Report,
     account_for,
+    audit,
+    balance_mismatches,
     publish_raw,
     read_topic,
     settle,
 )
+from tests.integration.test_projector_apply import extreme_entries as extreme_strategy
+from tests.integration.test_projector_apply import past_year_9999, refused_multiplier, spend
+from tests.integration.test_projector_service import publish as publish_entries
+from tests.integration.test_projector_service import wait_applied
+from tests.integration.test_projector_store import debited, granted
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -61,8 +77,22 @@ def with_field(name: str, json_value: str) -> bytes:
     return text.replace(f'"{name}": 0', f'"{name}": {json_value}').encode()
 
 
-def poison() -> list[tuple[str, bytes | None, bytes]]:
-    """(label, key, value) of each hostile message."""
+async def message_limit(settings: Settings) -> int:
+    """The largest record usage.v1 takes (max.message.bytes, from the broker's default)."""
+    await create_topics(settings)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        topic = Topics.from_settings(settings).usage
+        responses = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+    finally:
+        await admin.close()
+    values = {c[0]: c[1] for r in responses for res in r.resources for c in res[4]}
+    return int(values["max.message.bytes"])
+
+
+def poison(limit: int) -> list[tuple[str, bytes | None, bytes | None]]:
+    """(label, key, value) of each hostile message; `limit` is the broker's message limit."""
     depth = 100_000
     nested = '{"a":' * 5000 + "1" + "}" * 5000
     return [
@@ -96,19 +126,24 @@ def poison() -> list[tuple[str, bytes | None, bytes]]:
         ("ledger entry on usage.v1", KEY, b'{"type": "credits.granted", "credits": 1000000000}'),
         ("invalid UTF-8", KEY, json.dumps(usage()).encode().replace(b"gw-fault", b"gw-\xff\xfe")),
         ("UTF-16 event", KEY, json.dumps(usage()).encode("utf-16")),
+        ("tombstone", KEY, None),
+        ("key near the message limit", b"k" * (limit - 4096), b"junk"),
+        # Copied whole, its key and its payload's JSON (6 bytes per control character)
+        # would not fit the broker's message limit.
+        ("DLQ copy past the message limit", b"k" * (limit - 120_000), b"\x01" * 100_000),
     ]  # fmt: skip
 
 
 async def test_poison_is_rejected_with_a_code_and_the_next_event_is_priced(
     isolated_settings: Settings, tmp_path: Path
 ) -> None:
-    cases = poison()
-    messages: list[tuple[bytes | None, bytes]] = []
+    cases = poison(await message_limit(isolated_settings))
+    messages: list[tuple[bytes | None, bytes | None]] = []
     good_ids = set()
     for _, key, value in cases:
         good = usage()
         good_ids.add(good["event_id"])
-        messages += [(key, value), (KEY, json.dumps(good).encode())]
+        messages += [(key, value), (key or KEY, json.dumps(good).encode())]
     expected = Expected(len(messages), frozenset(good_ids), len(cases))
     report = Report("poison", published=len(messages), faults=len(cases))
     pipeline = Pipeline.standard(isolated_settings, tmp_path)
@@ -128,7 +163,7 @@ async def test_poison_is_rejected_with_a_code_and_the_next_event_is_priced(
         unclean = pipeline.close()
     # Which hostile message each rejection came from: the usage.v1 log, value by value.
     label_of = {value: label for label, _, value in cases}
-    where = {(r.partition, r.offset): label_of.get(r.value or b"") for r in usage_log}
+    where = {(r.partition, r.offset): label_of.get(r.value) for r in usage_log}
     codes = {}
     for record in dlq:
         rejected = json.loads(record.value)
@@ -140,3 +175,90 @@ async def test_poison_is_rejected_with_a_code_and_the_next_event_is_priced(
     assert set(codes.values()) <= CODES
     assert exited == {}, f"services exited on their own: {exited}\n{pipeline.logs()}"
     assert unclean == {}, f"SIGTERM did not stop cleanly: {unclean}"
+
+
+# --- poison on ledger.v1, fed to the running projector -----------------------------------------
+
+HALF = 2**62  # the largest credits one ledger entry may carry
+
+
+def extreme_entries(count: int) -> list[LedgerEntry]:
+    """Schema-valid entries at the extremes (tests/integration/test_projector_apply.py's
+    strategy), drawn once per run."""
+    drawn: list[LedgerEntry] = []
+
+    @settings(max_examples=1, database=None, phases=[Phase.generate])
+    @given(st.lists(extreme_strategy, min_size=count, max_size=count))
+    def draw(entries: list[LedgerEntry]) -> None:
+        drawn[:] = [e.model_copy(update={"account_id": f"x-{e.account_id}"}) for e in entries]
+
+    draw()
+    return drawn
+
+
+def ledger_poison() -> list[tuple[str, str, bytes]]:
+    """(label, expected reason, message) of each poison entry."""
+    nul = dump(granted("poison-nul", 1)).replace(b'"order-1"', b'"order\\u0000"')
+    return [
+        ("second top-up of 2**62", "balance_limit", dump(granted("big", HALF))),
+        ("third top-up of 2**62", "balance_limit", dump(granted("big", HALF))),
+        ("debit past the limit", "balance_limit", dump(spend("spender", HALF))),
+        ("multiplier 1E+200000", "refused", dump(refused_multiplier("+200000"))),
+        ("multiplier 1E-20000", "refused", dump(refused_multiplier("-20000"))),
+        ("NUL in text", "refused", nul),
+        ("UTC day past year 9999", "unprocessable", dump(past_year_9999())),
+    ]
+
+
+async def test_poison_entries_never_stop_the_projector(
+    isolated_settings: Settings, tmp_path: Path
+) -> None:
+    normal: list[LedgerEntry] = [granted(f"n{i % 20}", 1000 + i) for i in range(100)]
+    normal += [debited(f"n{i % 20}", i) for i in range(100)]
+    head: list[LedgerEntry] = [granted("big", HALF), spend("spender", HALF)]
+    head.append(spend("spender", HALF - 1))
+    poison = ledger_poison()
+    pending = [(json.loads(value)["account_id"], value) for _, _, value in poison]
+    extremes = extreme_entries(30)
+    # Interleaved with the normal traffic of other accounts, in one burst: the projector
+    # meets them inside its batches.
+    messages: list[LedgerEntry | tuple[str, bytes]] = list(head)
+    for i, entry in enumerate(normal):
+        messages.append(entry)
+        if i % 25 == 0 and pending:
+            messages.append(pending.pop(0))
+        if i % 6 == 0 and extremes:
+            messages.append(extremes.pop())
+    messages += [*pending, *extremes]
+    pipeline = Pipeline.standard(isolated_settings, tmp_path)
+    try:
+        await pipeline.start("projector")
+        await publish_entries(isolated_settings, *messages)
+        conn = await asyncpg.connect(
+            isolated_settings.database_url, server_settings={"search_path": "ledger"}
+        )
+        try:
+            await wait_applied(conn, len(messages))
+            journal = {r["entry_id"] for r in await conn.fetch("SELECT entry_id FROM journal")}
+            rows = await conn.fetch(
+                "SELECT source_partition, source_offset, reason, raw FROM rejected_entries"
+            )
+            mismatches = await balance_mismatches(conn)
+        finally:
+            await conn.close()
+        code, document = audit(isolated_settings)
+        exited = pipeline.exited()
+    finally:
+        unclean = pipeline.close()
+    assert exited == {}, f"the projector exited on its own: {exited}\n{pipeline.logs()}"
+    assert unclean == {}
+    assert {e.entry_id for e in normal + head} <= journal
+    reasons = {bytes(r["raw"]): r["reason"] for r in rows}
+    assert {label: reasons.get(value) for label, _, value in poison} == {
+        label: reason for label, reason, _ in poison
+    }
+    assert len(journal) + len(rows) == len(messages), "every entry applied or rejected"
+    assert mismatches == []
+    assert code == 0, document
+    listed = {(r["partition"], r["offset"], r["reason"]) for r in document["rejected"]}
+    assert listed == {(r["source_partition"], r["source_offset"], r["reason"]) for r in rows}

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.gateway.traffic import TrafficPlan
+from services.traffic.traffic import TrafficPlan
 from tests.e2e.faults import (
     READ,
     Loadgen,

@@ -9,11 +9,17 @@ from collections.abc import AsyncIterator
 import asyncpg
 import httpx
 import pytest
-from test_api_harness import ADMIN, api_client, ledger_entries_for, new_account, with_tokens
 
 from schemas.events import CreditsGranted
 from services.api.grants import grant_entry_id
 from services.common.settings import Settings
+from tests.integration.api_harness import (
+    ADMIN,
+    api_client,
+    ledger_entries_for,
+    new_account,
+    with_tokens,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

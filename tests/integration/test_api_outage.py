@@ -12,7 +12,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
-from test_api_harness import (
+
+from services.common.settings import Settings
+from tests.integration.api_harness import (
     READ,
     api_client,
     create_projection,
@@ -20,8 +22,6 @@ from test_api_harness import (
     new_account,
     with_tokens,
 )
-
-from services.common.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

@@ -6,9 +6,9 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from test_api_harness import READ, api_client, with_tokens
 
 from services.common.settings import Settings
+from tests.integration.api_harness import READ, api_client, with_tokens
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

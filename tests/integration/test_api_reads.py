@@ -9,7 +9,10 @@ from decimal import Decimal
 import asyncpg
 import httpx
 import pytest
-from test_api_harness import (
+
+from services.api.cursor import encode_cursor
+from services.common.settings import Settings
+from tests.integration.api_harness import (
     READ,
     api_client,
     create_projection,
@@ -18,9 +21,6 @@ from test_api_harness import (
     new_account,
     with_tokens,
 )
-
-from services.api.cursor import encode_cursor
-from services.common.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

@@ -6,7 +6,12 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from test_api_harness import (
+
+from services.api.app import create_app
+from services.api.auth import AuthConfigError
+from services.api.limits import MAX_BODY_BYTES
+from services.common.settings import Settings
+from tests.integration.api_harness import (
     ADMIN,
     ADMIN_TOKEN,
     READ,
@@ -15,11 +20,6 @@ from test_api_harness import (
     new_account,
     with_tokens,
 )
-
-from services.api.app import create_app
-from services.api.auth import AuthConfigError
-from services.api.limits import MAX_BODY_BYTES
-from services.common.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

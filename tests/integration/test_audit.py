@@ -9,7 +9,7 @@ import pytest
 
 from schemas.events import CreditsGranted
 from services.common.settings import Settings
-from tests.integration.test_audit_harness import (
+from tests.integration.pipeline_harness import (
     execute,
     grant_accounts,
     ledger,

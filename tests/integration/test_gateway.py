@@ -15,13 +15,13 @@ from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 
 from schemas.events import UsageRecorded
 from services import cli
+from services.common.progress import ProgressReport
 from services.common.settings import Settings, load_settings
 from services.common.topics import Topics, create_topics
-from services.gateway.progress import ProgressReport
 from services.gateway.publisher import BATCH_BYTES, UsagePublisher
-from services.gateway.record import run_record
-from services.gateway.replay import run_replay
-from services.gateway.traffic import TrafficPlan, generate_messages
+from services.traffic.record import run_record
+from services.traffic.replay import run_replay
+from services.traffic.traffic import TrafficPlan, generate_messages
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

@@ -15,7 +15,8 @@ from schemas.events import LedgerEntry, dump
 from services.common import kafka
 from services.common.settings import Settings
 from services.common.topics import Topics
-from tests.integration.test_projector_store import adjusted, debited, granted
+from tests.factories import adjusted, debited, granted
+from tests.namespaces import send_keyed
 from tests.processes import ServiceProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -30,12 +31,7 @@ async def publish(settings: Settings, *messages: LedgerEntry | tuple[str, bytes]
         else (m[0].encode(), m[1])
         for m in messages
     ]
-    producer = kafka.producer(settings)
-    await producer.start()
-    try:
-        await kafka.send_keyed(producer, Topics.from_settings(settings).ledger, pairs)
-    finally:
-        await producer.stop()
+    await send_keyed(settings, Topics.from_settings(settings).ledger, pairs)
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""apply_batch and open_projection against the real PostgreSQL (one fresh database per test)."""
+"""The projector's apply surface (services/projector/apply.py) and open_projection against
+the real PostgreSQL (one fresh database per test)."""
 
 from __future__ import annotations
 
@@ -11,38 +12,17 @@ from typing import Any
 import asyncpg
 import pytest
 
-from schemas.events import CreditsAdjusted, CreditsDebited, CreditsGranted, LedgerEntry, dump
+from schemas.events import CreditsAdjusted, LedgerEntry, dump
 from services.common.settings import Settings
+from services.projector.apply import apply as apply_batch
+from services.projector.apply import prepare_records
 from services.projector.ledger import RejectedMessage, SourcedEntry, read_message
-from services.projector.store import apply_batch, open_projection
+from services.projector.store import MIGRATIONS, open_projection
+from tests.factories import T0, adjusted, debited, granted
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 TOPIC = "test-ledger.v1"
-T0 = datetime(2026, 11, 27, 19, 0, tzinfo=UTC)
-
-
-def granted(account: str, credits: int, at: datetime = T0) -> CreditsGranted:
-    return CreditsGranted(
-        entry_id=uuid.uuid4(), account_id=account, credits=credits, reason="purchase",
-        reference="order-1", occurred_at=at,
-    )  # fmt: skip
-
-
-def debited(
-    account: str, credits: int, model: str = "mimo-v2-pro", at: datetime = T0
-) -> CreditsDebited:
-    return CreditsDebited(
-        entry_id=uuid.uuid4(), account_id=account, usage_event_id=uuid.uuid4().hex, model=model,
-        tier="256k", multiplier=Decimal(2), billable_tokens=credits // 2, credits=credits,
-        price_version="2026-04-03", occurred_at=at, priced_at=at + timedelta(seconds=1),
-    )  # fmt: skip
-
-
-def adjusted(account: str, credits: int) -> CreditsAdjusted:
-    return CreditsAdjusted(
-        entry_id=uuid.uuid4(), account_id=account, credits=credits, reason="fix", occurred_at=T0
-    )
 
 
 class Log:
@@ -70,7 +50,7 @@ async def pool(isolated_settings: Settings) -> AsyncIterator[asyncpg.Pool]:
 
 async def apply(pool: asyncpg.Pool, records: list[SourcedEntry | RejectedMessage]) -> Any:
     async with pool.acquire() as conn:
-        return await apply_batch(conn, TOPIC, records)
+        return await apply_batch(conn, TOPIC, prepare_records(records))
 
 
 async def table(pool: asyncpg.Pool, sql: str) -> list[tuple[Any, ...]]:
@@ -199,7 +179,7 @@ async def test_a_shadow_schema_gets_the_same_projection(
     again = await open_projection(isolated_settings.database_url, "ledger_shadow")
     migrations = await again.fetchval("SELECT count(*) FROM schema_migrations")
     await again.close()
-    assert migrations == 2
+    assert migrations == len(list(MIGRATIONS.glob("*.sql")))
 
 
 async def test_schema_names_are_checked(isolated_settings: Settings) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from services.common.settings import DEFAULT_PRICEBOOK, Settings
-from tests.integration.test_audit_harness import (
+from tests.integration.pipeline_harness import (
     ledger,
     pipeline,
     publish_usage,

@@ -7,10 +7,17 @@ from typing import get_args
 import pytest
 from pydantic import ValidationError
 
-from schemas.events import CreditsGranted
+from schemas.events import BALANCE_LIMIT, CreditsAdjusted, CreditsGranted
 from services.api.errors import ApiError
-from services.api.grants import check_key, grant_entry_id, granted_event, request_digest
-from services.api.models import GrantRequest
+from services.api.grants import (
+    adjusted_event,
+    check_key,
+    grant_entry_id,
+    granted_event,
+    past_balance_limit,
+    request_digest,
+)
+from services.api.models import AdjustmentRequest, GrantRequest
 
 pytestmark = pytest.mark.unit
 
@@ -52,8 +59,49 @@ def test_request_rejects_what_the_event_rejects(body: dict[str, object]) -> None
         GrantRequest.model_validate(body)
 
 
-@pytest.mark.parametrize(("key", "status"), [(None, 400), ("", 422), ("k" * 256, 422)])
+@pytest.mark.parametrize(
+    ("key", "status"), [(None, 400), ("", 422), ("k" * 256, 422), ("a\x00b", 422), ("a\nb", 422)]
+)
 def test_bad_keys_are_refused(key: str | None, status: int) -> None:
     with pytest.raises(ApiError) as refused:
         check_key(key)
     assert refused.value.status_code == status
+
+
+def test_an_adjustment_and_a_grant_with_the_same_fields_differ() -> None:
+    fields = {"credits": 10, "reason": "purchase", "reference": "order-1"}
+    grant, adjustment = GrantRequest(**fields), AdjustmentRequest(**fields)  # type: ignore[arg-type]
+    assert request_digest(grant) != request_digest(adjustment)
+
+
+@pytest.mark.parametrize("body", [{"credits": 0, "reason": "r"}, {"credits": 5, "reason": ""}])
+def test_adjustments_need_credits_and_a_reason(body: dict[str, object]) -> None:
+    with pytest.raises(ValidationError):
+        AdjustmentRequest.model_validate(body)
+
+
+def grant(credits: int) -> CreditsGranted:
+    body = GrantRequest(credits=credits, reason="grant", reference="r")
+    return granted_event("a", grant_entry_id("a", "k"), body)
+
+
+def adjust(credits: int) -> CreditsAdjusted:
+    body = AdjustmentRequest(credits=credits, reason="r")
+    return adjusted_event("a", grant_entry_id("a", "k"), body)
+
+
+def totals(balance: int, purchased: int = 0, adjusted: int = 0) -> dict[str, int]:
+    return {"balance": balance, "purchased": purchased, "adjusted": adjusted}
+
+
+def test_balance_limit_covers_balance_purchased_and_adjusted() -> None:
+    assert past_balance_limit(None, grant(2**62)) is None  # no entries yet
+    near = BALANCE_LIMIT - 100
+    assert past_balance_limit(totals(near, near), grant(100)) is None  # exactly at the limit
+    assert "balance" in (past_balance_limit(totals(near, near), grant(101)) or "")
+    assert "purchased" in (past_balance_limit(totals(0, near, -near), grant(101)) or "")
+    assert past_balance_limit(totals(0, near, -near), adjust(101)) is None  # adjusted shrinks
+    assert past_balance_limit(totals(-near), adjust(-100)) is None
+    assert "balance" in (past_balance_limit(totals(-near), adjust(-101)) or "")
+    assert "adjusted" in (past_balance_limit(totals(0, near, -near), adjust(-101)) or "")
+    assert "balance" in (past_balance_limit(totals(near, 0, near), adjust(101)) or "")

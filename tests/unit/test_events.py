@@ -1,4 +1,4 @@
-"""The event contracts: every rule DESIGN.md states, with valid and invalid examples."""
+"""The event contracts: every rule docs/contracts.md states, with valid and invalid examples."""
 
 from __future__ import annotations
 

@@ -1,60 +1,39 @@
-"""The projector's pure ledger arithmetic (services/projector/ledger.py)."""
+"""The projector's pure ledger arithmetic (services/projector/ledger.py) and the reference
+fold the projector's one-pass totals are checked against (tests/unit/ledger_reference.py)."""
 
 from __future__ import annotations
 
 import itertools
-import uuid
-from datetime import UTC, date, datetime, timedelta, timezone
-from decimal import Decimal
+from datetime import date, datetime, timedelta, timezone
 from functools import reduce
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from schemas.events import CreditsAdjusted, CreditsDebited, CreditsGranted, LedgerEntry, dump
+from schemas.events import CreditsDebited, CreditsGranted, LedgerEntry, dump
 from services.projector.ledger import (
-    AccountDelta,
     RejectedMessage,
     SourcedEntry,
-    UsageKey,
-    UsageTotals,
-    account_deltas,
     content_digest,
-    delta_of,
     next_offsets,
     plan_batch,
     read_message,
-    signed_credits,
     split_repeats,
     status_for,
+)
+from tests.factories import T0, adjusted, any_entry, debited, few_account_entries, granted
+from tests.unit.ledger_reference import (
+    AccountDelta,
+    UsageKey,
+    UsageTotals,
+    account_deltas,
+    delta_of,
+    signed_credits,
     usage_rollup,
 )
 
 pytestmark = pytest.mark.unit
-
-T0 = datetime(2026, 11, 27, 19, 0, tzinfo=UTC)
-
-
-def debit(account: str = "a", credits: int = 10, model: str = "mimo-v2-pro") -> CreditsDebited:
-    return CreditsDebited(
-        entry_id=uuid.uuid4(), account_id=account, usage_event_id="u-1", model=model,
-        tier="256k", multiplier=Decimal(2), billable_tokens=credits // 2, credits=credits,
-        price_version="2026-04-03", occurred_at=T0, priced_at=T0,
-    )  # fmt: skip
-
-
-def grant(account: str = "a", credits: int = 100) -> CreditsGranted:
-    return CreditsGranted(
-        entry_id=uuid.uuid4(), account_id=account, credits=credits, reason="purchase",
-        reference="order-1", occurred_at=T0,
-    )  # fmt: skip
-
-
-def adjust(account: str = "a", credits: int = -5) -> CreditsAdjusted:
-    return CreditsAdjusted(
-        entry_id=uuid.uuid4(), account_id=account, credits=credits, reason="fix", occurred_at=T0
-    )
 
 
 def sourced(entry: LedgerEntry, offset: int = 0, partition: int = 0) -> SourcedEntry:
@@ -62,7 +41,7 @@ def sourced(entry: LedgerEntry, offset: int = 0, partition: int = 0) -> SourcedE
 
 
 def test_the_digest_ignores_priced_at_but_nothing_else() -> None:
-    entry = debit()
+    entry = debited()
     assert content_digest(entry) == content_digest(
         entry.model_copy(update={"priced_at": T0 + timedelta(days=9)})
     )
@@ -71,7 +50,7 @@ def test_the_digest_ignores_priced_at_but_nothing_else() -> None:
 
 
 def test_read_message_parses_entries_and_rejects_everything_else() -> None:
-    entry = grant()
+    entry = granted()
     parsed = read_message(dump(entry), 3, 17)
     assert isinstance(parsed, SourcedEntry)
     assert (parsed.entry, parsed.partition, parsed.offset) == (entry, 3, 17)
@@ -84,18 +63,24 @@ def test_read_message_parses_entries_and_rejects_everything_else() -> None:
 
 
 def test_a_nul_character_cannot_reach_postgresql() -> None:
-    raw = dump(grant()).replace(b'"order-1"', b'"order\\u0000"')
+    raw = dump(granted()).replace(b'"order-1"', b'"order\\u0000"')
     rejected = read_message(raw, 0, 0)
     assert isinstance(rejected, RejectedMessage) and "NUL" in rejected.error
-    escaped_backslash = dump(grant()).replace(b'"order-1"', b'"order\\\\u0000"')
+    escaped_backslash = dump(granted()).replace(b'"order-1"', b'"order\\\\u0000"')
     assert isinstance(read_message(escaped_backslash, 0, 0), SourcedEntry)
 
 
 def test_each_kind_moves_its_own_total() -> None:
-    assert delta_of(debit(credits=30)) == AccountDelta(spent=30, entries=1, updated_at=T0)
-    assert delta_of(grant(credits=70)) == AccountDelta(purchased=70, entries=1, updated_at=T0)
-    assert delta_of(adjust(credits=-4)) == AccountDelta(adjusted=-4, entries=1, updated_at=T0)
-    assert [signed_credits(e) for e in (debit(credits=30), grant(credits=70), adjust())] == [
+    assert delta_of(debited(credits=30)) == AccountDelta(
+        spent=30, entries=1, updated_at=T0, outflow=30
+    )
+    assert delta_of(granted(credits=70)) == AccountDelta(
+        purchased=70, entries=1, updated_at=T0, inflow=70
+    )
+    assert delta_of(adjusted(credits=-4)) == AccountDelta(
+        adjusted=-4, entries=1, updated_at=T0, outflow=4
+    )
+    assert [signed_credits(e) for e in (debited(credits=30), granted(credits=70), adjusted())] == [
         -30,
         70,
         -5,
@@ -103,10 +88,14 @@ def test_each_kind_moves_its_own_total() -> None:
 
 
 def test_deltas_are_summed_per_account() -> None:
-    deltas = account_deltas([grant("a", 100), debit("a", 30), debit("b", 7), adjust("a", 2)])
+    deltas = account_deltas(
+        [granted("a", 100), debited("a", 30), debited("b", 7), adjusted("a", 2)]
+    )
     assert deltas == {
-        "a": AccountDelta(purchased=100, adjusted=2, spent=30, entries=3, updated_at=T0),
-        "b": AccountDelta(spent=7, entries=1, updated_at=T0),
+        "a": AccountDelta(
+            purchased=100, adjusted=2, spent=30, entries=3, updated_at=T0, inflow=102, outflow=30
+        ),
+        "b": AccountDelta(spent=7, entries=1, updated_at=T0, outflow=7),
     }
     assert deltas["a"].balance == 72 and deltas["b"].balance == -7
 
@@ -116,10 +105,12 @@ def test_status_is_exhausted_at_or_below_zero() -> None:
 
 
 def test_usage_rollup_counts_debits_only_by_utc_day() -> None:
-    late = debit("a", 8).model_copy(
+    late = debited("a", 8).model_copy(
         update={"occurred_at": datetime(2026, 11, 28, 1, 0, tzinfo=timezone(timedelta(hours=5)))}
     )
-    rollup = usage_rollup([debit("a", 10), debit("a", 4), late, grant("a"), debit("a", 0, "tts")])
+    rollup = usage_rollup(
+        [debited("a", 10), debited("a", 4), late, granted("a"), debited("a", 0, "tts")]
+    )
     assert rollup == {
         UsageKey("a", date(2026, 11, 27), "mimo-v2-pro"): UsageTotals(3, 5 + 2 + 4, 22),
         UsageKey("a", date(2026, 11, 27), "tts"): UsageTotals(1, 0, 0),
@@ -127,7 +118,7 @@ def test_usage_rollup_counts_debits_only_by_utc_day() -> None:
 
 
 def test_a_batch_splits_repeats_and_conflicts_by_entry_id() -> None:
-    first = grant()
+    first = granted()
     other = first.model_copy(update={"credits": 5})
     records = [sourced(first, 0), sourced(first, 1), sourced(other, 2), sourced(other, 3)]
     garbage = RejectedMessage(b"x", 0, 4, "invalid")
@@ -142,16 +133,6 @@ def test_a_batch_splits_repeats_and_conflicts_by_entry_id() -> None:
     assert next_offsets([*records, garbage, sourced(first, 9, partition=2)]) == {0: 5, 2: 10}
 
 
-entries = st.lists(
-    st.one_of(
-        st.builds(debit, st.sampled_from("abc"), st.integers(0, 10**6)),
-        st.builds(grant, st.sampled_from("abc"), st.integers(1, 10**6)),
-        st.builds(adjust, st.sampled_from("abc"), st.integers(-(10**6), 10**6)),
-    ),
-    max_size=40,
-)
-
-
 def add_all(deltas: list[dict[str, AccountDelta]]) -> dict[str, AccountDelta]:
     total: dict[str, AccountDelta] = {}
     for batch in deltas:
@@ -160,7 +141,7 @@ def add_all(deltas: list[dict[str, AccountDelta]]) -> dict[str, AccountDelta]:
     return total
 
 
-@given(entries, st.lists(st.integers(0, 40), max_size=5))
+@given(few_account_entries, st.lists(st.integers(0, 40), max_size=5))
 def test_batch_wise_deltas_equal_one_by_one(log: list[LedgerEntry], cuts: list[int]) -> None:
     bounds = [0, *sorted(cuts), len(log)]
     batches = [log[i:j] for i, j in itertools.pairwise(bounds)]
@@ -168,7 +149,7 @@ def test_batch_wise_deltas_equal_one_by_one(log: list[LedgerEntry], cuts: list[i
     assert add_all([account_deltas(b) for b in batches]) == one_by_one == account_deltas(log)
 
 
-@given(entries)
+@given(few_account_entries)
 def test_the_balance_identity_holds(log: list[LedgerEntry]) -> None:
     for account, delta in account_deltas(log).items():
         mine = [e for e in log if e.account_id == account]
@@ -178,7 +159,7 @@ def test_the_balance_identity_holds(log: list[LedgerEntry]) -> None:
         assert delta.entries == len(mine)
 
 
-@given(entries, st.integers(0, 40))
+@given(few_account_entries, st.integers(0, 40))
 def test_usage_rollups_add_up_across_batches(log: list[LedgerEntry], cut: int) -> None:
     def merge(
         a: dict[UsageKey, UsageTotals], b: dict[UsageKey, UsageTotals]
@@ -186,35 +167,6 @@ def test_usage_rollups_add_up_across_batches(log: list[LedgerEntry], cut: int) -
         return {k: a.get(k, UsageTotals()) + b.get(k, UsageTotals()) for k in a.keys() | b.keys()}
 
     assert reduce(merge, [usage_rollup(log[:cut]), usage_rollup(log[cut:])]) == usage_rollup(log)
-
-
-texts = st.text(min_size=1, max_size=40)
-accounts = st.from_regex(r"[a-z0-9.:@-]{1,20}", fullmatch=True)
-zones = st.sampled_from(
-    [UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-8))]
-)
-moments = st.datetimes(
-    min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=zones
-)
-any_entry = st.one_of(
-    st.builds(
-        CreditsDebited, entry_id=st.uuids(), account_id=accounts,
-        usage_event_id=texts, model=texts, tier=texts,
-        multiplier=st.decimals(min_value=0, max_value=100, allow_nan=False, places=4),
-        billable_tokens=st.integers(0, 10**12), credits=st.integers(0, 2**62), price_version=texts,
-        occurred_at=moments, priced_at=moments,
-    ),
-    st.builds(
-        CreditsGranted, entry_id=st.uuids(), account_id=st.just("a"), credits=st.integers(1, 2**62),
-        reason=st.sampled_from(["purchase", "grant", "refund"]), reference=st.text(max_size=60),
-        occurred_at=moments,
-    ),
-    st.builds(
-        CreditsAdjusted, entry_id=st.uuids(), account_id=st.just("a"),
-        credits=st.integers(-(2**62), 2**62), reason=texts, reference=st.text(max_size=60),
-        occurred_at=moments,
-    ),
-)  # fmt: skip
 
 
 @given(any_entry)

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.common.settings import DEFAULT_PRICEBOOK
-from services.pricing.credits import credits_for
+from services.pricing.credits import ONE, credits_from_ratios, weight_ratios
 from services.pricing.pricebook import Quote, load_pricebook
 
 pytestmark = pytest.mark.unit
@@ -23,6 +23,25 @@ context = st.integers(min_value=0, max_value=1_048_576)
 multipliers = st.decimals(min_value=0, max_value=1000, allow_nan=False, places=6)
 weights = st.decimals(min_value=0, max_value=1000, allow_nan=False, places=4)
 models = st.sampled_from(["mimo-v2-omni", "mimo-v2-pro", "mimo-v2-tts"])
+
+
+def credits_for(
+    multiplier: Decimal,
+    *,
+    input_tokens: int,
+    cached_input_tokens: int,
+    output_tokens: int,
+    cached_weight: Decimal = ONE,
+    output_weight: Decimal = ONE,
+) -> int:
+    """The price book's arithmetic (credits_from_ratios, which pricing runs) on decimals."""
+    return credits_from_ratios(
+        multiplier.as_integer_ratio(),
+        weight_ratios(cached_weight, output_weight),
+        input_tokens=input_tokens,
+        cached_input_tokens=cached_input_tokens,
+        output_tokens=output_tokens,
+    )
 
 
 def exact_ceil(value: Decimal) -> int:

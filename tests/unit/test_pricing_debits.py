@@ -16,10 +16,11 @@ from hypothesis import strategies as st
 from schemas.events import CreditsDebited, UsageRejected, dump
 from services.common.kafka import partition_for
 from services.common.settings import DEFAULT_PRICEBOOK
-from services.pricing.batch import price_batch
+from services.pricing.batch import MAX_DLQ_KEY_BYTES, price_batch
 from services.pricing.debit_json import encode_debit, timestamp_text, uuid5_text
 from services.pricing.debits import (
     DEBIT_NAMESPACE,
+    MAX_PAYLOAD_BYTES,
     MAX_PAYLOAD_CHARS,
     UsageMessage,
     debit_entry_id,
@@ -122,6 +123,30 @@ def test_a_huge_payload_is_cut_and_the_detail_says_so() -> None:
     assert len(rejected.payload) == MAX_PAYLOAD_CHARS
     assert f"cut to its first {MAX_PAYLOAD_CHARS} characters" in rejected.detail
     assert str(len(value)) in rejected.detail
+
+
+def test_a_payload_of_control_characters_is_cut_to_fit_one_produce_request() -> None:
+    value = b'{"x": "' + b"\x01" * (MAX_PAYLOAD_CHARS - 10) + b'"'
+    rejected = price_message(message(value), BOOK, NOW)
+    assert isinstance(rejected, UsageRejected)
+    assert len(dump(rejected)) < MAX_PAYLOAD_BYTES + 4096
+    assert rejected.payload.startswith('{"x": "\x01') and "payload cut" in rejected.detail
+
+
+def test_a_tombstone_is_rejected_as_not_json() -> None:
+    rejected = price_message(message(None), BOOK, NOW)
+    assert isinstance(rejected, UsageRejected)
+    assert (rejected.error, rejected.payload) == ("invalid_json", "")
+    assert "tombstone" in rejected.detail
+
+
+def test_a_huge_key_is_not_copied_to_the_dlq_but_keeps_its_partition() -> None:
+    key = b"k" * (MAX_DLQ_KEY_BYTES * 1000)
+    records = [UsageMessage("usage.v1", 2, 5, key, b"junk")]
+    priced = price_batch(records, BOOK, NOW, ledger_partitions=6, dlq_partitions=6)
+    [(dlq_key, value)] = priced.dlq[partition_for(key, 6)]
+    assert dlq_key is None and len(value) < 4096
+    assert f"key of {len(key)} bytes is not kept" in json.loads(value)["detail"]
 
 
 identifiers = st.text(min_size=1, max_size=128)

@@ -1,4 +1,4 @@
-"""Account routes: balance, entries and usage (read), credit grants (admin)."""
+"""Account routes: balance, entries and usage (read), credits and adjustments (admin)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,13 @@ from fastapi import APIRouter, Depends, Header, Path, Query
 from schemas.events import ACCOUNT_ID_PATTERN
 from services.api import queries
 from services.api.auth import require
+from services.api.authenticate import ScopedRoute
 from services.api.cursor import InvalidCursor, decode_cursor, encode_cursor
 from services.api.database import connection
 from services.api.errors import ApiError
-from services.api.grants import check_key, grant
+from services.api.grants import check_key
 from services.api.models import (
+    AdjustmentRequest,
     Balance,
     EntriesPage,
     Entry,
@@ -28,7 +30,7 @@ from services.api.models import (
 from services.api.periods import InvalidPeriod, day_range, hour_range
 from services.api.resources import Resources, resources
 
-router = APIRouter(prefix="/v1/accounts", tags=["accounts"])
+router = APIRouter(prefix="/v1/accounts", tags=["accounts"], route_class=ScopedRoute)
 
 AccountId = Annotated[str, Path(pattern=ACCOUNT_ID_PATTERN, description="the account id")]
 Opened = Annotated[Resources, Depends(resources)]
@@ -111,11 +113,18 @@ async def _usage_rows(
     return await queries.usage(conn, account_id, days.first, days.end, group_by)
 
 
+# 400: no Idempotency-Key or an undecodable body; 409: the key was used with another body;
+# 413: over the body limit; 422: an invalid body, or past the balance limit.
+MONEY_IN_ERRORS: dict[int | str, dict[str, object]] = {
+    code: {"model": ErrorBody} for code in (*ERRORS, 400, 409, 413)
+}
+
+
 @router.post(
     "/{account_id}/credits",
     status_code=202,
     dependencies=[Depends(require("admin"))],
-    responses={code: {"model": ErrorBody} for code in (*ERRORS, 400, 409, 413)},
+    responses=MONEY_IN_ERRORS,
 )
 async def post_credits(
     account_id: AccountId,
@@ -124,7 +133,26 @@ async def post_credits(
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> GrantAccepted:
     """Publishes a credits.granted to ledger.v1. The same key with the same body answers
-    the same entry_id again; a key is scoped to its account."""
+    the same entry_id again; a key is scoped to its account. 422 `balance_limit` when the
+    grant would take one of the account's totals past the largest the ledger holds."""
     key = check_key(idempotency_key)
-    entry_id = await grant(opened.pool, opened.publisher, account_id, key, body)
-    return GrantAccepted(entry_id=entry_id)
+    return GrantAccepted(entry_id=await opened.claims.grant(account_id, key, body))
+
+
+@router.post(
+    "/{account_id}/adjustments",
+    status_code=202,
+    dependencies=[Depends(require("admin"))],
+    responses=MONEY_IN_ERRORS,
+)
+async def post_adjustments(
+    account_id: AccountId,
+    body: AdjustmentRequest,
+    opened: Opened,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> GrantAccepted:
+    """An operator's correction: publishes a credits.adjusted (signed credits, never 0,
+    a reason) to ledger.v1, idempotent as credits are. A negative adjustment may take the
+    balance below zero (the account is then `exhausted`)."""
+    key = check_key(idempotency_key)
+    return GrantAccepted(entry_id=await opened.claims.adjust(account_id, key, body))

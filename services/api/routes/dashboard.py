@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 
 from services.api.auth import require
+from services.api.authenticate import ScopedRoute
 from services.api.dashboard.assets import ASSETS, PAGE, SECURITY_HEADERS, asset
 from services.api.dashboard.overview import Overview, overview
 from services.api.database import connection
@@ -15,7 +16,8 @@ from services.api.errors import ApiError
 from services.api.models import ErrorBody
 from services.api.resources import Resources, resources
 
-router = APIRouter(tags=["dashboard"])
+router = APIRouter(tags=["dashboard"], route_class=ScopedRoute)
+PUBLIC = [Depends(require("public"))]
 Opened = Annotated[Resources, Depends(resources)]
 AssetName = Annotated[str, Path(max_length=64, description="a file of the dashboard")]
 
@@ -27,14 +29,24 @@ def _file(name: str) -> Response:
     return Response(body, media_type=ASSETS[name], headers=SECURITY_HEADERS)
 
 
-@router.get("/dashboard", response_class=Response, summary="The web dashboard (HTML page)")
+@router.get(
+    "/dashboard",
+    response_class=Response,
+    dependencies=PUBLIC,
+    summary="The web dashboard (HTML page)",
+)
 async def dashboard_page() -> Response:
     """Asks for an API key and shows an account (and, to an admin key, the operator
     overview) by calling the JSON routes with it; docs/contracts.md, Dashboard."""
     return _file(PAGE)
 
 
-@router.get("/dashboard/assets/{name}", response_class=Response, include_in_schema=False)
+@router.get(
+    "/dashboard/assets/{name}",
+    response_class=Response,
+    dependencies=PUBLIC,
+    include_in_schema=False,
+)
 async def dashboard_asset(name: AssetName) -> Response:
     return _file(name)
 

@@ -11,6 +11,8 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from services.api import queries
+from services.api.auth import require
+from services.api.authenticate import ScopedRoute
 from services.api.database import connection
 from services.api.errors import ApiError, error_response
 from services.api.metrics import ApiMetrics
@@ -18,7 +20,9 @@ from services.api.models import Health
 from services.api.resources import Resources, resources
 
 log = logging.getLogger(__name__)
-router = APIRouter(tags=["health"])
+router = APIRouter(
+    tags=["health"], dependencies=[Depends(require("public"))], route_class=ScopedRoute
+)
 Opened = Annotated[Resources, Depends(resources)]
 KAFKA_TIMEOUT = 5.0
 

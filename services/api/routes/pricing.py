@@ -8,15 +8,22 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 
 from services.api.auth import require
+from services.api.authenticate import ScopedRoute
 from services.api.errors import ApiError
 from services.api.models import ErrorBody, PriceBookAnswer, QuoteAnswer, QuoteRequest
 from services.api.resources import Resources, resources
 from services.pricing.pricebook import Rejection
 
-router = APIRouter(prefix="/v1", tags=["pricing"], dependencies=[Depends(require("read"))])
+# About no account: open to account keys too (docs/contracts.md, Authentication and scopes).
+router = APIRouter(
+    prefix="/v1",
+    tags=["pricing"],
+    dependencies=[Depends(require("read", account_keys=True))],
+    route_class=ScopedRoute,
+)
 Opened = Annotated[Resources, Depends(resources)]
 ERRORS: dict[int | str, dict[str, object]] = {
-    code: {"model": ErrorBody} for code in (401, 403, 422)
+    code: {"model": ErrorBody} for code in (401, 403, 422, 503)
 }
 
 

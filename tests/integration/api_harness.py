@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -24,10 +25,16 @@ PROJECTION_SQL = (
     Path(__file__).resolve().parents[2] / "services/projector/migrations/001_projection.sql"
 )
 READ_TOKEN = "read-token-0123456789"
+GATEWAY_TOKEN = "gateway-token-0123456789"
 ADMIN_TOKEN = "admin-token-0123456789"
-TOKENS = f"{READ_TOKEN}:read,{ADMIN_TOKEN}:admin"
+TOKENS = f"{READ_TOKEN}:read,{GATEWAY_TOKEN}:gateway,{ADMIN_TOKEN}:admin"
 READ = {"Authorization": f"Bearer {READ_TOKEN}"}
+GATEWAY = {"Authorization": f"Bearer {GATEWAY_TOKEN}"}
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
 
 
 def with_tokens(settings: Settings, tokens: str = TOKENS) -> Settings:
@@ -42,6 +49,17 @@ async def api_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
             yield client
+
+
+async def create_key(
+    client: httpx.AsyncClient, scope: str, account_id: str | None = None, name: str | None = None
+) -> dict[str, Any]:
+    """POST /v1/keys as admin; the 201 answer (with the secret)."""
+    body: dict[str, Any] = {"scope": scope, "account_id": account_id, "name": name}
+    answer = await client.post("/v1/keys", json=body, headers=ADMIN)
+    assert answer.status_code == 201, answer.text
+    created: dict[str, Any] = answer.json()
+    return created
 
 
 async def create_projection(database_url: str) -> None:

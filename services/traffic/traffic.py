@@ -19,7 +19,7 @@ from typing import Literal, NamedTuple
 from pydantic import AwareDatetime, TypeAdapter
 
 from schemas.events import ACCOUNT_ID_PATTERN, UsageRecorded
-from services.gateway.token_profiles import CONTEXT_1M, TABLE_BITS, TokenProfile, token_profile
+from services.traffic.token_profiles import CONTEXT_1M, TABLE_BITS, TokenProfile, token_profile
 
 Kind = Literal["usage", "duplicate", "malformed"]
 Clock = Callable[[], datetime]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from services.gateway.pacing import TokenBucket, paced_chunk_size
-from services.gateway.replay import RejectedLine, check_line, checked_chunks
-from services.gateway.sending import rechunk
-from services.gateway.traffic import TrafficPlan, generate_messages
+from services.traffic.pacing import TokenBucket, paced_chunk_size
+from services.traffic.replay import RejectedLine, check_line, checked_chunks
+from services.traffic.sending import rechunk
+from services.traffic.traffic import TrafficPlan, generate_messages
 
 pytestmark = pytest.mark.unit
 

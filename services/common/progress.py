@@ -1,4 +1,5 @@
-"""Progress of the long gateway commands: a rich bar on a terminal, else a line now and then."""
+"""Progress of the long commands (traffic, audit, rebuild, bench): a rich bar on a terminal,
+else a line now and then."""
 
 from __future__ import annotations
 

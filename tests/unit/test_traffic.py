@@ -11,8 +11,8 @@ import pytest
 from pydantic import ValidationError
 
 from schemas.events import UsageRecorded
-from services.gateway.token_profiles import CONTEXT_1M, CONTEXT_256K
-from services.gateway.traffic import (
+from services.traffic.token_profiles import CONTEXT_1M, CONTEXT_256K
+from services.traffic.traffic import (
     MIX_MODELS,
     UNKNOWN_MODEL,
     TrafficPlan,

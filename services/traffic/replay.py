@@ -19,11 +19,11 @@ from pydantic import ValidationError
 
 from schemas.events import UsageRecorded
 from services.common.kafka import account_key
+from services.common.progress import ProgressReport, events_per_second
 from services.common.settings import Settings, load_settings
 from services.common.topics import create_topics
-from services.gateway.progress import ProgressReport, events_per_second
 from services.gateway.publisher import UsagePublisher
-from services.gateway.sending import KeyedMessage, publish_chunks
+from services.traffic.sending import KeyedMessage, publish_chunks
 
 CHUNK_LINES = 1024
 # The report names this many rejected lines; the count covers them all.

@@ -6,9 +6,9 @@ import asyncio
 import time
 from collections.abc import Iterable, Iterator, Sequence
 
-from services.gateway.pacing import TokenBucket, paced_chunk_size
-from services.gateway.progress import ProgressReport
+from services.common.progress import ProgressReport
 from services.gateway.publisher import UsagePublisher
+from services.traffic.pacing import TokenBucket, paced_chunk_size
 
 KeyedMessage = tuple[bytes, bytes]
 

@@ -18,9 +18,9 @@ from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
 from services.common.kafka import consumer
+from services.common.progress import ProgressReport, events_per_second
 from services.common.settings import Settings, load_settings
 from services.common.topics import Topics, create_topics
-from services.gateway.progress import ProgressReport, events_per_second
 
 FETCH_RECORDS = 10_000
 

@@ -1,6 +1,6 @@
 """Shared by the audit, reprice, rebuild and replay tests: the real pipeline (pricing and
 projector processes), traffic through it, the `ledger` CLI as a subprocess, and readings of
-the live projection. Holds one test of its own: the harness's waits see what they wait for.
+the live projection (no tests here: test_pipeline_harness.py checks the harness itself).
 """
 
 from __future__ import annotations
@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,18 +16,17 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import pytest
 
 from schemas.events import CreditsGranted, dump
 from services.common import kafka
+from services.common.progress import ProgressReport
 from services.common.settings import Settings
 from services.common.topics import Topics
-from services.gateway.loadgen import run_loadgen
-from services.gateway.progress import ProgressReport
-from services.gateway.traffic import TrafficPlan
+from services.traffic.loadgen import run_loadgen
+from services.traffic.traffic import TrafficPlan
+from tests.factories import granted
+from tests.namespaces import send_keyed
 from tests.processes import LEDGER, ServiceProcess, service_env
-
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 SAFETY_TIMEOUT = 180.0  # only against a hang; nothing asserts on durations
 BALANCES = (
@@ -81,25 +79,16 @@ async def publish_usage(
         await run_loadgen(settings, plan, rate, progress)
 
 
-def grant(account: str, credits: int) -> CreditsGranted:
-    return CreditsGranted(
-        entry_id=uuid.uuid4(), account_id=account, credits=credits, reason="purchase",
-        reference=f"order-{account}", occurred_at=datetime.now(UTC),
-    )  # fmt: skip
-
-
 async def publish_ledger(settings: Settings, *entries: CreditsGranted) -> None:
-    producer = kafka.producer(settings)
-    await producer.start()
-    try:
-        pairs = [(kafka.account_key(e.account_id), dump(e)) for e in entries]
-        await kafka.send_keyed(producer, Topics.from_settings(settings).ledger, pairs)
-    finally:
-        await producer.stop()
+    pairs = [(kafka.account_key(e.account_id), dump(e)) for e in entries]
+    await send_keyed(settings, Topics.from_settings(settings).ledger, pairs)
 
 
 async def grant_accounts(settings: Settings, accounts: int) -> list[CreditsGranted]:
-    grants = [grant(f"acct-{i}", 1_000_000 * i) for i in range(1, accounts + 1)]
+    now = datetime.now(UTC)
+    grants = [
+        granted(f"acct-{i}", 1_000_000 * i, now, f"order-acct-{i}") for i in range(1, accounts + 1)
+    ]
     await publish_ledger(settings, *grants)
     return grants
 
@@ -146,14 +135,3 @@ async def execute(settings: Settings, sql: str, *params: Any) -> str:
         return result
     finally:
         await conn.close()
-
-
-async def test_the_pipeline_projects_grants_and_usage(
-    isolated_settings: Settings, tmp_path: Path
-) -> None:
-    with pipeline(isolated_settings, tmp_path):
-        await grant_accounts(isolated_settings, 5)
-        await publish_usage(isolated_settings, 500, accounts=5)
-        await wait_journal(isolated_settings, 505)
-    assert len(await rows(isolated_settings, BALANCES)) == 5
-    assert await rows(isolated_settings, "SELECT count(*) FROM ledger.journal") == [(505,)]

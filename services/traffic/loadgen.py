@@ -11,12 +11,12 @@ from dataclasses import dataclass
 
 from aiokafka.errors import KafkaError
 
+from services.common.progress import ProgressReport, events_per_second
 from services.common.settings import Settings, load_settings
 from services.common.topics import create_topics
-from services.gateway.progress import ProgressReport, events_per_second
 from services.gateway.publisher import UsagePublisher
-from services.gateway.sending import KeyedMessage, publish_chunks
-from services.gateway.traffic import CHUNK, Message, TrafficPlan, generate_chunks, parse_mix
+from services.traffic.sending import KeyedMessage, publish_chunks
+from services.traffic.traffic import CHUNK, Message, TrafficPlan, generate_chunks, parse_mix
 
 
 @dataclass

@@ -1,0 +1,84 @@
+"""Builders of ledger entries for tests, and the hypothesis strategies over them.
+
+One place for both, so a change to an event's fields (schemas/events.py) touches one file of
+the tests. Builders take the fields a test cares about and fill the rest with valid values.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
+
+from hypothesis import strategies as st
+
+from schemas.events import CreditsAdjusted, CreditsDebited, CreditsGranted, LedgerEntry
+
+T0 = datetime(2026, 11, 27, 19, 0, tzinfo=UTC)
+
+
+def granted(
+    account: str = "a", credits: int = 100, at: datetime = T0, reference: str = "order-1"
+) -> CreditsGranted:
+    return CreditsGranted(
+        entry_id=uuid.uuid4(), account_id=account, credits=credits, reason="purchase",
+        reference=reference, occurred_at=at,
+    )  # fmt: skip
+
+
+def debited(
+    account: str = "a", credits: int = 10, model: str = "mimo-v2-pro", at: datetime = T0
+) -> CreditsDebited:
+    """A debit at multiplier 2 (`billable_tokens` is half the credits), priced a second later."""
+    return CreditsDebited(
+        entry_id=uuid.uuid4(), account_id=account, usage_event_id=uuid.uuid4().hex, model=model,
+        tier="256k", multiplier=Decimal(2), billable_tokens=credits // 2, credits=credits,
+        price_version="2026-04-03", occurred_at=at, priced_at=at + timedelta(seconds=1),
+    )  # fmt: skip
+
+
+def adjusted(account: str = "a", credits: int = -5, at: datetime = T0) -> CreditsAdjusted:
+    return CreditsAdjusted(
+        entry_id=uuid.uuid4(), account_id=account, credits=credits, reason="fix", occurred_at=at
+    )
+
+
+# Short logs over three accounts with everyday amounts: for folds and sums across batches.
+few_account_entries: st.SearchStrategy[list[LedgerEntry]] = st.lists(
+    st.one_of(
+        st.builds(debited, st.sampled_from("abc"), st.integers(0, 10**6)),
+        st.builds(granted, st.sampled_from("abc"), st.integers(1, 10**6)),
+        st.builds(adjusted, st.sampled_from("abc"), st.integers(-(10**6), 10**6)),
+    ),
+    max_size=40,
+)
+
+_texts = st.text(min_size=1, max_size=40)
+_accounts = st.from_regex(r"[a-z0-9.:@-]{1,20}", fullmatch=True)
+_zones = st.sampled_from(
+    [UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-8))]
+)
+_moments = st.datetimes(
+    min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=_zones
+)
+
+# Any valid entry, to the edges of every field: for encodings and digests.
+any_entry: st.SearchStrategy[LedgerEntry] = st.one_of(
+    st.builds(
+        CreditsDebited, entry_id=st.uuids(), account_id=_accounts,
+        usage_event_id=_texts, model=_texts, tier=_texts,
+        multiplier=st.decimals(min_value=0, max_value=100, allow_nan=False, places=4),
+        billable_tokens=st.integers(0, 10**12), credits=st.integers(0, 2**62),
+        price_version=_texts, occurred_at=_moments, priced_at=_moments,
+    ),
+    st.builds(
+        CreditsGranted, entry_id=st.uuids(), account_id=st.just("a"), credits=st.integers(1, 2**62),
+        reason=st.sampled_from(["purchase", "grant", "refund"]), reference=st.text(max_size=60),
+        occurred_at=_moments,
+    ),
+    st.builds(
+        CreditsAdjusted, entry_id=st.uuids(), account_id=st.just("a"),
+        credits=st.integers(-(2**62), 2**62), reason=_texts, reference=st.text(max_size=60),
+        occurred_at=_moments,
+    ),
+)  # fmt: skip
