@@ -12,13 +12,20 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import httpx
 import pytest
-from test_api_harness import ADMIN, READ, api_client, insert_balance, new_account, with_tokens
 
 from services.api.dashboard.assets import CONTENT_SECURITY_POLICY, SCRIPTS
 from services.api.dashboard.overview import kafka_figures
 from services.common.settings import Settings
 from services.common.topics import Topics
 from services.projector.store import open_projection
+from tests.integration.api_harness import (
+    ADMIN,
+    READ,
+    api_client,
+    insert_balance,
+    new_account,
+    with_tokens,
+)
 from tests.namespaces import namespace
 from tests.processes import free_port
 

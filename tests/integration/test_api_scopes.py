@@ -17,7 +17,12 @@ import pytest
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute
-from test_api_harness import (
+
+from services.api.app import create_app
+from services.api.auth import Rule, declared_rules
+from services.api.authenticate import ScopedRoute
+from services.common.settings import Settings
+from tests.integration.api_harness import (
     ADMIN,
     GATEWAY,
     READ,
@@ -28,11 +33,6 @@ from test_api_harness import (
     new_account,
     with_tokens,
 )
-
-from services.api.app import create_app
-from services.api.auth import Rule, declared_rules
-from services.api.authenticate import ScopedRoute
-from services.common.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
