@@ -11,7 +11,12 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
-from test_api_harness import (
+
+from schemas.events import BALANCE_LIMIT, CreditsAdjusted
+from services.api.grants import grant_entry_id
+from services.common.settings import Settings
+from tests.e2e.faults import audit
+from tests.integration.api_harness import (
     ADMIN,
     api_client,
     create_projection,
@@ -19,11 +24,6 @@ from test_api_harness import (
     new_account,
     with_tokens,
 )
-
-from schemas.events import BALANCE_LIMIT, CreditsAdjusted
-from services.api.grants import grant_entry_id
-from services.common.settings import Settings
-from tests.e2e.faults import audit
 from tests.processes import ServiceProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_api_harness import ADMIN, TOKENS, bearer
 
 from services.common.settings import Settings
+from tests.integration.api_harness import ADMIN, TOKENS, bearer
 from tests.processes import LEDGER, ServiceProcess, free_port, service_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]

@@ -11,11 +11,18 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from test_api_harness import ADMIN, api_client, bearer, create_key, new_account, with_tokens
 
 from services.api.keys import ring as keyring
 from services.api.keys import store
 from services.common.settings import Settings
+from tests.integration.api_harness import (
+    ADMIN,
+    api_client,
+    bearer,
+    create_key,
+    new_account,
+    with_tokens,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

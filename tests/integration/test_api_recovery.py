@@ -7,7 +7,6 @@ import asyncio
 from collections import Counter
 
 import pytest
-from test_api_harness import api_client, ledger_entries_for, new_account, with_tokens
 
 from schemas.events import dump
 from services.api import queries
@@ -15,6 +14,7 @@ from services.api.grants import adjusted_event, grant_entry_id, granted_event, r
 from services.api.models import AdjustmentRequest, GrantRequest
 from services.api.recovery import publish_unpublished
 from services.common.settings import Settings
+from tests.integration.api_harness import api_client, ledger_entries_for, new_account, with_tokens
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
