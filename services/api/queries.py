@@ -181,7 +181,7 @@ LIMIT $2
 APPLIED_OFFSETS = "SELECT partition, next_offset FROM ledger.applied_offsets WHERE topic = $1"
 
 LATEST_REJECTED = """
-SELECT topic, source_partition AS partition, source_offset AS offset,
+SELECT topic, source_partition AS partition, source_offset AS offset, reason,
        left(payload, $2) AS payload, left(error, $2) AS error, rejected_at
 FROM ledger.rejected_entries ORDER BY rejected_at DESC, source_offset DESC LIMIT $1
 """

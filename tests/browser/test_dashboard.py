@@ -307,7 +307,7 @@ async def test_an_admin_key_shows_the_operator_view(
     await expect(page.locator("#ov-projector-lag")).to_have_text("0", timeout=WAIT_MS)
     await expect(page.locator("#conflicts tbody tr")).to_have_count(1)
     # The rejected message's bytes are shown as text: no element is made from them.
-    payload = page.locator("#rejected tbody tr td").nth(3)
+    payload = page.locator("#rejected tbody tr td").nth(4)
     await expect(payload).to_have_text(POISON.decode())
     assert await page.locator("#rejected img").count() == 0
     assert await page.evaluate("window.__pwned") is None

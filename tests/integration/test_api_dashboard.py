@@ -177,7 +177,7 @@ async def test_the_overview_sums_the_projection(
     ledger = Topics.from_settings(own).ledger
     await db.execute(
         "INSERT INTO ledger.rejected_entries (topic, source_partition, source_offset, payload, "
-        "raw, error) VALUES ($1, 2, 7, $2, $3, 'not json')",
+        "raw, error, reason) VALUES ($1, 2, 7, $2, $3, 'not json', 'invalid_entry')",
         ledger, "<b>" + "x" * 1000, b"<b>",
     )  # fmt: skip
     entry = uuid.uuid4()
@@ -207,6 +207,7 @@ async def test_the_overview_sums_the_projection(
     assert body["rejected_usage"] == {"count": 0, "exact": True, "latest": []}
     [rejected] = body["rejected_entries"]
     assert (rejected["partition"], rejected["offset"], rejected["error"]) == (2, 7, "not json")
+    assert rejected["reason"] == "invalid_entry"
     assert len(rejected["payload"]) == 300
     assert [c["entry_id"] for c in body["conflicts"]] == [str(entry)]
 

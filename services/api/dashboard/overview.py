@@ -63,6 +63,7 @@ class RejectedEntry(BaseModel):
     topic: str
     partition: int
     offset: int
+    reason: str  # why it was not applied: invalid_entry, balance_limit, refused, ...
     payload: str
     error: str
     rejected_at: datetime

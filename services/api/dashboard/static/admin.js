@@ -41,7 +41,7 @@ function drawTables(o, open) {
     timeCell(r.rejected_at), node("td", r.error, "mono"), longText(r.detail, "text"),
     longText(r.payload, "text mono")));
   fillTable("rejected", o.rejected_entries, (r) => row(
-    timeCell(r.rejected_at), where(r), longText(r.error, "text"),
+    timeCell(r.rejected_at), where(r), node("td", r.reason, "mono"), longText(r.error, "text"),
     longText(r.payload, "text mono")));
   fillTable("conflicts", o.conflicts, (c) => row(
     timeCell(c.detected_at), accountCell(c.account_id, open), node("td", c.entry_id, "mono"),
