@@ -23,9 +23,13 @@ from services.projector.ledger import (
     next_offsets,
     plan_batch,
     usage_day,
+    usage_hour,
 )
 
 Columns = tuple[list[Any], ...]
+# Usage sums per (account, period, model); a period is a day or, a datetime being a date,
+# the start of an hour.
+UsageRows = dict[tuple[str, date, str], list[int]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,14 +57,16 @@ def prepare(records: Sequence[SourcedEntry | RejectedMessage]) -> PreparedBatch:
 
 
 def totals(entries: Iterable[LedgerEntry]) -> Columns:
-    """Columns of UPSERT_TOTALS $1..$14: per account its purchased, adjusted and spent sums,
+    """Columns of UPSERT_TOTALS $1..$20: per account its purchased, adjusted and spent sums,
     entries, latest occurred_at, inflow and outflow (ledger.flows_of); per account, day and
-    model its requests, tokens and credits. One pass over the entries, because this runs
-    for every batch; unit tests compare it with the reference fold in the tests."""
+    model its requests, tokens and credits; the same per account, hour and model. One pass
+    over the entries, because this runs for every batch; unit tests compare it with the
+    reference fold in the tests."""
     # account -> [purchased, adjusted upwards, spent, n, at, adjusted downwards]
     balance_rows: dict[str, list[Any]] = {}
-    usage_rows: dict[tuple[str, date, str], list[int]] = {}  # -> [requests, tokens, credits]
-    days: dict[datetime, date] = {}
+    usage_rows: UsageRows = {}  # (account, day, model) -> [requests, tokens, credits]
+    hourly_rows: UsageRows = {}  # the same by hour: its keys hold the hour's start
+    days: dict[datetime, tuple[date, datetime]] = {}  # occurred_at -> its day and hour
     for entry in entries:
         account, at, credits = entry.account_id, entry.occurred_at, entry.credits
         row = balance_rows.get(account)
@@ -74,25 +80,31 @@ def totals(entries: Iterable[LedgerEntry]) -> Columns:
             row[_COLUMN[entry.type]] += credits
         row[3] += 1
         if isinstance(entry, CreditsDebited):
-            day = days.get(at)
-            if day is None:
-                day = days[at] = usage_day(at)
-            key = (account, day, entry.model)
-            usage_row = usage_rows.get(key)
-            if usage_row is None:
-                usage_row = usage_rows[key] = [0, 0, 0]
-            usage_row[0] += 1
-            usage_row[1] += entry.billable_tokens
-            usage_row[2] += credits
+            periods = days.get(at)
+            if periods is None:
+                periods = days[at] = (usage_day(at), usage_hour(at))
+            for rows, period in ((usage_rows, periods[0]), (hourly_rows, periods[1])):
+                key = (account, period, entry.model)
+                usage_row = rows.get(key)
+                if usage_row is None:
+                    usage_row = rows[key] = [0, 0, 0]
+                usage_row[0] += 1
+                usage_row[1] += entry.billable_tokens
+                usage_row[2] += credits
     b = list(balance_rows.values())
-    u = list(usage_rows.values())
-    keys = list(usage_rows)
     return (
         list(balance_rows), [r[0] for r in b], [r[1] - r[5] for r in b], [r[2] for r in b],
         [r[3] for r in b], [r[4] for r in b],
         [r[0] + r[1] for r in b], [r[2] + r[5] for r in b],
+        *_usage_columns(usage_rows), *_usage_columns(hourly_rows),
+    )  # fmt: skip
+
+
+def _usage_columns(rows: UsageRows) -> Columns:
+    keys, sums = list(rows), list(rows.values())
+    return (
         [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys],
-        [r[0] for r in u], [r[1] for r in u], [r[2] for r in u],
+        [r[0] for r in sums], [r[1] for r in sums], [r[2] for r in sums],
     )  # fmt: skip
 
 
@@ -187,5 +199,5 @@ def rejected(rows: Sequence[RejectedMessage]) -> Columns:
 
 
 def offsets(next_offsets: Mapping[int, int]) -> Columns:
-    """Columns of UPSERT_TOTALS $16..$17."""
+    """Columns of UPSERT_TOTALS $22..$23."""
     return list(next_offsets), list(next_offsets.values())
