@@ -351,3 +351,25 @@ async def test_an_account_id_made_of_markup_is_refused_by_the_form(
     assert [url for url in tab.requests if "/v1/" in url] == []
     assert await page.evaluate("sessionStorage.length") == 0
     assert await page.locator("main img").count() == 0
+
+
+async def test_an_account_key_sees_its_own_account_only(tab: Tab, seeded: Seeded) -> None:
+    made = await seeded.pipeline.client.post(
+        "/v1/keys",
+        json={"scope": "account", "account_id": seeded.other, "name": "dashboard"},
+        headers=ADMIN,
+    )
+    assert made.status_code == 201, made.text
+    secret = made.json()["secret"]
+    page = await sign_in(tab, seeded, secret, seeded.other)
+    balance = await api(seeded, f"/v1/accounts/{seeded.other}/balance")
+    await expect(page.locator("#balance")).to_have_text(people(balance["balance"]), timeout=WAIT_MS)
+    await expect(page.locator("#status")).to_have_text("exhausted")
+    await expect(page.locator("#entries tbody tr")).to_have_count(2)
+    await expect(page.locator("#admin")).to_be_hidden()
+    await expect(page.locator("#error")).to_be_hidden()
+    # Another account is refused, and the page says so.
+    await page.fill("#account-switch", seeded.account)
+    await page.click("#account-form button[type=submit]")
+    await expect(page.locator("#error")).to_contain_text("403", timeout=WAIT_MS)
+    assert all(secret not in url for url in tab.requests)

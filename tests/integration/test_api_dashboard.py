@@ -22,6 +22,8 @@ from tests.integration.api_harness import (
     ADMIN,
     READ,
     api_client,
+    bearer,
+    create_key,
     insert_balance,
     new_account,
     with_tokens,
@@ -140,10 +142,13 @@ async def test_the_overview_needs_a_token(
     assert answer.json()["error"] == "unauthorized"
 
 
-async def test_the_overview_needs_the_admin_scope(client: httpx.AsyncClient) -> None:
-    answer = await client.get("/v1/admin/overview", headers=READ)
-    assert answer.status_code == 403
-    assert answer.json()["error"] == "forbidden"
+@pytest.mark.parametrize("scope", ["read", "gateway", "account"])
+async def test_the_overview_needs_the_admin_scope(client: httpx.AsyncClient, scope: str) -> None:
+    key = await create_key(client, scope, new_account("key") if scope == "account" else None)
+    for headers in (bearer(key["secret"]), READ):
+        answer = await client.get("/v1/admin/overview", headers=headers)
+        assert answer.status_code == 403
+        assert answer.json()["error"] == "forbidden"
 
 
 @pytest.mark.parametrize("top", ["0", "101", "-1", "ten", "1.5", "9" * 40, ""])
