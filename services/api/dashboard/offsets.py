@@ -111,7 +111,7 @@ async def _clients(
     settings: Settings,
 ) -> AsyncIterator[tuple[AIOKafkaConsumer, AIOKafkaAdminClient]]:
     consumer = kafka.consumer(settings, group_id=None)
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    admin = kafka.admin(settings)
     try:
         await consumer.start()
         await admin.start()
