@@ -23,7 +23,9 @@ $(STAMP): pyproject.toml $(DEV_LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q --require-hashes -r $(DEV_LOCK)
-	$(BIN)/pip install -q --no-deps -e .
+	@# setuptools explains what an editable install is on every install; only that is muted.
+	PYTHONWARNINGS=ignore::UserWarning:setuptools.command.editable_wheel \
+		$(BIN)/pip install -q --no-deps -e .
 	@$(BIN)/pip check >/dev/null || { $(BIN)/pip check; \
 		echo "error: $(DEV_LOCK) does not match pyproject.toml: run make lock" >&2; exit 1; }
 	@touch $(STAMP)

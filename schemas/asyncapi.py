@@ -16,6 +16,7 @@ from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 
 from schemas.events import (
+    CreditsAdjusted,
     CreditsDebited,
     CreditsGranted,
     Event,
@@ -59,6 +60,11 @@ WRITERS = (
         "api-grants", TOPICS.ledger, CreditsGranted,
         "`ledger serve api`, POST /v1/accounts/{id}/credits: a top-up, promotion or refund; "
         "entry_id is derived from the account and the Idempotency-Key.",
+    ),
+    Writer(
+        "api-adjustments", TOPICS.ledger, CreditsAdjusted,
+        "`ledger serve api`, POST /v1/accounts/{id}/adjustments: an operator's signed "
+        "correction; entry_id is derived from the account and the Idempotency-Key.",
     ),
     Writer(
         "pricing-rejections", TOPICS.dlq, UsageRejected,

@@ -9,12 +9,32 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
+from typing import Any
 
 from hypothesis import strategies as st
 
 from schemas.events import CreditsAdjusted, CreditsDebited, CreditsGranted, LedgerEntry
 
 T0 = datetime(2026, 11, 27, 19, 0, tzinfo=UTC)
+HALF = 2**62  # the largest credits one entry may carry
+
+
+def usage_fields(model: str = "mimo-v2-omni", **changes: Any) -> dict[str, Any]:
+    """A usage.recorded as the JSON object a gateway sends, with a fresh event_id; `changes`
+    replace or add fields (an invalid event on purpose, too)."""
+    return {
+        "type": "usage.recorded",
+        "schema_version": 1,
+        "event_id": str(uuid.uuid4()),
+        "account_id": "acct-1",
+        "model": model,
+        "input_tokens": 1000,
+        "cached_input_tokens": 0,
+        "output_tokens": 200,
+        "occurred_at": "2026-11-27T19:00:00Z",
+        "gateway_id": "gw-test",
+        **changes,
+    }
 
 
 def granted(
@@ -80,5 +100,52 @@ any_entry: st.SearchStrategy[LedgerEntry] = st.one_of(
         CreditsAdjusted, entry_id=st.uuids(), account_id=st.just("a"),
         credits=st.integers(-(2**62), 2**62), reason=_texts, reference=st.text(max_size=60),
         occurred_at=_moments,
+    ),
+)  # fmt: skip
+
+
+# Entries at the edges of what the projection can take (tests of the projector's poison
+# handling): any credits, multipliers past numeric's range, a UTC day past year 9999.
+def spend(account: str, credits: int) -> CreditsDebited:
+    """A debit of any credits (debited() derives billable tokens, bounded, from them)."""
+    return CreditsDebited.model_validate(
+        {**debited(account, 0).model_dump(), "credits": credits, "billable_tokens": 1}
+    )
+
+
+def refused_multiplier(exponent: str) -> CreditsDebited:
+    return debited("poison", 1).model_copy(update={"multiplier": Decimal(f"1E{exponent}")})
+
+
+def past_year_9999() -> CreditsDebited:
+    """Its UTC day is 10000-01-01, which Python's date cannot hold."""
+    at = datetime(9999, 12, 31, 23, 0, tzinfo=timezone(timedelta(hours=-5)))
+    return debited("poison", 1).model_copy(update={"occurred_at": at})
+
+
+extreme_moments = st.datetimes(
+    min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59),
+    timezones=st.sampled_from([UTC, timezone(timedelta(hours=14)), timezone(timedelta(hours=-12))]),
+)  # fmt: skip
+extreme_credits = st.sampled_from([0, 1, HALF - 1, HALF])
+extreme_entries = st.one_of(
+    st.builds(
+        lambda account, credits, at, m: spend(account, credits).model_copy(
+            update={"occurred_at": at, "multiplier": m}
+        ),
+        st.sampled_from("ab"), extreme_credits, extreme_moments,
+        st.sampled_from([Decimal(n) for n in ("0", "1E+131071", "1E-16383", "1E-20000")]),
+    ),
+    st.builds(
+        lambda account, credits: granted(account, max(credits, 1)), st.sampled_from("ab"),
+        extreme_credits,
+    ),
+    st.builds(
+        lambda account, credits, sign, text: CreditsAdjusted(
+            entry_id=uuid.uuid4(), account_id=account, credits=sign * credits, reason=text,
+            reference=text, occurred_at=datetime(2026, 1, 1, tzinfo=UTC),
+        ),
+        st.sampled_from("ab"), extreme_credits, st.sampled_from([1, -1]),
+        st.text(min_size=1, max_size=1024),
     ),
 )  # fmt: skip

@@ -28,7 +28,7 @@ from tests.e2e.faults import (
     read_topic,
     settle,
 )
-from tests.e2e.test_fault_poison import usage
+from tests.factories import usage_fields
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -62,7 +62,7 @@ async def test_duplicates_settle_once_and_conflicts_are_never_applied(
     isolated_settings: Settings, tmp_path: Path
 ) -> None:
     account = f"acct-dup-{uuid.uuid4().hex[:8]}"
-    first = usage(account_id=account, input_tokens=1000, output_tokens=200)
+    first = usage_fields(account_id=account, input_tokens=1000, output_tokens=200)
     same_id_other_tokens = {**first, "input_tokens": 2000, "output_tokens": 1}
     messages: list[tuple[bytes | None, bytes]] = [
         (account.encode(), json.dumps(first).encode()) for _ in range(3)

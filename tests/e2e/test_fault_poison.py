@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +32,17 @@ from tests.e2e.faults import (
     read_topic,
     settle,
 )
-from tests.integration.test_projector_apply import extreme_entries as extreme_strategy
-from tests.integration.test_projector_apply import past_year_9999, refused_multiplier, spend
-from tests.integration.test_projector_service import publish as publish_entries
-from tests.integration.test_projector_service import wait_applied
-from tests.integration.test_projector_store import debited, granted
+from tests.factories import (
+    debited,
+    granted,
+    past_year_9999,
+    refused_multiplier,
+    spend,
+    usage_fields,
+)
+from tests.factories import extreme_entries as extreme_strategy
+from tests.integration.projector_harness import publish as publish_entries
+from tests.integration.projector_harness import wait_applied
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -46,20 +51,8 @@ KEY = b"acct-poison"
 
 
 def usage(**fields: Any) -> dict[str, Any]:
-    event = {
-        "type": "usage.recorded",
-        "schema_version": 1,
-        "event_id": str(uuid.uuid4()),
-        "account_id": KEY.decode(),
-        "model": "mimo-v2-omni",
-        "input_tokens": 100,
-        "cached_input_tokens": 0,
-        "output_tokens": 10,
-        "occurred_at": "2026-11-27T19:00:00Z",
-        "gateway_id": "gw-fault",
-    }
-    event.update(fields)
-    return event
+    defaults = {"account_id": KEY.decode(), "input_tokens": 100, "output_tokens": 10}
+    return usage_fields(**{**defaults, "gateway_id": "gw-fault", **fields})
 
 
 def ev(**fields: Any) -> bytes:

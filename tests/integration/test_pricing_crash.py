@@ -15,7 +15,8 @@ from services.common.kafka import partition_for
 from services.common.settings import Settings
 from services.common.topics import Topics
 from services.pricing.transactions import send_partition
-from tests.integration.test_pricing_service import debits, read_committed, usage
+from tests.factories import usage_fields as usage
+from tests.integration.pricing_harness import debits, read_committed
 from tests.processes import ServiceProcess
 
 pytestmark = pytest.mark.integration

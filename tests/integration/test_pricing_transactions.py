@@ -11,7 +11,7 @@ from services.common.kafka import partition_for
 from services.common.settings import Settings
 from services.common.topics import Topics
 from services.pricing.transactions import send_partition
-from tests.integration.test_pricing_service import read_committed
+from tests.integration.pricing_harness import read_committed
 
 pytestmark = pytest.mark.integration
 

@@ -5,10 +5,7 @@ in log order, and the verdicts do not depend on how the log is cut into batches.
 from __future__ import annotations
 
 import itertools
-import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta, timezone
-from decimal import Decimal
 from typing import Any
 
 import asyncpg
@@ -16,17 +13,26 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from schemas.events import BALANCE_LIMIT, CreditsAdjusted, CreditsDebited, LedgerEntry, dump
+from schemas.events import BALANCE_LIMIT, LedgerEntry, dump
 from services.common.settings import Settings
 from services.projector.apply import apply, prepare_records
 from services.projector.ledger import RejectedMessage, SourcedEntry
 from services.projector.store import open_projection
-from tests.integration.test_projector_store import BALANCES, Log, adjusted, debited, granted
+from tests.factories import (
+    HALF,
+    adjusted,
+    debited,
+    extreme_entries,
+    granted,
+    past_year_9999,
+    refused_multiplier,
+    spend,
+)
+from tests.integration.projector_harness import BALANCES, Log
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 TOPIC = "test-ledger.v1"
-HALF = 2**62  # the largest credits one entry may carry
 REJECTED = "SELECT source_offset, reason FROM rejected_entries ORDER BY 1"
 
 
@@ -44,23 +50,6 @@ async def write(pool: asyncpg.Pool, records: list[SourcedEntry | RejectedMessage
 
 async def table(pool: asyncpg.Pool, sql: str) -> list[tuple[Any, ...]]:
     return [tuple(r) for r in await pool.fetch(sql)]
-
-
-def spend(account: str, credits: int) -> CreditsDebited:
-    """A debit of any credits (debited() derives billable tokens, bounded, from them)."""
-    return CreditsDebited.model_validate(
-        {**debited(account, 0).model_dump(), "credits": credits, "billable_tokens": 1}
-    )
-
-
-def refused_multiplier(exponent: str) -> CreditsDebited:
-    return debited("poison", 1).model_copy(update={"multiplier": Decimal(f"1E{exponent}")})
-
-
-def past_year_9999() -> CreditsDebited:
-    """Its UTC day is 10000-01-01, which Python's date cannot hold."""
-    at = datetime(9999, 12, 31, 23, 0, tzinfo=timezone(timedelta(hours=-5)))
-    return debited("poison", 1).model_copy(update={"occurred_at": at})
 
 
 async def test_top_ups_past_the_limit_are_rejected_and_the_rest_applied(pool: asyncpg.Pool) -> None:
@@ -121,34 +110,6 @@ async def test_values_postgresql_refuses_are_rejected_alone(pool: asyncpg.Pool) 
     assert [r[1] for r in await table(pool, BALANCES)] == [100 + i for i in range(6)]
     errors = await pool.fetch("SELECT error FROM rejected_entries ORDER BY source_offset")
     assert "22003" in errors[0]["error"] and "NUL" in errors[3]["error"]
-
-
-extreme_moments = st.datetimes(
-    min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59),
-    timezones=st.sampled_from([UTC, timezone(timedelta(hours=14)), timezone(timedelta(hours=-12))]),
-)  # fmt: skip
-extreme_credits = st.sampled_from([0, 1, HALF - 1, HALF])
-extreme_entries = st.one_of(
-    st.builds(
-        lambda account, credits, at, m: spend(account, credits).model_copy(
-            update={"occurred_at": at, "multiplier": m}
-        ),
-        st.sampled_from("ab"), extreme_credits, extreme_moments,
-        st.sampled_from([Decimal(n) for n in ("0", "1E+131071", "1E-16383", "1E-20000")]),
-    ),
-    st.builds(
-        lambda account, credits: granted(account, max(credits, 1)), st.sampled_from("ab"),
-        extreme_credits,
-    ),
-    st.builds(
-        lambda account, credits, sign, text: CreditsAdjusted(
-            entry_id=uuid.uuid4(), account_id=account, credits=sign * credits, reason=text,
-            reference=text, occurred_at=datetime(2026, 1, 1, tzinfo=UTC),
-        ),
-        st.sampled_from("ab"), extreme_credits, st.sampled_from([1, -1]),
-        st.text(min_size=1, max_size=1024),
-    ),
-)  # fmt: skip
 
 
 @settings(

@@ -11,27 +11,12 @@ from typing import Any
 import asyncpg
 import pytest
 
-from schemas.events import LedgerEntry, dump
-from services.common import kafka
 from services.common.settings import Settings
-from services.common.topics import Topics
 from tests.factories import adjusted, debited, granted
-from tests.namespaces import send_keyed
+from tests.integration.projector_harness import SAFETY_TIMEOUT, publish, wait_applied
 from tests.processes import ServiceProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
-
-SAFETY_TIMEOUT = 180.0  # only against a hang; nothing here asserts on durations
-
-
-async def publish(settings: Settings, *messages: LedgerEntry | tuple[str, bytes]) -> None:
-    pairs = [
-        (kafka.account_key(m.account_id), dump(m))
-        if not isinstance(m, tuple)
-        else (m[0].encode(), m[1])
-        for m in messages
-    ]
-    await send_keyed(settings, Topics.from_settings(settings).ledger, pairs)
 
 
 @pytest.fixture
@@ -48,15 +33,6 @@ def projector(isolated_settings: Settings, tmp_path: Path) -> Iterator[ServicePr
     process = ServiceProcess("projector", isolated_settings, tmp_path)
     yield process
     process.kill()
-
-
-async def wait_applied(db: asyncpg.Connection, messages: int) -> None:
-    """Waits until the projection's offsets cover `messages` messages (topics start at 0)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + SAFETY_TIMEOUT
-    while await db.fetchval("SELECT coalesce(sum(next_offset), 0) FROM applied_offsets") < messages:
-        assert loop.time() < deadline, f"projector did not reach {messages} messages"
-        await asyncio.sleep(0.2)
 
 
 async def wait_counted(db: asyncpg.Connection, deliveries: int) -> None:

@@ -12,33 +12,18 @@ from typing import Any
 import asyncpg
 import pytest
 
-from schemas.events import CreditsAdjusted, LedgerEntry, dump
+from schemas.events import CreditsAdjusted
 from services.common.settings import Settings
 from services.projector.apply import apply as apply_batch
 from services.projector.apply import prepare_records
-from services.projector.ledger import RejectedMessage, SourcedEntry, read_message
+from services.projector.ledger import RejectedMessage, SourcedEntry
 from services.projector.store import MIGRATIONS, open_projection
 from tests.factories import T0, adjusted, debited, granted
+from tests.integration.projector_harness import BALANCES, Log
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 TOPIC = "test-ledger.v1"
-
-
-class Log:
-    """Stands in for one partition of ledger.v1: hands out offsets in order."""
-
-    def __init__(self, partition: int = 0) -> None:
-        self.partition = partition
-        self.offset = 0
-
-    def records(self, *entries: LedgerEntry | bytes) -> list[SourcedEntry | RejectedMessage]:
-        out = []
-        for e in entries:
-            raw = e if isinstance(e, bytes) else dump(e)
-            out.append(read_message(raw, self.partition, self.offset))
-            self.offset += 1
-        return out
 
 
 @pytest.fixture
@@ -57,9 +42,6 @@ async def table(pool: asyncpg.Pool, sql: str) -> list[tuple[Any, ...]]:
     return [tuple(r) for r in await pool.fetch(sql)]
 
 
-BALANCES = """
-SELECT account_id, balance, purchased, adjusted, spent, entries, status FROM balances ORDER BY 1
-"""
 USAGE = """
 SELECT account_id, day::text, model, requests, tokens, credits FROM usage_daily ORDER BY 1, 2, 3
 """
