@@ -14,7 +14,7 @@ from services.common.settings import Settings
 from services.projector.apply import apply, prepare_records
 from services.projector.store import LIVE_SCHEMA, migrate, open_projection
 from tests.factories import debited, granted
-from tests.integration.test_projector_store import Log
+from tests.integration.projector_harness import Log
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
