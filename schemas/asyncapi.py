@@ -20,6 +20,10 @@ from schemas.events import (
     CreditsDebited,
     CreditsGranted,
     Event,
+    HoldEvent,
+    HoldPlaced,
+    HoldRefused,
+    HoldReleased,
     LedgerEntry,
     UsageRecorded,
     UsageRejected,
@@ -67,6 +71,19 @@ WRITERS = (
         "correction; entry_id is derived from the account and the Idempotency-Key.",
     ),
     Writer(
+        "api-holds-placed", TOPICS.holds, HoldPlaced,
+        "`ledger serve api`, POST .../holds and POST /v1/holds: a hold placed; published from "
+        "the outbox written in the deciding transaction, at least once, in decision order.",
+    ),
+    Writer(
+        "api-holds-refused", TOPICS.holds, HoldRefused,
+        "`ledger serve api`: a hold refused for want of available credits (nothing held).",
+    ),
+    Writer(
+        "api-holds-released", TOPICS.holds, HoldReleased,
+        "`ledger serve api`, DELETE .../holds/{hold_id}: a hold given back before its use.",
+    ),
+    Writer(
         "pricing-rejections", TOPICS.dlq, UsageRejected,
         "`ledger serve pricing`: a usage.v1 message it cannot price, with the original bytes "
         "and where they were read; in the same transaction as the debits.",
@@ -80,6 +97,11 @@ READERS = (
         "record` and `ledger reprice` read it from offset 0 without a group.",
     ),
     Reader(
+        "audit-holds", TOPICS.holds,
+        "`ledger audit` reads it from offset 0 without a group and compares it with the hold "
+        "table; settling and expiry need no event (they follow from ledger.v1 and expires_at).",
+    ),
+    Reader(
         "projector", TOPICS.ledger,
         "`ledger serve projector`, consumer group `ledger-projector`, read_committed; `ledger "
         "audit`, `ledger rebuild` and `ledger reprice` read it without a group.",
@@ -87,7 +109,11 @@ READERS = (
 )  # fmt: skip
 
 # What each reader's handler takes: the one event type of its topic, or the ledger's union.
-READ_AS: dict[str, Any] = {TOPICS.usage: UsageRecorded, TOPICS.ledger: LedgerEntry}
+READ_AS: dict[str, Any] = {
+    TOPICS.usage: UsageRecorded,
+    TOPICS.ledger: LedgerEntry,
+    TOPICS.holds: HoldEvent,
+}
 
 
 def declare(broker: KafkaBroker) -> None:

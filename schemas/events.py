@@ -45,6 +45,19 @@ def _finite(value: Decimal) -> Decimal:
 
 
 Multiplier = Annotated[Decimal, AfterValidator(_finite)]
+# Any identifier, not only a UUID: a usage event naming a hold the ledger never placed is
+# still billed (as an unknown hold), never rejected.
+HoldId = Identifier
+# The header the API takes (Idempotency-Key), 1..255 characters; no NUL, which PostgreSQL
+# text cannot hold.
+IdempotencyKey = Annotated[
+    str, StringConstraints(min_length=1, max_length=255, pattern=r"^[^\x00]+$")
+]
+PositiveCredits = Annotated[int, Field(strict=True, gt=0, le=2**62)]
+
+
+def _absent(value: object) -> bool:
+    return value is None
 
 
 class Event(BaseModel):
@@ -65,6 +78,9 @@ class UsageRecorded(Event):
     occurred_at: Timestamp
     gateway_id: Identifier
     request_id: Identifier | None = None
+    # The hold that admitted the request (docs/contracts.md, Holds). Left out of the JSON
+    # when absent, so events without a hold keep the bytes and digests they always had.
+    hold_id: HoldId | None = Field(default=None, exclude_if=_absent)
 
     @model_validator(mode="after")
     def _cached_within_input(self) -> UsageRecorded:
@@ -88,6 +104,9 @@ class CreditsDebited(Event):
     credits: Annotated[int, Field(strict=True, ge=0, le=2**62)]
     price_version: Identifier
     occurred_at: Timestamp
+    # Copied from the usage event. Before priced_at on purpose: priced_at stays the last
+    # field, which the projector's content digest relies on (services/projector/ledger.py).
+    hold_id: HoldId | None = Field(default=None, exclude_if=_absent)
     priced_at: Timestamp
 
 
@@ -98,7 +117,7 @@ class CreditsGranted(Event):
     schema_version: Literal[1] = 1
     entry_id: UUID
     account_id: AccountId
-    credits: Annotated[int, Field(strict=True, gt=0, le=2**62)]
+    credits: PositiveCredits
     reason: Literal["purchase", "grant", "refund"]
     reference: Text
     occurred_at: Timestamp
@@ -138,6 +157,45 @@ class UsageRejected(Event):
     rejected_at: Timestamp
 
 
+class HoldPlaced(Event):
+    """The API admitted a request: `credits` are held until settled, released or expired."""
+
+    type: Literal["hold.placed"] = "hold.placed"
+    schema_version: Literal[1] = 1
+    hold_id: HoldId
+    account_id: AccountId
+    credits: PositiveCredits
+    idempotency_key: IdempotencyKey
+    expires_at: Timestamp
+    occurred_at: Timestamp
+
+
+class HoldRefused(Event):
+    """The API refused a hold: `available` was less than `credits`; nothing is held."""
+
+    type: Literal["hold.refused"] = "hold.refused"
+    schema_version: Literal[1] = 1
+    hold_id: HoldId
+    account_id: AccountId
+    credits: PositiveCredits
+    available: int
+    idempotency_key: IdempotencyKey
+    occurred_at: Timestamp
+
+
+class HoldReleased(Event):
+    """The gateway gave a hold back (its request failed or was cancelled)."""
+
+    type: Literal["hold.released"] = "hold.released"
+    schema_version: Literal[1] = 1
+    hold_id: HoldId
+    account_id: AccountId
+    occurred_at: Timestamp
+
+
+HoldEvent = Annotated[HoldPlaced | HoldRefused | HoldReleased, Field(discriminator="type")]
+hold_event_adapter: TypeAdapter[HoldEvent] = TypeAdapter(HoldEvent)
+
 LedgerEntry = Annotated[
     CreditsDebited | CreditsGranted | CreditsAdjusted, Field(discriminator="type")
 ]
@@ -149,11 +207,18 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     CreditsGranted,
     CreditsAdjusted,
     UsageRejected,
+    HoldPlaced,
+    HoldRefused,
+    HoldReleased,
 )
 
 
 def parse_ledger_entry(raw: bytes | str) -> LedgerEntry:
     return ledger_entry_adapter.validate_json(raw)
+
+
+def parse_hold_event(raw: bytes | str) -> HoldEvent:
+    return hold_event_adapter.validate_json(raw)
 
 
 def dump(event: Event) -> bytes:
@@ -166,11 +231,16 @@ __all__ = [
     "CreditsAdjusted",
     "CreditsDebited",
     "CreditsGranted",
+    "HoldEvent",
+    "HoldPlaced",
+    "HoldRefused",
+    "HoldReleased",
     "LedgerEntry",
     "RejectionCode",
     "SourcePosition",
     "UsageRecorded",
     "UsageRejected",
     "dump",
+    "parse_hold_event",
     "parse_ledger_entry",
 ]

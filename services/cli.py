@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("service", choices=["pricing", "projector", "api"])
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1, help="api: processes sharing the port")
 
     topics = sub.add_parser("topics", help="manage the Kafka topics")
     topics.add_argument("action", choices=["create"])
@@ -86,6 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--baseline-events", type=int, default=20_000, help="per-event baseline sample size"
     )
     bench.add_argument("--keep", action="store_true", help="keep the bench topics and databases")
+    bench.add_argument("--only", choices=["authorization"], help="run that section alone")
+    bench.add_argument(
+        "--auth-seconds", type=float, default=8.0, help="length of each authorization phase"
+    )
     return parser
 
 
@@ -101,7 +106,7 @@ def serve_main(args: argparse.Namespace) -> int:
         return run_projector()
     from services.api.app import run as run_api
 
-    return run_api(args.host, args.port)
+    return run_api(args.host, args.port, args.workers)
 
 
 def add_keys_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -125,21 +130,31 @@ def topics_main(args: argparse.Namespace) -> int:
     return 0
 
 
-def refusal(command: str) -> str | None:
-    """Why `command` must not start: settings that do not parse, or Kafka refusing them."""
+def invalid_settings() -> str | None:
+    """What is wrong with the environment's settings, variable by variable, if anything."""
     from pydantic import ValidationError
 
-    from services.common.kafka import KafkaAccessError, KafkaSettingsError, check_access
     from services.common.settings import load_settings
 
     try:
-        settings = load_settings()
-        if command in KAFKA_COMMANDS:
-            asyncio.run(check_access(settings))
+        load_settings()
     except ValidationError as error:
         return "; ".join(
             f"{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in error.errors()
         )
+    return None
+
+
+def kafka_refusal(command: str) -> str | None:
+    """Why Kafka will not serve `command` with these settings (bad credentials, TLS, no
+    broker reachable), if it talks to Kafka at all."""
+    from services.common.kafka import KafkaAccessError, KafkaSettingsError, check_access
+    from services.common.settings import load_settings
+
+    if command not in KAFKA_COMMANDS:
+        return None
+    try:
+        asyncio.run(check_access(load_settings()))
     except (KafkaSettingsError, KafkaAccessError) as error:
         return str(error)
     return None
@@ -162,8 +177,11 @@ def configure_logging() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    configure_logging()
-    if (reason := refusal(args.command)) is not None:
+    reason = invalid_settings()
+    if reason is None:
+        configure_logging()
+        reason = kafka_refusal(args.command)
+    if reason is not None:
         print(f"ledger {args.command}: refusing to start: {reason}", file=sys.stderr)
         return 2
     return resolve(COMMANDS[args.command])(args)

@@ -100,7 +100,7 @@ async def settings(
     )
     await create_topics(s)
     yield s
-    await delete_topics(kafka_bootstrap, topic_prefix)
+    await delete_topics(s)
 
 
 @pytest.fixture

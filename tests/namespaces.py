@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import asyncpg
-from aiokafka.admin import AIOKafkaAdminClient
 
 from services.common.db import ADMIN_DATABASE, _with_database
+from services.common.kafka import admin as kafka_admin
 from services.common.kafka import producer
 from services.common.settings import Settings
 from services.common.topics import create_topics
@@ -19,13 +19,15 @@ from services.common.topics import create_topics
 DELETE_ATTEMPTS = 20
 
 
-async def delete_topics(kafka: str, prefix: str) -> None:
-    """Deletes every topic whose name starts with `prefix`: the ledger's own and any a test
-    or a child process made beside them under the same prefix.
+async def delete_topics(settings: Settings) -> None:
+    """Deletes every topic whose name starts with the settings' prefix: the ledger's own and
+    any a test or a child process made beside them under the same prefix. The admin client
+    takes the settings' Kafka security, so this works on a SASL or TLS broker too.
 
     The broker answers a deletion per topic and may refuse some for a while (a loaded
     controller times out), so it asks again until none is listed."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka)
+    prefix = settings.ledger_topic_prefix
+    admin = kafka_admin(settings)
     await admin.start()
     try:
         for _ in range(DELETE_ATTEMPTS):
@@ -47,25 +49,24 @@ async def namespace(
     are further Settings fields (replication factor, Kafka security)."""
     tag = uuid.uuid4().hex[:10]
     name = f"ledger_{label}_{tag}"
+    settings = Settings(
+        kafka_bootstrap_servers=kafka,
+        database_url=_with_database(postgres_server_url, name),
+        ledger_topic_prefix=f"{label}-{tag}-",
+        ledger_partitions=6,
+        **options,
+    )
     admin_url = _with_database(postgres_server_url, ADMIN_DATABASE)
     admin = await asyncpg.connect(admin_url)
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
         await admin.close()
-    prefix = f"{label}-{tag}-"
     try:
-        settings = Settings(
-            kafka_bootstrap_servers=kafka,
-            database_url=_with_database(postgres_server_url, name),
-            ledger_topic_prefix=prefix,
-            ledger_partitions=6,
-            **options,
-        )
         await create_topics(settings)
         yield settings
     finally:
-        await delete_topics(kafka, prefix)
+        await delete_topics(settings)
         # A new connection: the server may have restarted since the database was made.
         admin = await asyncpg.connect(admin_url)
         try:

@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import socket
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from types import FrameType
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
+from uvicorn.supervisors import Multiprocess
 
 from services.api.auth import AuthConfigError, parse_tokens
 from services.api.errors import install_error_handlers
 from services.api.limits import BodySizeLimit
 from services.api.metrics import ApiMetrics, RequestMetrics
 from services.api.resources import open_resources
-from services.api.routes import accounts, dashboard, health, keys, pricing
+from services.api.routes import accounts, dashboard, health, holds, keys, pricing
 from services.common.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
@@ -28,6 +31,9 @@ log = logging.getLogger(__name__)
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     async with open_resources(app.state.settings) as opened:
         app.state.resources = opened
+        if getattr(app.state, "worker", False):
+            # The parent bound the socket already; this worker accepts from now on.
+            log.info("ready: api worker %d serving", os.getpid())
         yield
 
 
@@ -48,6 +54,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(accounts.router)
     app.include_router(pricing.router)
     app.include_router(keys.router)
+    app.include_router(holds.router)
     app.include_router(health.router)
     app.include_router(dashboard.router)
     # Added last, so they wrap everything: oversized bodies are refused before any route
@@ -67,12 +74,50 @@ class Server(uvicorn.Server):
             log.info("ready: api serving on http://%s:%d", self.config.host, self.config.port)
 
 
-def run(host: str, port: int) -> int:
+def worker_app() -> FastAPI:
+    """The app of one of `--workers N` processes (uvicorn imports it by name)."""
+    app = create_app(load_settings())
+    app.state.worker = True
+    return app
+
+
+def worker_logging(level: str) -> dict[str, Any]:
+    """Each worker is a fresh interpreter; uvicorn configures its logging from this, as
+    services/cli.py configures a single process."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain"}},
+        "root": {"handlers": ["stderr"], "level": level.upper()},
+        # One line per request would cost more than many a request itself.
+        "loggers": {"aiokafka": {"level": "WARNING"}, "uvicorn.access": {"level": "WARNING"}},
+    }
+
+
+def run_workers(host: str, port: int, workers: int) -> int:
+    """N processes sharing one listening socket; SIGTERM stops them all cleanly."""
+    config = uvicorn.Config(
+        "services.api.app:worker_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        lifespan="on",
+        log_config=worker_logging(load_settings().ledger_log_level),
+    )
+    Multiprocess(config, sockets=[config.bind_socket()]).run()
+    return 0
+
+
+def run(host: str, port: int, workers: int = 1) -> int:
     try:
         app = create_app(load_settings())
     except AuthConfigError as exc:
         print(f"ledger serve api: refusing to start: {exc}", file=sys.stderr)
         return 2
+    if workers > 1:
+        return run_workers(host, port, workers)
     config = uvicorn.Config(app, host=host, port=port, lifespan="on", log_config=None)
     server = Server(config)
 

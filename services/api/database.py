@@ -36,6 +36,13 @@ UNAVAILABLE = (
 )
 
 
+async def keep_session(conn: asyncpg.Connection) -> None:
+    """The pool's reset: nothing beyond asyncpg's own (an open transaction is rolled back,
+    listeners dropped). The API sets no session state on pooled connections (the key ring
+    LISTENs on a connection of its own), and the default reset query is one more round
+    trip on every request."""
+
+
 async def open_pool(url: str) -> asyncpg.Pool:
     await ensure_database(url)
     pool = await asyncpg.create_pool(
@@ -44,6 +51,7 @@ async def open_pool(url: str) -> asyncpg.Pool:
         max_size=10,
         timeout=CONNECT_TIMEOUT,
         command_timeout=COMMAND_TIMEOUT,
+        reset=keep_session,
     )
     assert pool is not None
     async with pool.acquire() as conn:
@@ -58,7 +66,7 @@ async def connection(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
             yield conn
     except UNAVAILABLE as exc:
         raise ApiError(503, "database_unavailable", f"PostgreSQL is not reachable: {exc}") from exc
-    except asyncpg.UndefinedTableError as exc:
+    except (asyncpg.UndefinedTableError, asyncpg.UndefinedFunctionError) as exc:
         raise ApiError(
             503, "projection_unavailable", "the projector has not created its tables yet"
         ) from exc

@@ -37,6 +37,7 @@ from services.api.database import connection
 from services.api.errors import ApiError
 from services.api.models import AdjustmentRequest, GrantRequest
 from services.common.kafka import account_key
+from services.projector import within_limit
 
 # Fixed forever: entry ids derived from it are stored in the ledger.
 ENTRY_NAMESPACE = UUID("5b0c7f5e-1c7a-4f7e-9b1d-3c2e6a8d4f10")
@@ -85,17 +86,16 @@ def adjusted_event(account_id: str, entry_id: UUID, body: AdjustmentRequest) -> 
     )
 
 
-def past_balance_limit(totals: dict[str, int] | None, event: MoneyIn) -> str | None:
-    """Why `event` would take one of the account's totals past BALANCE_LIMIT, or None."""
-    current = totals or {"balance": 0, "purchased": 0, "adjusted": 0}
-    total = "purchased" if isinstance(event, CreditsGranted) else "adjusted"
-    for name in ("balance", total):
-        if abs(current[name] + event.credits) > BALANCE_LIMIT:
-            return (
-                f"{event.credits} credits would take the account's {name} "
-                f"({current[name]}) past {BALANCE_LIMIT}"
-            )
-    return None
+def past_balance_limit(flows: tuple[int, int] | None, event: MoneyIn) -> str | None:
+    """Why `event` would take the account's inflow or outflow past BALANCE_LIMIT, or None:
+    the projector's own rule (ledger.within_limit), so an entry the API accepts is one the
+    projector applies."""
+    if within_limit(flows or (0, 0), event):
+        return None
+    return (
+        f"{event.credits} credits would take the account's total "
+        f"{'inflow' if event.credits > 0 else 'outflow'} past {BALANCE_LIMIT}"
+    )
 
 
 def check_key(idempotency_key: str | None) -> str:
@@ -174,7 +174,7 @@ class Claims:
     async def claim(
         self, conn: asyncpg.Connection, account_id: str, key: str, digest: str, event: MoneyIn
     ) -> None:
-        if (why := past_balance_limit(await queries.totals(conn, account_id), event)) is not None:
+        if (why := past_balance_limit(await queries.flows(conn, account_id), event)) is not None:
             raise ApiError(422, "balance_limit", why)
         await queries.claim_key(conn, account_id, key, digest, event.entry_id, dump(event).decode())
         if self.crash_after_claim:

@@ -7,6 +7,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from services.api.errors import ApiError, error_response
 
 MAX_BODY_BYTES = 64 * 1024
+# Routes that take up to 1,000 items in one body get more room.
+LARGER_LIMITS = {"/v1/holds": 1024 * 1024}
 
 
 def _too_large(limit: int) -> ApiError:
@@ -28,9 +30,10 @@ class BodySizeLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = LARGER_LIMITS.get(scope["path"].rstrip("/"), self.limit)
         declared = self._declared_length(scope)
-        if declared is not None and declared > self.limit:
-            await self._refuse(scope, receive, send)
+        if declared is not None and declared > limit:
+            await self._refuse(scope, receive, send, limit)
             return
         received = 0
 
@@ -39,8 +42,8 @@ class BodySizeLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.limit:
-                    raise _too_large(self.limit)
+                if received > limit:
+                    raise _too_large(limit)
             return message
 
         await self.app(scope, counting_receive, send)
@@ -55,7 +58,7 @@ class BodySizeLimit:
                     return None
         return None
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        error = _too_large(self.limit)
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        error = _too_large(limit)
         response = error_response(413, error.code, str(error.detail), {"Connection": "close"})
         await response(scope, receive, send)

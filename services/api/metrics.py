@@ -8,8 +8,10 @@ from collections.abc import Mapping
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from services.projector.settlement import COUNTERS as HOLD_COUNTERS
+
 # Always exported, 0 until the projector has counted one, so dashboards need no special case.
-PROJECTOR_COUNTERS = ("applied", "duplicates", "conflicts", "rejected")
+PROJECTOR_COUNTERS = ("applied", "duplicates", "conflicts", "rejected", *HOLD_COUNTERS)
 
 
 class ApiMetrics:

@@ -116,13 +116,24 @@ class ErrorBody(BaseModel):
 
 
 class Balance(BaseModel):
+    """`held`: credits of the active holds; `available = balance - held`, what new holds
+    may take (docs/contracts.md, Holds)."""
+
     account_id: str
     balance: int
     purchased: int
+    adjusted: int
     spent: int
+    held: int
+    available: int
     entries: int
     status: Literal["active", "exhausted"]
     updated_at: datetime
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Balance:
+        held = int(row["held"])
+        return cls.model_validate({**row, "held": held, "available": row["balance"] - held})
 
 
 EntryType = Literal["credits.debited", "credits.granted", "credits.adjusted"]

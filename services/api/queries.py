@@ -53,8 +53,10 @@ CREATE UNIQUE INDEX IF NOT EXISTS api_keys_usable
     ON ledger.api_keys (secret_hash) WHERE revoked_at IS NULL;
 """
 
+# held: the account's active holds (migration 004_holds.sql), read without a lock.
 BALANCE = """
-SELECT account_id, balance, purchased, spent, entries, status, updated_at
+SELECT account_id, balance, purchased, adjusted, spent, entries, status, updated_at,
+       holds.held_now(account_id) AS held
 FROM ledger.balances WHERE account_id = $1
 """
 
@@ -133,7 +135,7 @@ SELECT EXISTS (
 )
 """
 
-TOTALS = "SELECT balance, purchased, adjusted FROM ledger.balances WHERE account_id = $1"
+FLOWS = "SELECT inflow, outflow FROM ledger.balances WHERE account_id = $1"
 
 # SKIP LOCKED: a claim a request is publishing right now (its row is locked) is left to it,
 # and two API processes sweeping at once never take the same claim.
@@ -257,15 +259,15 @@ async def key_claimed(conn: asyncpg.Connection, account_id: str, key: str) -> bo
     return bool(await conn.fetchval(KEY_CLAIMED, account_id, key))
 
 
-async def totals(conn: asyncpg.Connection, account_id: str) -> dict[str, int] | None:
-    """The account's projected totals; None before its first entry (or the projector's
-    tables) exists."""
+async def flows(conn: asyncpg.Connection, account_id: str) -> tuple[int, int] | None:
+    """The account's projected (inflow, outflow), which the balance limit bounds; None
+    before its first entry (or the projector's tables) exists."""
     try:
         async with conn.transaction():  # a savepoint: a missing table must not end the caller's
-            row = await conn.fetchrow(TOTALS, account_id)
+            row = await conn.fetchrow(FLOWS, account_id)
     except asyncpg.UndefinedTableError:
         return None
-    return dict(row) if row is not None else None
+    return (row["inflow"], row["outflow"]) if row is not None else None
 
 
 async def lock_unpublished(conn: asyncpg.Connection, limit: int) -> list[dict[str, Any]]:

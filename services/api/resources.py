@@ -14,6 +14,7 @@ from fastapi import Request
 
 from services.api.database import open_pool
 from services.api.grants import FAULT_AFTER_CLAIM, Claims, Publisher
+from services.api.holds.relay import FAULT_AFTER_HOLD_COMMIT, HoldRelay
 from services.api.keys.ring import KeyRing, open_keyring
 from services.api.recovery import sweep_forever
 from services.common import kafka
@@ -30,6 +31,8 @@ class Resources:
     pricebook: PriceBook
     claims: Claims
     keys: KeyRing
+    relay: HoldRelay
+    crash_after_hold_commit: bool  # the fault point api:after_hold_commit (tests only)
 
 
 @asynccontextmanager
@@ -42,11 +45,15 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
         producer = kafka.producer(settings)
         await producer.start()
         stack.push_async_callback(producer.stop)
-        publisher = Publisher(producer, Topics.from_settings(settings).ledger)
+        topics = Topics.from_settings(settings)
+        publisher = Publisher(producer, topics.ledger)
         claims = Claims(pool, publisher, settings.fault_armed(FAULT_AFTER_CLAIM))
         keys = await stack.enter_async_context(open_keyring(pool, settings.database_url))
         await stack.enter_async_context(background(sweep_forever(pool, publisher)))
-        yield Resources(pool, producer, publisher, pricebook, claims, keys)
+        relay = HoldRelay(pool, producer, topics.holds)
+        await stack.enter_async_context(background(relay.run()))
+        crash = settings.fault_armed(FAULT_AFTER_HOLD_COMMIT)
+        yield Resources(pool, producer, publisher, pricebook, claims, keys, relay, crash)
 
 
 @asynccontextmanager
@@ -61,7 +68,8 @@ async def background(work: Awaitable[None]) -> AsyncIterator[None]:
             await task
 
 
-def resources(request: Request) -> Resources:
-    """A route dependency: the app's open resources."""
+async def resources(request: Request) -> Resources:
+    """A route dependency: the app's open resources. Async on purpose: FastAPI runs a plain
+    function dependency in its thread pool, a thread hand-off on every request."""
     opened: Resources = request.app.state.resources
     return opened

@@ -25,6 +25,7 @@ from services.audit.figures import (
     log_differences,
     rejection_differences,
 )
+from services.audit.holds import hold_differences
 from services.audit.reading import LogReader
 from services.audit.replay import applied_offsets, replay, tune_interpreter
 from services.audit.report import AuditReport, Conflict, Rejection
@@ -126,6 +127,7 @@ async def run_audit(settings: Settings, progress: ProgressReport) -> AuditReport
         + identity_violations(live)
         + rejection_differences(report.rejected, replayed)
     )
+    report.differences += await hold_differences(settings)
     report.elapsed = progress.elapsed()
     # A shadow that differs is kept for inspection; an equal one only takes space.
     if report.equal:

@@ -15,7 +15,7 @@ from typing import Any, Literal, Protocol
 from services.projector import status_for
 
 Value = int | str | None
-Check = Literal["log", "identity"]
+Check = Literal["log", "identity", "holds"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +28,8 @@ class AccountFigures:
     spent: int | None = None
     entries: int | None = None
     status: str | None = None
+    inflow: int | None = None  # what the balance limit bounds (docs/contracts.md, Guarantees)
+    outflow: int | None = None
     journal_entries: int = 0
     journal_balance: int = 0
     journal_purchased: int = 0
@@ -61,7 +63,9 @@ class Difference:
     expected: Value
 
     def line(self) -> str:
-        source = "from the log" if self.check == "log" else "from the live journal"
+        source = {"log": "from the log", "identity": "from the live journal"}.get(
+            self.check, "expected"
+        )
         return f"{self.account_id}: {self.field} live {self.live!r}, {source} {self.expected!r}"
 
 

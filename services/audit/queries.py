@@ -40,8 +40,9 @@ WITH journal_sums AS (
     FROM usage_hourly GROUP BY account_id
 )
 SELECT account_id, b.balance, b.purchased, b.adjusted, b.spent, b.entries, b.status,
-       j.journal_entries, j.journal_balance, j.journal_purchased, j.journal_adjusted,
-       j.journal_spent, j.journal_digest, u.usage_digest, h.hourly_usage_digest
+       b.inflow, b.outflow, j.journal_entries, j.journal_balance, j.journal_purchased,
+       j.journal_adjusted, j.journal_spent, j.journal_digest, u.usage_digest,
+       h.hourly_usage_digest
 FROM balances b
 FULL JOIN journal_sums j USING (account_id)
 FULL JOIN usage_sums u USING (account_id)

@@ -32,6 +32,8 @@ def options(args: argparse.Namespace) -> Options:
         baseline_events=args.baseline_events,
         output=Path(args.output),
         keep=args.keep,
+        only=args.only,
+        auth_seconds=args.auth_seconds,
     )
 
 

@@ -82,6 +82,32 @@ class ProcessFigure:
 
 
 @dataclass
+class LoadFigure:
+    """Closed-loop HTTP load: `concurrency` requests in flight for `seconds`."""
+
+    concurrency: int
+    requests: int
+    seconds: float
+    per_s: float  # holds placed (or balances read) per second
+    p50_ms: float | None
+    p99_ms: float | None
+    statuses: dict[int, int] = field(default_factory=dict)
+
+
+@dataclass
+class AuthorizationFigure:
+    """Holds and balance reads over HTTP while the pipeline carries a steady usage load."""
+
+    api_workers: int
+    background_rate: int
+    background_sent: int
+    single: dict[int, LoadFigure] = field(default_factory=dict)  # by concurrency
+    batched: LoadFigure | None = None
+    batch_size: int = 0
+    reads: LoadFigure | None = None
+
+
+@dataclass
 class BenchFigures:
     run_id: str
     events: int
@@ -97,6 +123,8 @@ class BenchFigures:
     speedup_vs_baseline: float | None = None
     processes: dict[str, ProcessFigure] = field(default_factory=dict)
     checks: dict[str, object] = field(default_factory=dict)
+    authorization: AuthorizationFigure | None = None
+    sections: str = "all"  # or "authorization": only that section ran
 
 
 def _round(value: float | None, digits: int = 3) -> float | None:

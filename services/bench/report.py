@@ -10,6 +10,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from services.bench.authorization import authorization_rows, authorization_targets
 from services.bench.figures import BenchFigures
 
 E2E_TARGET = 50_000  # events/s end to end
@@ -29,6 +30,13 @@ class Verdict:
 
 
 def verdicts(f: BenchFigures) -> list[Verdict]:
+    holds = [Verdict(*t) for t in authorization_targets(f.authorization)]
+    if f.sections == "authorization":
+        return holds
+    return _pipeline_verdicts(f) + holds
+
+
+def _pipeline_verdicts(f: BenchFigures) -> list[Verdict]:
     e2e = f.end_to_end.events_per_s if f.end_to_end else None
     out = [_at_least("end-to-end events/s", e2e, E2E_TARGET)]
     fresh = f.freshness
@@ -73,7 +81,8 @@ def write_json(document: dict[str, Any], path: Path) -> None:
 def print_tables(f: BenchFigures, console: Console) -> None:
     console.print(_targets_table(f))
     console.print(_details_table(f))
-    console.print(_processes_table(f))
+    if f.processes:  # none when only the authorization section ran
+        console.print(_processes_table(f))
 
 
 def _targets_table(f: BenchFigures) -> Table:
@@ -119,6 +128,9 @@ def _details_table(f: BenchFigures) -> Table:
         table.add_row("rebuild equals live projection", str(rebuild.matches_live))
     if (base := f.baseline) is not None:
         table.add_row("baseline events/s", f"{base.events_per_s:,.0f} ({base.events:,} events)")
+    if (auth := f.authorization) is not None:
+        for label, text in authorization_rows(auth):
+            table.add_row(label, text)
     for name, value in f.checks.items():
         table.add_row(name, str(value))
     return table

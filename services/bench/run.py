@@ -13,6 +13,7 @@ from pathlib import Path
 
 import asyncpg
 
+from services.bench.authorization import measure_authorization
 from services.bench.baseline import run_baseline
 from services.bench.figures import BenchFigures, FreshnessFigure, ProcessFigure
 from services.bench.freshness import measure_freshness
@@ -58,6 +59,8 @@ class Options:
     baseline_events: int
     output: Path
     keep: bool
+    only: str | None = None  # "authorization": that section alone
+    auth_seconds: float = 8.0  # each authorization phase
 
 
 async def run_bench(opts: Options, say: Say) -> BenchFigures:
@@ -69,6 +72,10 @@ async def run_bench(opts: Options, say: Say) -> BenchFigures:
     say(f"run {namespaces.run_id}: topics bench-{namespaces.run_id}-*, logs in {log_dir}")
     await create(namespaces)
     try:
+        if opts.only == "authorization":
+            figures.sections = "authorization"
+            await _authorization(namespaces, opts, figures, log_dir, say)
+            return figures
         say(f"generating {opts.events:,} usage events")
         chunks = generate(TrafficPlan(accounts=ACCOUNTS, events=opts.events, seed=seed))
         await _stages_alone(namespaces, chunks, figures, log_dir, say)
@@ -80,6 +87,7 @@ async def run_bench(opts: Options, say: Say) -> BenchFigures:
             log_dir,
             patience(2 * opts.events),
         )
+        await _authorization(namespaces, opts, figures, log_dir, say)
         await _baseline(namespaces, opts, chunks, figures, say)
     finally:
         if not opts.keep:
@@ -162,6 +170,15 @@ def _process_figures(f: BenchFigures, e2e: EndToEnd, rss: dict[str, float | None
             peak_rss_mb=round(max(peaks), 1) if peaks else None,
             note=NOTES.get(name, ""),
         )
+
+
+async def _authorization(
+    namespaces: BenchNamespaces, opts: Options, f: BenchFigures, log_dir: Path, say: Say
+) -> None:
+    say(f"authorization: holds and balance reads while the pipeline carries {opts.rate:,}/s")
+    f.authorization = await measure_authorization(
+        namespaces.main, log_dir, opts.auth_seconds, opts.rate, say
+    )
 
 
 async def _baseline(

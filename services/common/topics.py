@@ -22,19 +22,23 @@ class Topics:
     usage: str
     ledger: str
     dlq: str
+    holds: str
 
     @classmethod
     def from_prefix(cls, prefix: str) -> Topics:
         return cls(
-            usage=f"{prefix}usage.v1", ledger=f"{prefix}ledger.v1", dlq=f"{prefix}usage.dlq.v1"
+            usage=f"{prefix}usage.v1",
+            ledger=f"{prefix}ledger.v1",
+            dlq=f"{prefix}usage.dlq.v1",
+            holds=f"{prefix}holds.v1",
         )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Topics:
         return cls.from_prefix(settings.ledger_topic_prefix)
 
-    def all(self) -> tuple[str, str, str]:
-        return (self.usage, self.ledger, self.dlq)
+    def all(self) -> tuple[str, ...]:
+        return (self.usage, self.ledger, self.dlq, self.holds)
 
 
 def topic_config(settings: Settings) -> dict[str, str]:

@@ -31,6 +31,7 @@ FIELDS = (
     "credits",
     "price_version",
     "occurred_at",
+    "hold_id",
     "priced_at",
 )
 if tuple(CreditsDebited.model_fields) != FIELDS:
@@ -74,6 +75,7 @@ def encode_debit(
     price_version: str,
     occurred_at: datetime,
     priced_at: str,
+    hold_id: str | None = None,
 ) -> bytes:
     """priced_at comes already formatted: one batch shares one pricing instant."""
     return (
@@ -83,5 +85,12 @@ def encode_debit(
         f'"model":{encode_basestring(model)},"tier":{encode_basestring(tier)},'
         f'"multiplier":"{multiplier}","billable_tokens":{billable_tokens},'
         f'"credits":{credits},"price_version":{encode_basestring(price_version)},'
-        f'"occurred_at":"{timestamp_text(occurred_at)}","priced_at":"{priced_at}"}}'
+        f'"occurred_at":"{timestamp_text(occurred_at)}",{hold_fragment(hold_id)}'
+        f'"priced_at":"{priced_at}"}}'
     ).encode()
+
+
+def hold_fragment(hold_id: str | None) -> str:
+    """The debit's hold_id field with its trailing comma; nothing when the usage had none
+    (the schema leaves an absent hold_id out of the JSON)."""
+    return "" if hold_id is None else f'"hold_id":{encode_basestring(hold_id)},'

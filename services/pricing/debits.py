@@ -22,7 +22,7 @@ from schemas.events import (
     UsageRecorded,
     UsageRejected,
 )
-from services.pricing.debit_json import encode_debit, timestamp_text, uuid5_text
+from services.pricing.debit_json import encode_debit, hold_fragment, timestamp_text, uuid5_text
 from services.pricing.pricebook import PriceBook, Rejection, Tier
 from services.pricing.usage_json import PlainUsage, read_plain_usage
 
@@ -123,7 +123,7 @@ def encode_priced(usage: PlainUsage, book: PriceBook, now_text: str) -> EncodedD
         f'"account_id":"{usage.account_id}","usage_event_id":{encode_basestring(event_id)},'
         f'{model_tier}"billable_tokens":{usage.input_tokens + usage.output_tokens},'
         f'"credits":{credits},{price_version}"occurred_at":"{usage.occurred_text}",'
-        f'"priced_at":"{now_text}"}}'
+        f'{hold_fragment(usage.hold_id)}"priced_at":"{now_text}"}}'
     ).encode()
     return EncodedDebit(usage.account_id, encoded)
 
@@ -179,6 +179,7 @@ def price_validated(
         price_version=quote.price_version,
         occurred_at=usage.occurred_at,
         priced_at=now_text,
+        hold_id=usage.hold_id,
     )
     return EncodedDebit(usage.account_id, encoded)
 

@@ -97,10 +97,10 @@ class PriceBook:
 
     def _rejection(self, model: str, input_tokens: int, at: datetime) -> Rejection:
         """Why price() found no price: the lookups again, this time to explain."""
-        index = bisect_right(self._starts, at) - 1
-        if index < 0:
-            return Rejection("unknown_model", f"model {model!r} has no price: {self._before(at)}")
-        version = self.versions[index]
+        try:
+            version = self.version_at(at)
+        except LookupError as error:
+            return Rejection("unknown_model", f"model {model!r} has no price: {error}")
         price = version.models.get(model)
         if price is None:
             known = ", ".join(sorted(version.models))

@@ -35,6 +35,7 @@ FIELDS = frozenset(
         "occurred_at",
         "gateway_id",
         "request_id",
+        "hold_id",
     }
 )
 REQUIRED = frozenset(
@@ -65,6 +66,7 @@ class PlainUsage(NamedTuple):
     output_tokens: int
     occurred_at: datetime
     occurred_text: str  # occurred_at as the debit writes it (debit_json.timestamp_text)
+    hold_id: str | None = None
 
 
 def read_plain_usage(value: bytes) -> PlainUsage | None:
@@ -96,6 +98,9 @@ def read_plain_usage(value: bytes) -> PlainUsage | None:
     request_id = get("request_id")
     if request_id is not None and (type(request_id) is not str or not 0 < len(request_id) <= 128):
         return None
+    hold_id = get("hold_id")
+    if hold_id is not None and (type(hold_id) is not str or not 0 < len(hold_id) <= 128):
+        return None
     account_id = data["account_id"]
     if type(account_id) is not str or _ACCOUNT.fullmatch(account_id) is None:
         return None
@@ -111,7 +116,9 @@ def read_plain_usage(value: bytes) -> PlainUsage | None:
     at = _timestamp(occurred_at)
     if at is None:
         return None
-    return PlainUsage(event_id, account_id, model, input_tokens, cached, output_tokens, *at)
+    return PlainUsage(
+        event_id, account_id, model, input_tokens, cached, output_tokens, *at, hold_id
+    )
 
 
 @lru_cache(maxsize=4096)

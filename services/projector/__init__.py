@@ -1,12 +1,13 @@
 """The projector: applies ledger.v1 to the PostgreSQL projection.
 
 Its surface for the rest of the code (the audit, the rebuild, the tests): open a projection
-schema, `prepare` a batch of ledger.v1 messages, `apply` it. The live loop
+schema, `prepare` a batch of ledger.v1 messages, `apply` it; `within_limit`, the balance limit rule
+the API checks before it accepts a grant or an adjustment. The live loop
 (services/projector/service.py) uses the very same calls.
 """
 
 from services.projector.apply import Batch, apply, prepare
-from services.projector.ledger import status_for
+from services.projector.ledger import status_for, within_limit
 from services.projector.store import LIVE_SCHEMA, SCHEMA_NAME, ApplyResult, open_projection
 
 __all__ = [
@@ -18,4 +19,5 @@ __all__ = [
     "open_projection",
     "prepare",
     "status_for",
+    "within_limit",
 ]

@@ -123,6 +123,14 @@ def flows_of(entry: LedgerEntry) -> tuple[int, int]:
     return (credits, 0) if credits >= 0 else (0, -credits)
 
 
+def within_limit(flows: tuple[int, int], entry: LedgerEntry) -> bool:
+    """Whether the account's (inflow, outflow) stay within BALANCE_LIMIT after `entry`: the
+    projector's balance limit rule (docs/contracts.md, Guarantees), for anyone who must
+    apply the same rule before writing an entry."""
+    more_in, more_out = flows_of(entry)
+    return flows[0] + more_in <= BALANCE_LIMIT and flows[1] + more_out <= BALANCE_LIMIT
+
+
 def screen(
     records: Iterable[SourcedEntry | RejectedMessage],
     flows: Mapping[str, tuple[int, int]],
@@ -137,24 +145,23 @@ def screen(
     verdict is the same however the log is cut into batches (docs/contracts.md).
     """
     running = dict(flows)
-    decided: dict[UUID, bool] = dict.fromkeys(known, True)  # entry_id -> within the limit
+    applied = set(known)  # entry_ids in the journal, or about to be: repeats pass through
+    refused: set[tuple[UUID, str]] = set()  # (entry_id, digest): the same content, refused
     out: list[SourcedEntry | RejectedMessage] = []
     for record in records:
-        if isinstance(record, RejectedMessage):
+        if isinstance(record, RejectedMessage) or record.entry.entry_id in applied:
             out.append(record)
             continue
-        entry = record.entry
-        within = decided.get(entry.entry_id)
-        if within is None:
-            inflow, outflow = running.get(entry.account_id, (0, 0))
+        entry, key = record.entry, (record.entry.entry_id, record.digest)
+        before = running.get(entry.account_id, (0, 0))
+        if key not in refused and within_limit(before, entry):
             more_in, more_out = flows_of(entry)
-            within = inflow + more_in <= BALANCE_LIMIT and outflow + more_out <= BALANCE_LIMIT
-            decided[entry.entry_id] = within
-            if within:
-                running[entry.account_id] = (inflow + more_in, outflow + more_out)
-        if not within:
-            record = over_the_limit(record, running.get(entry.account_id, (0, 0)))
-        out.append(record)
+            running[entry.account_id] = (before[0] + more_in, before[1] + more_out)
+            applied.add(entry.entry_id)
+            out.append(record)
+        else:
+            refused.add(key)
+            out.append(over_the_limit(record, before))
     return out
 
 
@@ -236,4 +243,5 @@ __all__ = [
     "status_for",
     "usage_day",
     "usage_hour",
+    "within_limit",
 ]

@@ -26,7 +26,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError
 from services.common import kafka
 from services.common.batching import quiet_garbage_collector, share_the_gil_quickly
 from services.common.settings import Settings, load_settings
-from services.common.throughput import Throughput
+from services.common.throughput import REPORT_EVERY_S, Throughput
 from services.common.topics import Topics, create_topics
 from services.projector.apply import CONNECTION_ERRORS, Batch, apply, prepare
 from services.projector.store import ApplyResult, open_projection
@@ -35,7 +35,6 @@ log = logging.getLogger("services.projector")
 
 MAX_RECORDS = 10_000
 FETCH_TIMEOUT_MS = 500
-REPORT_SECONDS = 5.0
 MAX_BACKOFF_SECONDS = 5.0
 FAULT_AFTER_DB_COMMIT = "projector:after_db_commit"
 T = TypeVar("T")
@@ -181,7 +180,7 @@ def progress_window(now: float) -> Throughput:
 
 async def report(window: Throughput) -> None:
     while True:
-        await asyncio.sleep(REPORT_SECONDS)
+        await asyncio.sleep(REPORT_EVERY_S)
         now = time.monotonic()
         log.info(window.line(now))
         window.reset(now)

@@ -16,7 +16,7 @@ from uuid import UUID
 import asyncpg
 
 from services.common.db import ensure_database
-from services.projector import columns
+from services.projector import columns, settlement
 from services.projector.ledger import (
     RejectedMessage,
     SourcedEntry,
@@ -257,6 +257,7 @@ async def write_batch(
             new_conflicts=tuple(new_conflicts),
             new_rejections=tuple(new_rejections),
         )
+        await settlement.settle(conn, inserted)
         totals = columns.totals(r.entry for r in inserted) if known else batch.totals
         await _add_totals(conn, topic, totals, batch.offsets, result)
     return result

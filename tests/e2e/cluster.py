@@ -4,6 +4,7 @@ see it: its addresses, its brokers' faults, and who leads what (from the cluster
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import subprocess
@@ -14,9 +15,8 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from services.common import kafka
 from services.common.settings import Settings
-from services.common.topics import Topics
 from services.pricing.service import transactional_id
-from tests.e2e.faults import ROOT
+from tests.e2e.faults import ROOT, kafka_libs
 from tests.namespaces import namespace
 
 CLUSTER_SCRIPT = str(ROOT / "infra" / "cluster.sh")
@@ -33,7 +33,7 @@ class Cluster:
     def __init__(self, **env: str) -> None:
         self.env = {
             **os.environ,
-            "KAFKA_LIBS_DIR": os.environ.get("KAFKA_LIBS_DIR", str(ROOT / ".local" / "kafka-libs")),
+            "KAFKA_LIBS_DIR": str(kafka_libs()),
             **env,
         }
 
@@ -84,7 +84,12 @@ async def replication(settings: Settings, topic: str) -> tuple[set[int], str]:
     admin = kafka.admin(settings)
     await admin.start()
     try:
-        (described,) = await admin.describe_topics([topic])
+        # A broker may not know a topic created a moment ago on another one: ask again.
+        for _ in range(100):
+            (described,) = await admin.describe_topics([topic])
+            if described["error_code"] == 0 and described["partitions"]:
+                break
+            await asyncio.sleep(0.1)
         (answer,) = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
     finally:
         await admin.close()
@@ -105,18 +110,6 @@ async def pricing_coordinator(settings: Settings, instance: str = "0") -> int:
         await admin.close()
 
 
-async def delete_topics(settings: Settings) -> None:
-    admin = kafka.admin(settings)
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-        names = [t for t in Topics.from_settings(settings).all() if t in existing]
-        if names:
-            await admin.delete_topics(names)
-    finally:
-        await admin.close()
-
-
 @contextlib.asynccontextmanager
 async def replicated_namespace(
     bootstrap: str, postgres_server_url: str, label: str, **options: Any
@@ -127,7 +120,4 @@ async def replicated_namespace(
     async with namespace(
         bootstrap, postgres_server_url, label, ledger_replication_factor=replicas, **options
     ) as settings:
-        try:
-            yield settings
-        finally:
-            await delete_topics(settings)
+        yield settings

@@ -20,8 +20,11 @@ from tests.processes import service_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
-EVENTS, RATE, SECONDS, BASELINE = 3000, 500, 3, 200
-SECTIONS = ("end_to_end", "publish", "pricing", "projection", "freshness", "rebuild", "baseline")
+EVENTS, RATE, SECONDS, BASELINE, AUTH_SECONDS = 3000, 500, 3, 200, 1
+SECTIONS = (
+    "end_to_end", "publish", "pricing", "projection", "freshness", "rebuild", "baseline",
+    "authorization",
+)  # fmt: skip
 
 
 async def run_bench(settings: Settings, output: Path) -> tuple[int, str, str]:
@@ -29,6 +32,7 @@ async def run_bench(settings: Settings, output: Path) -> tuple[int, str, str]:
         *(sys.executable, "-m", "services.cli", "bench", "--json"),
         *("--events", str(EVENTS), "--rate", str(RATE), "--seconds", str(SECONDS)),
         *("--baseline-events", str(BASELINE), "--output", str(output)),
+        *("--auth-seconds", str(AUTH_SECONDS)),
         env=service_env(settings),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -67,6 +71,10 @@ def check_sections(report: dict[str, Any]) -> None:
     assert 0 < fresh["p50_ms"] <= fresh["p95_ms"] <= fresh["p99_ms"] <= fresh["max_ms"]
     assert 0 < report["baseline"]["events"] <= BASELINE
     assert report["baseline"]["events_per_s"] > 0 and report["speedup_vs_baseline"] > 0
+    holds = report["authorization"]
+    loads = [*holds["single"].values(), holds["batched"], holds["reads"]]
+    assert all(load["per_s"] > 0 and load["p50_ms"] <= load["p99_ms"] for load in loads)
+    assert set(holds["single"]["16"]["statuses"]) == {"201"}
 
 
 def check_pipeline(report: dict[str, Any]) -> None:
@@ -80,7 +88,7 @@ def check_pipeline(report: dict[str, Any]) -> None:
     for name in ("pricing", "projector", "api"):
         process = report["processes"][name]
         assert process["peak_rss_mb"] > 0 and process["cpu_s_per_1k"] >= 0
-    assert len(report["targets"]) == 7
+    assert len(report["targets"]) == 12
     assert all(isinstance(t["passed"], bool) for t in report["targets"])
 
 

@@ -12,13 +12,14 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import asyncpg
 import pytest
 
+from services.common.settings import Settings
 from services.common.topics import Topics
 from services.pricing.service import TRANSACTION_TIMEOUT_MS
 from services.traffic.traffic import TrafficPlan
 from tests.e2e.cluster import (
-    SOAK,
     Cluster,
     partition_leader,
     pricing_coordinator,
@@ -31,6 +32,7 @@ from tests.e2e.faults import (
     Outcome,
     Pipeline,
     Report,
+    count_debits,
     free_port,
     under_load,
     wait_for_debits,
@@ -41,11 +43,20 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 ACCOUNTS = 200
 RATE = 1_000
 DOWN_S = 3.0
-soak_only = pytest.mark.skipif(not SOAK, reason="make soak runs it (LEDGER_SOAK=1)")
+# Deselected by default (pyproject addopts), so `make test` neither runs nor skips them.
+soak_only = pytest.mark.soak
 
 
 def plan(events: int, seed: int) -> TrafficPlan:
     return TrafficPlan(accounts=ACCOUNTS, events=events, seed=seed, duplicates=0.02, malformed=0.01)
+
+
+async def debits(settings: Settings) -> int:
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        return await count_debits(conn)
+    finally:
+        await conn.close()
 
 
 async def bounce(cluster: Cluster, node: int, down_s: float, report: Report, what: str) -> None:
@@ -69,7 +80,7 @@ async def test_partition_leader_and_transaction_coordinator_killed(
     kafka_cluster: tuple[Cluster, str], postgres_server_url: str, tmp_path: Path
 ) -> None:
     cluster, bootstrap = kafka_cluster
-    load = plan(events=40_000, seed=1801)
+    load = plan(events=60_000, seed=1801)
     report = Report("cluster-leader-and-coordinator", published=load.events)
 
     async def kill_leader_then_coordinator(pipeline: Pipeline, loadgen: Loadgen) -> None:
@@ -77,7 +88,7 @@ async def test_partition_leader_and_transaction_coordinator_killed(
         await wait_for_debits(settings.database_url, 1_000)
         leader = await partition_leader(settings, Topics.from_settings(settings).usage, 0)
         await bounce(cluster, leader, DOWN_S, report, "leader of usage.v1 partition 0")
-        await wait_for_debits(settings.database_url, 5_000)
+        await wait_for_debits(settings.database_url, await debits(settings) + 1_000)
         coordinator = await pricing_coordinator(settings)
         assert loadgen.running(), "the load ended before the second fault: raise the events"
         await bounce(cluster, coordinator, DOWN_S, report, "pricing's transaction coordinator")
@@ -96,15 +107,16 @@ async def test_coordinator_down_longer_than_the_transaction_timeout(
     kafka_cluster: tuple[Cluster, str], postgres_server_url: str, tmp_path: Path
 ) -> None:
     cluster, bootstrap = kafka_cluster
-    load = plan(events=60_000, seed=1802)
+    load = plan(events=90_000, seed=1802)
     report = Report("cluster-coordinator-down-long", published=load.events)
     down_s = 2 * TRANSACTION_TIMEOUT_MS / 1000
 
     async def long_outage(pipeline: Pipeline, loadgen: Loadgen) -> None:
         await wait_for_debits(pipeline.settings.database_url, 1_000)
         coordinator = await pricing_coordinator(pipeline.settings)
+        assert loadgen.running(), "the load ended before the fault: raise the events"
         await bounce(cluster, coordinator, down_s, report, "pricing's transaction coordinator")
-        assert loadgen.running(), "the load ended during the outage: raise the events"
+        report.notes.append(f"load still running after it: {loadgen.running()}")
 
     async with replicated_namespace(bootstrap, postgres_server_url, "cluster") as settings:
         outcome = await under_load(settings, load, RATE, tmp_path, report, long_outage)

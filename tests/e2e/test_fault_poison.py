@@ -6,8 +6,10 @@ projector applies everything else without ever stopping."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +45,7 @@ from tests.factories import (
 from tests.factories import extreme_entries as extreme_strategy
 from tests.integration.projector_harness import publish as publish_entries
 from tests.integration.projector_harness import wait_applied
+from tests.processes import LEDGER, service_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -176,8 +179,7 @@ HALF = 2**62  # the largest credits one ledger entry may carry
 
 
 def extreme_entries(count: int) -> list[LedgerEntry]:
-    """Schema-valid entries at the extremes (tests/integration/test_projector_apply.py's
-    strategy), drawn once per run."""
+    """Schema-valid entries at the extremes (tests/factories.py), drawn once per run."""
     drawn: list[LedgerEntry] = []
 
     @settings(max_examples=1, database=None, phases=[Phase.generate])
@@ -190,7 +192,7 @@ def extreme_entries(count: int) -> list[LedgerEntry]:
 
 
 def ledger_poison() -> list[tuple[str, str, bytes]]:
-    """(label, expected reason, message) of each poison entry."""
+    """(label, expected reason, message) of each poison entry; keyed by its account."""
     nul = dump(granted("poison-nul", 1)).replace(b'"order-1"', b'"order\\u0000"')
     return [
         ("second top-up of 2**62", "balance_limit", dump(granted("big", HALF))),
@@ -200,7 +202,15 @@ def ledger_poison() -> list[tuple[str, str, bytes]]:
         ("multiplier 1E-20000", "refused", dump(refused_multiplier("-20000"))),
         ("NUL in text", "refused", nul),
         ("UTC day past year 9999", "unprocessable", dump(past_year_9999())),
+        ("900 KB of junk", "invalid_entry", b'{"account_id": "junk", "x": "' + b"{" * 900_000),
     ]
+
+
+def account_of(value: bytes) -> str:
+    try:
+        return str(json.loads(value)["account_id"])
+    except ValueError:
+        return "junk"
 
 
 async def test_poison_entries_never_stop_the_projector(
@@ -211,7 +221,7 @@ async def test_poison_entries_never_stop_the_projector(
     head: list[LedgerEntry] = [granted("big", HALF), spend("spender", HALF)]
     head.append(spend("spender", HALF - 1))
     poison = ledger_poison()
-    pending = [(json.loads(value)["account_id"], value) for _, _, value in poison]
+    pending = [(account_of(value), value) for _, _, value in poison]
     extremes = extreme_entries(30)
     # Interleaved with the normal traffic of other accounts, in one burst: the projector
     # meets them inside its batches.
@@ -237,14 +247,22 @@ async def test_poison_entries_never_stop_the_projector(
                 "SELECT source_partition, source_offset, reason, raw FROM rejected_entries"
             )
             mismatches = await balance_mismatches(conn)
+            code, document = audit(isolated_settings)
+            # The rebuild replays with the same code: the same rejections, the same balances.
+            before = await conn.fetch(REJECTIONS_AND_BALANCES)
+            rebuilt = await asyncio.to_thread(
+                subprocess.run, [*LEDGER, "rebuild", "--yes"], env=service_env(isolated_settings),
+                capture_output=True, text=True, timeout=300,
+            )  # fmt: skip
+            after = await conn.fetch(REJECTIONS_AND_BALANCES)
         finally:
             await conn.close()
-        code, document = audit(isolated_settings)
         exited = pipeline.exited()
     finally:
         unclean = pipeline.close()
     assert exited == {}, f"the projector exited on its own: {exited}\n{pipeline.logs()}"
     assert unclean == {}
+    assert "isolating" in pipeline.logs(), "the poison never met the batch path"
     assert {e.entry_id for e in normal + head} <= journal
     reasons = {bytes(r["raw"]): r["reason"] for r in rows}
     assert {label: reasons.get(value) for label, _, value in poison} == {
@@ -255,3 +273,13 @@ async def test_poison_entries_never_stop_the_projector(
     assert code == 0, document
     listed = {(r["partition"], r["offset"], r["reason"]) for r in document["rejected"]}
     assert listed == {(r["source_partition"], r["source_offset"], r["reason"]) for r in rows}
+    assert rebuilt.returncode == 0, rebuilt.stdout + rebuilt.stderr
+    assert [tuple(r) for r in after] == [tuple(r) for r in before]
+
+
+REJECTIONS_AND_BALANCES = """
+SELECT 'rejected', source_partition::text, source_offset::text, reason FROM rejected_entries
+UNION ALL
+SELECT 'balance', account_id, balance::text, inflow || '/' || outflow FROM balances
+ORDER BY 1, 2, 3
+"""

@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -20,10 +19,8 @@ from schemas.events import LedgerEntry, parse_ledger_entry
 from services.api.app import create_app
 from services.common.settings import Settings
 from services.common.topics import Topics
+from services.projector.store import LIVE_SCHEMA, migrate
 
-PROJECTION_SQL = (
-    Path(__file__).resolve().parents[2] / "services/projector/migrations/001_projection.sql"
-)
 READ_TOKEN = "read-token-0123456789"
 GATEWAY_TOKEN = "gateway-token-0123456789"
 ADMIN_TOKEN = "admin-token-0123456789"
@@ -63,11 +60,12 @@ async def create_key(
 
 
 async def create_projection(database_url: str) -> None:
-    """The projector's own migration, run into schema "ledger" as the projector would."""
+    """The projector's own migrations (the holds schema too), run into schema "ledger" as
+    the projector would."""
     conn = await asyncpg.connect(database_url)
     try:
         await conn.execute("CREATE SCHEMA IF NOT EXISTS ledger; SET search_path TO ledger")
-        await conn.execute(PROJECTION_SQL.read_text())
+        await migrate(conn, LIVE_SCHEMA)
     finally:
         await conn.close()
 

@@ -123,17 +123,16 @@ async def test_missing_idempotency_key_is_400(client: httpx.AsyncClient) -> None
     assert answer.json()["error"] == "missing_idempotency_key"
 
 
-async def set_totals(settings: Settings, account: str, balance: int, adjusted: int) -> None:
+async def set_flows(settings: Settings, account: str, inflow: int, outflow: int) -> None:
     conn = await asyncpg.connect(settings.database_url)
     try:
         await conn.execute(
-            """INSERT INTO ledger.balances
-                   (account_id, balance, purchased, adjusted, spent, entries, status, updated_at)
-               VALUES ($1, $2, $3, $4, 0, 1, 'active', $5)""",
+            """INSERT INTO ledger.balances (account_id, balance, purchased, adjusted, spent,
+                                            entries, status, updated_at, inflow, outflow)
+               VALUES ($1, $2::bigint - $3::bigint, $2, 0, $3, 1, 'active', $4, $2, $3)""",
             account,
-            balance,
-            balance - adjusted,
-            adjusted,
+            inflow,
+            outflow,
             datetime.now(UTC),
         )
     finally:
@@ -141,13 +140,13 @@ async def set_totals(settings: Settings, account: str, balance: int, adjusted: i
 
 
 @pytest.mark.parametrize(
-    ("route", "body", "balance", "adjusted", "status"),
+    ("route", "body", "inflow", "outflow", "status"),
     [
         ("credits", GRANT, BALANCE_LIMIT - 10, 0, 202),  # reaches the limit exactly
-        ("credits", GRANT, BALANCE_LIMIT - 9, 0, 422),  # balance and purchased past it
+        ("credits", GRANT, BALANCE_LIMIT - 9, 0, 422),  # inflow past it
+        ("credits", GRANT, BALANCE_LIMIT - 9, BALANCE_LIMIT - 9, 422),  # spending makes no room
         ("adjustments", {"credits": 10, "reason": "r"}, BALANCE_LIMIT - 9, 0, 422),
-        ("adjustments", {"credits": -10, "reason": "r"}, 0, -BALANCE_LIMIT + 9, 422),  # |adjusted|
-        ("adjustments", {"credits": -10, "reason": "r"}, -BALANCE_LIMIT + 9, 0, 422),  # |balance|
+        ("adjustments", {"credits": -10, "reason": "r"}, 0, BALANCE_LIMIT - 9, 422),  # outflow
         ("adjustments", {"credits": -10, "reason": "r"}, 5, 0, 202),  # past zero is allowed
     ],
 )
@@ -156,12 +155,12 @@ async def test_balance_limit(
     settings: Settings,
     route: str,
     body: dict[str, object],
-    balance: int,
-    adjusted: int,
+    inflow: int,
+    outflow: int,
     status: int,
 ) -> None:
     account = new_account("limit")
-    await set_totals(settings, account, balance, adjusted)
+    await set_flows(settings, account, inflow, outflow)
     answer = await client.post(f"/v1/accounts/{account}/{route}", json=body, headers=keyed("l"))
     assert answer.status_code == status, answer.text
     if status == 422:

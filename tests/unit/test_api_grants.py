@@ -90,18 +90,14 @@ def adjust(credits: int) -> CreditsAdjusted:
     return adjusted_event("a", grant_entry_id("a", "k"), body)
 
 
-def totals(balance: int, purchased: int = 0, adjusted: int = 0) -> dict[str, int]:
-    return {"balance": balance, "purchased": purchased, "adjusted": adjusted}
-
-
-def test_balance_limit_covers_balance_purchased_and_adjusted() -> None:
+def test_balance_limit_is_the_projectors_inflow_outflow_rule() -> None:
     assert past_balance_limit(None, grant(2**62)) is None  # no entries yet
     near = BALANCE_LIMIT - 100
-    assert past_balance_limit(totals(near, near), grant(100)) is None  # exactly at the limit
-    assert "balance" in (past_balance_limit(totals(near, near), grant(101)) or "")
-    assert "purchased" in (past_balance_limit(totals(0, near, -near), grant(101)) or "")
-    assert past_balance_limit(totals(0, near, -near), adjust(101)) is None  # adjusted shrinks
-    assert past_balance_limit(totals(-near), adjust(-100)) is None
-    assert "balance" in (past_balance_limit(totals(-near), adjust(-101)) or "")
-    assert "adjusted" in (past_balance_limit(totals(0, near, -near), adjust(-101)) or "")
-    assert "balance" in (past_balance_limit(totals(near, 0, near), adjust(101)) or "")
+    assert past_balance_limit((near, 0), grant(100)) is None  # exactly at the limit
+    assert "inflow" in (past_balance_limit((near, 0), grant(101)) or "")
+    assert "inflow" in (past_balance_limit((near, near), adjust(101)) or "")
+    assert past_balance_limit((near, near), adjust(100)) is None
+    assert past_balance_limit((0, near), adjust(-100)) is None
+    assert "outflow" in (past_balance_limit((0, near), adjust(-101)) or "")
+    # Both totals only grow: spending does not make room for a grant.
+    assert "inflow" in (past_balance_limit((near, near), grant(101)) or "")

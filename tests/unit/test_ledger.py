@@ -11,16 +11,19 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from schemas.events import CreditsDebited, CreditsGranted, LedgerEntry, dump
+from schemas.events import BALANCE_LIMIT, CreditsDebited, CreditsGranted, LedgerEntry, dump
 from services.projector.ledger import (
     RejectedMessage,
     SourcedEntry,
     content_digest,
+    flows_of,
     next_offsets,
     plan_batch,
     read_message,
+    screen,
     split_repeats,
     status_for,
+    within_limit,
 )
 from tests.factories import T0, adjusted, any_entry, debited, few_account_entries, granted
 from tests.unit.ledger_reference import (
@@ -176,3 +179,30 @@ def test_the_one_pass_digest_equals_content_digest(entry: LedgerEntry) -> None:
     record = sourced(entry)
     assert record.canonical == entry.model_dump_json()
     assert record.digest == content_digest(entry)
+
+
+def test_the_flows_only_grow_and_bound_every_total() -> None:
+    entries = (debited(credits=3), granted(credits=4), adjusted(credits=-5))
+    assert [flows_of(e) for e in entries] == [(0, 3), (4, 0), (0, 5)]
+    assert within_limit((BALANCE_LIMIT - 4, 0), granted(credits=4))
+    assert not within_limit((BALANCE_LIMIT - 3, 0), granted(credits=4))
+    assert not within_limit((0, BALANCE_LIMIT), debited(credits=1))
+    assert within_limit((0, BALANCE_LIMIT), debited(credits=0))
+
+
+def test_screen_rejects_in_log_order_and_leaves_known_and_repeats_alone() -> None:
+    big = 2**62
+    first, second, known = granted("a", big), granted("a", big), granted("a", big)
+    records = [
+        sourced(first, 0), sourced(known, 1), sourced(second, 2), sourced(second, 3),
+        sourced(granted("b", big), 4), RejectedMessage(b"x", 0, 5, "invalid"),
+    ]  # fmt: skip
+    # A repeat of a refused entry is refused; another content under its entry_id is judged
+    # on its own, and repeats of an accepted entry_id never count twice.
+    smaller = second.model_copy(update={"credits": 1})
+    records += [sourced(smaller, 6), sourced(smaller, 7), sourced(granted("a", 1), 8)]
+    out = screen(records, {"a": (big - 2, 0)}, {known.entry_id})
+    assert [r.offset for r in out if isinstance(r, RejectedMessage)] == [2, 3, 5, 8]
+    assert [r.reason for r in out if isinstance(r, RejectedMessage)] == [
+        "balance_limit", "balance_limit", "invalid_entry", "balance_limit",
+    ]  # fmt: skip

@@ -104,6 +104,7 @@ field_values: dict[str, st.SearchStrategy[Any]] = {
     "occurred_at": timestamps,
     "gateway_id": identifiers,
     "request_id": st.one_of(st.just(absent), st.none(), identifiers),
+    "hold_id": st.one_of(st.just(absent), st.none(), identifiers),
 }
 
 
@@ -141,6 +142,7 @@ _usual: dict[str, st.SearchStrategy[Any]] = {
     "occurred_at": recent.map(lambda at: at.isoformat().replace("+00:00", "Z")),
     "gateway_id": st.text(min_size=1, max_size=20),
     "request_id": st.one_of(st.just(absent), st.none(), st.text(min_size=1, max_size=20)),
+    "hold_id": st.one_of(st.just(absent), st.none(), st.uuids().map(str)),
 }
 
 

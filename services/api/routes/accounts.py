@@ -49,7 +49,7 @@ async def get_balance(account_id: AccountId, opened: Opened) -> Balance:
         row = await queries.balance(conn, account_id)
     if row is None:
         raise _not_found(account_id)
-    return Balance.model_validate(row)
+    return Balance.from_row(row)
 
 
 @router.get("/{account_id}/entries", dependencies=[Depends(require("read"))], responses=ERRORS)

@@ -1,7 +1,10 @@
--- Why each rejected entry was not applied (ledger.RejectReason); rows from before this
--- migration were all messages that are not ledger entries.
+-- Why each rejected entry was not applied (ledger.RejectReason). Rows from before this
+-- migration are messages that are not ledger entries, or entries with a NUL character
+-- (refused: PostgreSQL text cannot hold it), as a replay now says.
 ALTER TABLE rejected_entries ADD COLUMN IF NOT EXISTS reason text NOT NULL DEFAULT 'invalid_entry';
 ALTER TABLE rejected_entries ALTER COLUMN reason DROP DEFAULT;
+UPDATE rejected_entries SET reason = 'refused'
+WHERE error = 'a text field contains a NUL character';
 
 -- Every credit that ever flowed into (granted, adjusted upwards) and out of (debited,
 -- adjusted downwards) the account. Both only grow and stay within schemas.events.
