@@ -78,7 +78,9 @@ async def read_figures(settings: Settings, projector_done: Offsets) -> KafkaFigu
     Raises TimeoutError or a Kafka error when the broker does not answer in time."""
     topics = Topics.from_settings(settings)
     async with asyncio.timeout(KAFKA_TIMEOUT), _clients(settings) as (consumer, admin):
-        usage, ledger, dlq = [await _span(consumer, admin, t) for t in topics.all()]
+        usage, ledger, dlq = [
+            await _span(consumer, admin, t) for t in (topics.usage, topics.ledger, topics.dlq)
+        ]
         pricing = pricing_group(settings.ledger_topic_prefix)
         pricing_done = await _committed(admin, pricing, topics.usage)
         starts = {
