@@ -258,10 +258,24 @@ async def charted(page: Page, canvas: str, credits: int) -> None:
         await asyncio.sleep(0.5)
 
 
-async def test_a_balance_past_2_to_the_53_is_shown_exactly(tab: Tab, seeded: Seeded) -> None:
+async def test_a_balance_past_2_to_the_53_and_its_holds_are_shown_exactly(
+    tab: Tab, seeded: Seeded
+) -> None:
+    placed = await seeded.pipeline.client.post(
+        f"/v1/accounts/{seeded.huge}/holds",
+        json={"credits": 1_000, "ttl_seconds": 3_600},
+        headers={**ADMIN, "Idempotency-Key": uuid4().hex},
+    )
+    assert placed.status_code == 201, placed.text
     page = await sign_in(tab, seeded, READ_TOKEN, seeded.huge)
     await expect(page.locator("#balance")).to_have_text(people(HUGE), timeout=WAIT_MS)
     await expect(page.locator("#purchased")).to_have_text("4,611,686,018,427,387,903")
+    await expect(page.locator("#held")).to_have_text("1,000")
+    await expect(page.locator("#available")).to_have_text(people(HUGE - 1_000))
+    hold = page.locator("#holds tbody tr")
+    await expect(hold).to_have_count(1)
+    await expect(hold.locator("td").first).to_have_text(placed.json()["hold_id"])
+    await expect(hold.locator("td").nth(2)).to_have_text("in 1 hour")
 
 
 async def test_entries_page_by_cursor_and_show_references_as_text(tab: Tab, seeded: Seeded) -> None:

@@ -40,10 +40,13 @@ export function exactIntegers(key, value, context) {
   return value;
 }
 
+// The largest unit the time nearly fills ("in 1 hour" for 59 min 50 s, not "in 60 minutes").
+const NEARLY = 0.98;
+
 export function ago(iso) {
   const seconds = Math.round((Date.parse(iso) - Date.now()) / 1000);
   for (const [unit, size] of UNITS) {
-    if (Math.abs(seconds) >= size || unit === "second") {
+    if (Math.abs(seconds) >= size * NEARLY || unit === "second") {
       return relative.format(Math.round(seconds / size), unit);
     }
   }
