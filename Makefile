@@ -15,7 +15,7 @@ DEV_LOCK := requirements-dev.lock
 LOCK_ARGS ?=
 COMPILE := $(BIN)/uv pip compile pyproject.toml --universal --generate-hashes --python-version 3.11 --quiet $(LOCK_ARGS)
 
-.PHONY: install lock up down test unit lint run stop bench schemas status clean soak cluster-up cluster-down
+.PHONY: install lock up down test unit lint run stop bench schemas status clean soak cluster-up cluster-down chromium
 
 install: $(STAMP)
 
@@ -53,11 +53,15 @@ cluster-down:
 status:
 	@infra/kafka.sh status; infra/postgres.sh status; infra/run.sh status
 
-test: install up
+test: install up chromium
 	$(BIN)/ruff check services schemas tests
 	$(BIN)/ruff format --check services schemas tests
 	$(BIN)/mypy
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The browser tests (tests/browser) drive Debian's Chromium: installed when missing.
+chromium:
+	@tests/browser/install-chromium.sh
 
 unit: install
 	$(BIN)/pytest -m unit $(PYTEST_ARGS)

@@ -65,6 +65,7 @@ start() {
   cat <<TXT
 
 API:     http://127.0.0.1:$API_PORT  (OpenAPI: http://127.0.0.1:$API_PORT/docs)
+dashboard: http://127.0.0.1:$API_PORT/dashboard  (enter a token below; account demo-1)
 tokens:  admin "$ADMIN_TOKEN", read "$READ_TOKEN"
 try:     curl -H 'Authorization: Bearer $READ_TOKEN' http://127.0.0.1:$API_PORT/v1/accounts/demo-1/balance
 stop:    make stop (services) or make down (services, Kafka and PostgreSQL)
