@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 import orjson
 
-from schemas.debit_json import read_timestamp
+from schemas.debit_json import read_timestamp, timestamp_text
 from schemas.events import UsageRecorded
 from schemas.limits import int_range, text_length, text_pattern
 
@@ -125,3 +125,22 @@ def read_plain_usage(value: bytes) -> PlainUsage | None:
 
 def _identifier(value: object) -> bool:
     return type(value) is str and _SHORTEST <= len(value) <= _LONGEST
+
+
+def usage_json(
+    event_id: str, account_id: str, model: str, tokens: tuple[int, int, int], tail: str
+) -> bytes:
+    """JSON equal to `model_dump_json()` of the same UsageRecorded, for strings that need no
+    escaping (the traffic generator uses no others). `tail` is json_tail's text."""
+    inp, cached, out = tokens
+    return (
+        '{"type":"usage.recorded","schema_version":1,'
+        f'"event_id":"{event_id}","account_id":"{account_id}","model":"{model}",'
+        f'"input_tokens":{inp},"cached_input_tokens":{cached},"output_tokens":{out},{tail}'
+    ).encode()
+
+
+def json_tail(occurred_at: datetime, gateway_id: str) -> str:
+    """The JSON of a usage event from occurred_at on (no request_id, no hold_id)."""
+    at = timestamp_text(occurred_at)
+    return f'"occurred_at":"{at}","gateway_id":"{gateway_id}","request_id":null}}'

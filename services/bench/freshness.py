@@ -18,13 +18,13 @@ from datetime import UTC, datetime
 
 import httpx
 
+from schemas.usage_json import json_tail, usage_json
 from services.bench.figures import FreshnessFigure, rate
 from services.bench.pipeline import Pipeline
 from services.bench.processes import BenchError
 from services.common.settings import Settings
 from services.gateway.publisher import UsagePublisher
 from services.traffic.sending import KeyedMessage
-from services.traffic.traffic import json_tail, usage_json
 
 PROBES_PER_S = 10
 PROBE_ACCOUNTS = 5

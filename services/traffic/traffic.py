@@ -16,9 +16,8 @@ from itertools import accumulate
 from random import Random
 from typing import Literal, NamedTuple
 
-from pydantic import AwareDatetime, TypeAdapter
-
 from schemas.events import ACCOUNT_ID_PATTERN, UsageRecorded
+from schemas.usage_json import json_tail, usage_json
 from services.traffic.token_profiles import CONTEXT_1M, TABLE_BITS, TokenProfile, token_profile
 
 Kind = Literal["usage", "duplicate", "malformed"]
@@ -43,8 +42,6 @@ ZIPF_EXPONENT = 1.1
 _MASK = (1 << TABLE_BITS) - 1
 _MixEntry = tuple[str, TokenProfile]
 _Account = tuple[bytes, str]
-
-_timestamp_json = TypeAdapter(AwareDatetime)
 
 
 def _utc_now() -> datetime:
@@ -109,40 +106,16 @@ def uuid4_text(random_hex: str, variant: int) -> str:
     return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[variant & 3]}{h[17:20]}-{h[20:32]}"
 
 
-def usage_json(
-    event_id: str, account_id: str, model: str, tokens: tuple[int, int, int], tail: str
-) -> bytes:
-    """JSON equal to `model_dump_json()` of the same UsageRecorded, for strings that need no
-    escaping (the generator uses no others). `tail` is the JSON from occurred_at on."""
-    inp, cached, out = tokens
-    return (
-        '{"type":"usage.recorded","schema_version":1,'
-        f'"event_id":"{event_id}","account_id":"{account_id}","model":"{model}",'
-        f'"input_tokens":{inp},"cached_input_tokens":{cached},"output_tokens":{out},{tail}'
-    ).encode()
-
-
-def json_tail(occurred_at: datetime, gateway_id: str) -> str:
-    timestamp = _timestamp_json.dump_json(occurred_at).decode()
-    return f'"occurred_at":{timestamp},"gateway_id":"{gateway_id}","request_id":null}}'
-
-
 def _usage_value(account: _Account, event_hex: str, bits: int, mix: _MixEntry, tail: str) -> bytes:
-    """One well-formed event; the 32 random `bits` pick tokens, cache share and id variant.
-
-    `usage_json` and `uuid4_text` inlined: this line runs once per event."""
+    """One well-formed event; the 32 random `bits` pick tokens, cache share and id variant."""
     model, profile = mix
     inp = profile.inputs[bits & _MASK]
     out = profile.outputs[(bits >> TABLE_BITS) & _MASK]
     # About half the requests hit a prompt cache covering part of the prompt.
     cached = (inp * ((bits >> 25) & 0x1F)) >> 5 if (bits >> 24) & 1 else 0
     h = event_hex
-    return (
-        '{"type":"usage.recorded","schema_version":1,"event_id":"'
-        f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[bits >> 30]}{h[17:20]}-{h[20:32]}"
-        f'","account_id":"{account[1]}","model":"{model}","input_tokens":{inp},'
-        f'"cached_input_tokens":{cached},"output_tokens":{out},{tail}'
-    ).encode()
+    event_id = f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[bits >> 30]}{h[17:20]}-{h[20:32]}"
+    return usage_json(event_id, account[1], model, (inp, cached, out), tail)
 
 
 class _Sampler:
