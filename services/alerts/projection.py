@@ -20,9 +20,9 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import asyncpg
 
+from schemas.debit_json import Entry
 from schemas.events import BALANCE_LIMIT, dump
 from services.alerts.crossings import Crossing, Movement, Span, crossings, spans
-from services.projector.ledger import Entry
 
 # The rule of crossings.may_cross, for every account of the batch at once, written without
 # arithmetic that could leave bigint (falls and rises are capped at BALANCE_LIMIT, which
@@ -81,16 +81,23 @@ def candidate_parameters(
     )
 
 
-async def raise_alerts(conn: asyncpg.Connection, entries: Sequence[Entry]) -> int:
+async def raise_alerts(
+    conn: asyncpg.Connection,
+    entries: Sequence[Entry],
+    by_account: Mapping[str, Span] | None = None,
+) -> int:
     """Stores the alerts `entries` (in log order) raise; returns how many it found (an
     alert stored before, by a redelivery or replay, is found again but not added).
+    `by_account` is spans() of the entries when the caller has them already (the projector
+    sums the same flows per account for its balances, in its parse thread).
 
     Must run in the batch's transaction before its balances are added.
     """
     if not entries:
         return 0
-    effects = [(e.account_id, signed(e)) for e in entries]
-    rows = await conn.fetch(CANDIDATES, *candidate_parameters(spans(effects)))
+    if by_account is None:
+        by_account = spans((e.account_id, signed(e)) for e in entries)
+    rows = await conn.fetch(CANDIDATES, *candidate_parameters(by_account))
     if not rows:
         return 0
     balances = {r["account_id"]: r["balance"] for r in rows}

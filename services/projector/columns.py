@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from typing import Any
 
+from services.alerts.crossings import Span
 from services.projector.ledger import (
     DEBITS,
     BatchPlan,
@@ -119,6 +120,16 @@ def _usage_columns(rows: UsageRows) -> Columns:
         [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys],
         [r[0] for r in sums], [r[1] for r in sums], [r[2] for r in sums],
     )  # fmt: skip
+
+
+def spans(totals: Columns) -> dict[str, Span]:
+    """services.alerts.crossings.spans of the entries `totals` sums: per account its
+    outflow (the falls), inflow (the rises) and entries."""
+    accounts, entries, inflow, outflow = totals[0], totals[4], totals[6], totals[7]
+    return {
+        account: Span(falls, rises, n)
+        for account, falls, rises, n in zip(accounts, outflow, inflow, entries, strict=True)
+    }
 
 
 # Where each kind adds up in a balances row of `totals` (credits >= 0).

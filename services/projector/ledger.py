@@ -16,16 +16,13 @@ from uuid import UUID
 import orjson
 from pydantic import ValidationError
 
-from schemas.debit_json import PlainDebit, read_plain_debit
+# Entry: a debit read by the codec (the hot path: pydantic would give the same values) or
+# any entry pydantic read.
+from schemas.debit_json import DEBITS, Entry, PlainDebit, read_plain_debit
 from schemas.events import BALANCE_LIMIT, CreditsDebited, LedgerEntry
 from schemas.events import parse_ledger_entry as parse_entry
 
 Status = Literal["active", "exhausted"]
-# An entry as the projector holds it: a debit read by the codec (schemas/debit_json.py, the
-# hot path: pydantic would give the same values) or any entry pydantic read.
-Entry = LedgerEntry | PlainDebit
-# The codec's debit first: isinstance of a pydantic model goes through ABCMeta, slowly.
-DEBITS = (PlainDebit, CreditsDebited)
 
 # pricing re-stamps priced_at when it re-prices a re-sent usage event; the debit is the same.
 DIGEST_EXCLUDES = frozenset({"priced_at"})

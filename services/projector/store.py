@@ -259,9 +259,9 @@ async def write_batch(
             new_rejections=tuple(new_rejections),
         )
         await settlement.settle(conn, inserted)
-        # Crossings read the balances as they were before this batch (services/alerts).
-        await raise_alerts(conn, [r.entry for r in inserted])
         totals = columns.totals(r.entry for r in inserted) if known else batch.totals
+        # Crossings read the balances as they were before this batch (services/alerts).
+        await raise_alerts(conn, [r.entry for r in inserted], columns.spans(totals))
         await _add_totals(conn, topic, totals, batch.offsets, result)
     return result
 

@@ -8,6 +8,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from schemas.events import LedgerEntry
+from services.alerts import crossings
+from services.alerts.projection import signed
+from services.projector import columns
 from services.projector.columns import totals
 from tests.factories import any_entry, few_account_entries
 from tests.unit.ledger_reference import reference_totals
@@ -22,3 +25,11 @@ def test_the_one_pass_totals_equal_the_ledger_arithmetic(log: list[LedgerEntry])
 
 def test_totals_of_nothing_are_empty_columns() -> None:
     assert totals([]) == reference_totals([]) == tuple([] for _ in range(20))
+
+
+@given(st.one_of(few_account_entries, st.lists(any_entry, max_size=30)))
+def test_the_alert_spans_from_the_totals_equal_those_of_the_entries(
+    log: list[LedgerEntry],
+) -> None:
+    """The projector hands the alerts the spans it summed for the balances."""
+    assert columns.spans(totals(log)) == crossings.spans((e.account_id, signed(e)) for e in log)
