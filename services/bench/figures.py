@@ -122,6 +122,7 @@ class BenchFigures:
     projection: StageFigure | None = None
     freshness: FreshnessFigure | None = None
     rebuild: RebuildFigure | None = None
+    audit: RebuildFigure | None = None  # `ledger audit` right after the rebuild
     baseline: BaselineFigure | None = None
     speedup_vs_baseline: float | None = None
     processes: dict[str, ProcessFigure] = field(default_factory=dict)

@@ -1,7 +1,9 @@
-"""Rebuild speed: `ledger rebuild --yes` as a subprocess over the ledger the run wrote.
+"""Replay speed: `ledger rebuild --yes`, then `ledger audit`, as subprocesses over the ledger
+the run wrote.
 
 The services are stopped first, so the rebuild has the machine to itself and the live
-projection it replaces no longer moves; the balances before and after must be equal.
+projection it replaces no longer moves; the balances before and after must be equal. The
+audit then replays the same log into its shadow schema and must find no difference.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ FROM {LIVE_SCHEMA}.balances
 POLL_S = 0.02
 # The command's own summary, when it prints one: its time without interpreter startup.
 SUMMARY = re.compile(r"rebuild: done;.*elapsed ([0-9.]+) s")
+AUDIT_SUMMARY = re.compile(r"audit: [^;]*; entries read ([0-9,]+),.*elapsed ([0-9.]+) s")
 
 
 async def measure_rebuild(
@@ -39,7 +42,7 @@ async def measure_rebuild(
     conn = await asyncpg.connect(database_url)
     try:
         before = tuple(await conn.fetchrow(TOTALS))
-        returncode, seconds, rss, log = _run(env, log_dir, limit_s)
+        returncode, seconds, rss, log = _run(["rebuild", "--yes"], env, log_dir, limit_s)
         if returncode != 0:
             last = next((line for line in reversed(log.splitlines()) if line.strip()), "")
             return RebuildFigure(
@@ -64,16 +67,39 @@ async def measure_rebuild(
     )
 
 
+async def measure_audit(env: dict[str, str], log_dir: Path, limit_s: float) -> RebuildFigure:
+    """`ledger audit`: exit 0 means the live projection equals the log."""
+    returncode, seconds, rss, log = _run(["audit"], env, log_dir, limit_s)
+    reported = AUDIT_SUMMARY.search(log)
+    if returncode not in (0, 1) or reported is None:
+        last = next((line for line in reversed(log.splitlines()) if line.strip()), "")
+        detail = f"exit {returncode}: {last}"
+        return RebuildFigure("failed", seconds=round(seconds, 3), detail=detail)
+    entries, own_s = int(reported.group(1).replace(",", "")), float(reported.group(2))
+    return RebuildFigure(
+        "ok",
+        entries=entries,
+        seconds=round(seconds, 3),
+        entries_per_s=round(rate(entries, seconds)),
+        matches_live=returncode == 0,
+        peak_rss_mb=round(rss, 1) if rss is not None else None,
+        detail="wall time of the whole command, interpreter startup included",
+        reported_seconds=own_s,
+        reported_entries_per_s=round(rate(entries, own_s)) if own_s else None,
+    )
+
+
 def _run(
-    env: dict[str, str], log_dir: Path, limit_s: float
+    command: list[str], env: dict[str, str], log_dir: Path, limit_s: float
 ) -> tuple[int | None, float, float | None, str]:
-    """Runs the command, following its peak memory; returns (exit code, seconds, MB, log)."""
-    log_path = log_dir / f"rebuild-{time.monotonic_ns()}.log"
+    """Runs `ledger <command>`, following its peak memory; returns (exit code, seconds, MB,
+    log)."""
+    log_path = log_dir / f"{command[0]}-{time.monotonic_ns()}.log"
     rss: float | None = None
     with log_path.open("wb") as log:
         started = time.monotonic()
         proc = subprocess.Popen(
-            [*LEDGER, "rebuild", "--yes"],
+            [*LEDGER, *command],
             env={**os.environ, **env},
             stdout=log,
             stderr=log,

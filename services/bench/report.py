@@ -16,6 +16,7 @@ from services.bench.figures import BenchFigures
 E2E_TARGET = 50_000  # events/s end to end
 FRESHNESS_P99_TARGET_MS = 500.0
 REBUILD_TARGET = 100_000  # entries/s
+AUDIT_TARGET = 100_000  # entries/s
 SPEEDUP_TARGET = 50.0  # times the per-event baseline
 # One account taking every event runs within 10% of the rate spread over many accounts.
 HOT_ACCOUNT_SHARE_TARGET = 0.9
@@ -56,6 +57,8 @@ def _pipeline_verdicts(f: BenchFigures) -> list[Verdict]:
     )
     rebuild = f.rebuild.entries_per_s if f.rebuild else None
     out.append(_at_least("rebuild entries/s", rebuild, REBUILD_TARGET))
+    audit = f.audit.entries_per_s if f.audit else None
+    out.append(_at_least("audit entries/s", audit, AUDIT_TARGET))
     out.append(_at_least("end to end / per-event baseline", f.speedup_vs_baseline, SPEEDUP_TARGET))
     for name in SERVICES:
         rss = f.processes[name].peak_rss_mb if name in f.processes else None
@@ -131,6 +134,14 @@ def _details_table(f: BenchFigures) -> Table:
             own = f"{rebuild.reported_entries_per_s:,.0f} ({rebuild.reported_seconds} s)"
             table.add_row("rebuild entries/s as it reports", own)
         table.add_row("rebuild equals live projection", str(rebuild.matches_live))
+    if (audit := f.audit) is not None:
+        done = audit.status if audit.status != "ok" else f"{audit.entries:,} entries"
+        took = f" in {audit.seconds} s" if audit.seconds is not None else ""
+        table.add_row("audit", f"{done}{took}; {audit.detail}")
+        if audit.reported_entries_per_s is not None:
+            own = f"{audit.reported_entries_per_s:,.0f} ({audit.reported_seconds} s)"
+            table.add_row("audit entries/s as it reports", own)
+        table.add_row("audit finds live equal to the log", str(audit.matches_live))
     if (base := f.baseline) is not None:
         table.add_row("baseline events/s", f"{base.events_per_s:,.0f} ({base.events:,} events)")
     if (auth := f.authorization) is not None:

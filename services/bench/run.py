@@ -29,7 +29,7 @@ from services.bench.pipeline import (
     warm_up,
 )
 from services.bench.progress import PricingOffsets, applied_count, patience, wait_for_count
-from services.bench.rebuild import measure_rebuild
+from services.bench.rebuild import measure_audit, measure_rebuild
 from services.bench.resources import IOWAIT, OTHERS, CpuMeter, peak_rss_mb, pid_from_file
 from services.bench.stages import Chunks, generate, run_stages
 from services.common.settings import load_settings
@@ -87,6 +87,10 @@ async def run_bench(opts: Options, say: Say) -> BenchFigures:
             namespaces.main.env(),
             log_dir,
             patience(2 * opts.events),
+        )
+        say("audit: ledger audit")
+        figures.audit = await measure_audit(
+            namespaces.main.env(), log_dir, patience(2 * opts.events)
         )
         await _authorization(namespaces, opts, figures, log_dir, say)
         await _baseline(namespaces, opts, chunks, figures, say)

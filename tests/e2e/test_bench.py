@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 EVENTS, RATE, SECONDS, BASELINE, AUTH_SECONDS = 3000, 500, 3, 200, 1
 SECTIONS = (
     "end_to_end", "hot_account", "publish", "pricing", "projection", "freshness", "rebuild",
-    "baseline", "authorization",
+    "audit", "baseline", "authorization",
 )  # fmt: skip
 
 
@@ -85,11 +85,15 @@ def check_pipeline(report: dict[str, Any]) -> None:
     assert rebuild["status"] in ("ok", "n/a"), rebuild
     if rebuild["status"] == "ok":
         assert rebuild["entries"] == counters["applied"] and rebuild["matches_live"] is True
+    audit = report["audit"]
+    assert audit["status"] == "ok", audit
+    assert audit["entries"] == counters["applied"] and audit["matches_live"] is True
     for name in ("pricing", "projector", "api"):
         process = report["processes"][name]
         assert process["peak_rss_mb"] > 0 and process["cpu_s_per_1k"] >= 0
     assert report["hot_account_share"] > 0
-    assert len(report["targets"]) == 13  # 12, and the hot account's share of the spread rate
+    # 12, the hot account's share of the spread rate and the audit's entries/s
+    assert len(report["targets"]) == 14
     assert all(isinstance(t["passed"], bool) for t in report["targets"])
 
 

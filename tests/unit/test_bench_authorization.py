@@ -24,8 +24,9 @@ def test_only_the_authorization_targets_count_when_it_ran_alone() -> None:
         "balance read p99 ms": False,
     }
     whole = BenchFigures("r", 0, 2, (0.0, 0.0, 0.0))
-    # 13: the pipeline targets (with the hot account's share) and the five authorization ones
-    assert len(verdicts(whole)) == 13 and not any(v.passed for v in verdicts(whole)[-5:])
+    # 14: the pipeline targets (with the hot account's share and the audit) and the five
+    # authorization ones
+    assert len(verdicts(whole)) == 14 and not any(v.passed for v in verdicts(whole)[-5:])
 
 
 def test_timings_give_rates_and_percentiles() -> None:
