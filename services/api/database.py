@@ -64,13 +64,12 @@ async def open_pool(url: str) -> asyncpg.Pool:
 async def connection(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
     try:
         # asyncio.timeout rather than acquire(timeout=...): asyncpg runs a timed acquire
-        # as a task of its own, a measurable share of a hold's CPU.
-        async with asyncio.timeout(ACQUIRE_TIMEOUT):
-            conn = await pool.acquire()
-        try:
-            yield conn
-        finally:
-            await pool.release(conn)
+        # as a task of its own, a measurable share of a hold's CPU. It bounds the acquire
+        # only; the statements have the pool's command timeout.
+        async with asyncio.timeout(ACQUIRE_TIMEOUT) as acquiring:
+            async with pool.acquire() as conn:
+                acquiring.reschedule(None)
+                yield conn
     except UNAVAILABLE as exc:
         raise ApiError(503, "database_unavailable", f"PostgreSQL is not reachable: {exc}") from exc
     except (asyncpg.UndefinedTableError, asyncpg.UndefinedFunctionError) as exc:

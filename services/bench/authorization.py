@@ -2,10 +2,11 @@
 carries a steady usage load (docs/contracts.md, Holds).
 
 Pricing, the projector and `ledger serve api --workers 2` run in the namespace given; a
-paced publisher sends usage at the target rate the whole time. Then, each for a few
-seconds: single holds at concurrency 16 and 64, batched holds (100 per call) and balance
-reads at concurrency 16. Every hold is of 1 credit on accounts funded far beyond what the
-section can hold, so every hold is placed and each figure is the cost of a placement.
+paced publisher (`ledger loadgen`) sends usage at the target rate the whole time. Then,
+each for a few seconds: single holds at concurrency 16 and 64, batched holds (100 per call)
+and balance reads at concurrency 16. Every hold is of 1 credit on accounts funded far
+beyond what the section can hold, so every hold is placed and each figure is the cost of a
+placement.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
 import random
 import secrets
 import socket
+import subprocess
 import time
 import uuid
 from collections.abc import Callable
@@ -26,9 +29,7 @@ import asyncpg
 from services.bench.figures import AuthorizationFigure, LoadFigure
 from services.bench.http_load import Connection, Timings, closed_loop
 from services.bench.namespace import Namespace
-from services.bench.processes import BenchError, Service
-from services.bench.stages import generate, publish
-from services.traffic.traffic import TrafficPlan
+from services.bench.processes import LEDGER, BenchError, Service
 
 HOST = "127.0.0.1"
 API_WORKERS = 2
@@ -78,14 +79,14 @@ async def measure_authorization(
         conn = await asyncpg.connect(ns.settings.database_url)
         accounts = await _fund(conn, port, admin, say)
         phases = len(SINGLE_CONCURRENCY) + 2
-        plan = TrafficPlan(USAGE_ACCOUNTS, int(rate * (phases * seconds + 2 * SETTLE_S)), seed=7)
-        background = asyncio.create_task(publish(ns.settings, generate(plan), rate))
+        events = int(rate * (phases * seconds + 2 * SETTLE_S))
+        background = _usage_load(env, log_dir, events, rate)
         try:
             await asyncio.sleep(SETTLE_S)
             await _phases(figure, conn, port, token, accounts, seconds, say)
         finally:
-            background.cancel()
-        figure.background_sent = plan.events
+            _stop(background)
+        figure.background_sent = events
         for service in services:
             service.check_alive()
     finally:
@@ -216,6 +217,37 @@ def authorization_rows(figure: AuthorizationFigure) -> list[tuple[str, str]]:
             f"concurrency {load.concurrency}, answers {load.statuses}",
         ))  # fmt: skip
     return rows
+
+
+def _usage_load(
+    env: dict[str, str], log_dir: Path, events: int, rate: int
+) -> subprocess.Popen[bytes]:
+    """The steady usage load, `ledger loadgen` in a process of its own: published from the
+    bench's event loop, its chunks delayed the load generator's requests, and the delay
+    was counted as the API's latency."""
+    args = ["loadgen", "--accounts", str(USAGE_ACCOUNTS), "--events", str(events)]
+    args += ["--rate", str(rate), "--seed", "7"]
+    with (log_dir / f"loadgen-{time.monotonic_ns()}.log").open("wb") as log:
+        return subprocess.Popen(
+            [*LEDGER, *args],
+            env={**os.environ, **env},
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+        )
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """Stops the usage load; raises when it had failed (the section carried no load)."""
+    if process.poll() not in (None, 0):
+        raise BenchError(f"authorization: the usage load exited with {process.returncode}")
+    if process.poll() is None:
+        process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def _free_port() -> int:
