@@ -28,8 +28,10 @@ import asyncpg
 
 from services.bench.figures import AuthorizationFigure, LoadFigure
 from services.bench.http_load import Connection, Timings, closed_loop
+from services.bench.machine import process_groups
 from services.bench.namespace import Namespace
 from services.bench.processes import LEDGER, BenchError, Service
+from services.bench.resources import IOWAIT, CpuMeter, ProcessGroup, children_of
 
 HOST = "127.0.0.1"
 API_WORKERS = 2
@@ -50,6 +52,7 @@ P99_TARGETS_MS = {"single hold p99 ms at concurrency 16": 15.0, "balance read p9
 COUNT_HOLDS = "SELECT count(*) FROM holds.holds"
 FUNDED = "SELECT count(*) FROM ledger.balances WHERE account_id LIKE 'hold-%'"
 
+BENCH_PROCESS = "bench (publisher)"  # process_groups' name for this process
 Say = Callable[[str], None]
 # Unique Idempotency-Keys without the cost of a UUID each.
 _keys = itertools.count()
@@ -81,9 +84,10 @@ async def measure_authorization(
         phases = len(SINGLE_CONCURRENCY) + 2
         events = int(rate * (phases * seconds + 2 * SETTLE_S))
         background = _usage_load(env, log_dir, events, rate)
+        groups = _groups(services, background, ns.database)
         try:
             await asyncio.sleep(SETTLE_S)
-            await _phases(figure, conn, port, token, accounts, seconds, say)
+            await _phases(figure, conn, port, token, accounts, seconds, say, groups)
         finally:
             _stop(background)
         figure.background_sent = events
@@ -127,6 +131,7 @@ async def _phases(
     accounts: list[str],
     seconds: float,
     say: Say,
+    groups: list[ProcessGroup],
 ) -> None:
     rng = random.Random(11)
     single = b'{"credits":1}'
@@ -136,8 +141,10 @@ async def _phases(
 
     for concurrency in SINGLE_CONCURRENCY:
         say(f"authorization: single holds at concurrency {concurrency} for {seconds:g} s")
+        meter = CpuMeter(groups)
         timings = await closed_loop(HOST, port, token, concurrency, seconds, hold, next_key)
-        figure.single[concurrency] = _figure(concurrency, timings, timings.statuses.get(201, 0))
+        done = timings.statuses.get(201, 0)
+        figure.single[concurrency] = _figure(concurrency, timings, done, meter)
 
     def batch(n: int) -> tuple[str, str, bytes]:
         items = [
@@ -148,19 +155,39 @@ async def _phases(
 
     say(f"authorization: batched holds ({BATCH_SIZE} per call) for {seconds:g} s")
     before = await conn.fetchval(COUNT_HOLDS)
+    meter = CpuMeter(groups)
     timings = await closed_loop(HOST, port, token, BATCH_CONCURRENCY, seconds, batch)
     placed = await conn.fetchval(COUNT_HOLDS) - before
-    figure.batched = _figure(BATCH_CONCURRENCY, timings, placed)
+    figure.batched = _figure(BATCH_CONCURRENCY, timings, placed, meter)
 
     def read(n: int) -> tuple[str, str, bytes]:
         return "GET", f"/v1/accounts/{rng.choice(accounts)}/balance", b""
 
     say(f"authorization: balance reads at concurrency {READ_CONCURRENCY} for {seconds:g} s")
+    meter = CpuMeter(groups)
     timings = await closed_loop(HOST, port, token, READ_CONCURRENCY, seconds, read)
-    figure.reads = _figure(READ_CONCURRENCY, timings, timings.statuses.get(200, 0))
+    figure.reads = _figure(READ_CONCURRENCY, timings, timings.statuses.get(200, 0), meter)
 
 
-def _figure(concurrency: int, timings: Timings, done: int) -> LoadFigure:
+def _groups(
+    services: list[Service], usage: subprocess.Popen[bytes], database: str
+) -> list[ProcessGroup]:
+    """What the CPU per request is told by: the API's workers, PostgreSQL, this process
+    (the load generator), the pipeline and its usage load, and the rest of the machine."""
+    *pipeline, api = services
+    groups = [g for g in process_groups(pipeline, database) if g.name != BENCH_PROCESS]
+    return [
+        *groups,
+        ProcessGroup("api", lambda: [api.pid, *children_of(api.pid)]),
+        ProcessGroup("load generator", lambda: [os.getpid()]),
+        ProcessGroup("usage load", lambda: [usage.pid]),
+    ]
+
+
+def _figure(concurrency: int, timings: Timings, done: int, meter: CpuMeter) -> LoadFigure:
+    used = meter.used()
+    used.pop(IOWAIT, None)
+    requests = max(1, len(timings.latencies))
     return LoadFigure(
         concurrency=concurrency,
         requests=len(timings.latencies),
@@ -169,6 +196,7 @@ def _figure(concurrency: int, timings: Timings, done: int) -> LoadFigure:
         p50_ms=timings.percentile_ms(0.50),
         p99_ms=timings.percentile_ms(0.99),
         statuses=dict(timings.statuses),
+        cpu_ms={name: round(1000 * cpu / requests, 3) for name, cpu in used.items()},
     )
 
 
@@ -216,6 +244,9 @@ def authorization_rows(figure: AuthorizationFigure) -> list[tuple[str, str]]:
             f"{load.per_s:,.0f}/s, p50 {load.p50_ms} ms, p99 {load.p99_ms} ms, "
             f"concurrency {load.concurrency}, answers {load.statuses}",
         ))  # fmt: skip
+        if load.cpu_ms:
+            shares = ", ".join(f"{name} {ms:g}" for name, ms in load.cpu_ms.items())
+            rows.append((f"{label}: CPU ms per request", shares))
     return rows
 
 
