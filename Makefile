@@ -7,14 +7,15 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 # Pinned, hashed dependencies (CONTRIBUTING.md, Dependencies): the runtime set for the image,
-# the runtime and development set for .venv. `make lock` rewrites both from pyproject.toml.
+# the runtime, development and gateway (LiteLLM, openai) set for .venv. `make lock` rewrites
+# both from pyproject.toml.
 LOCK := requirements.lock
 DEV_LOCK := requirements-dev.lock
 # `make lock LOCK_ARGS=--upgrade` moves every pin to the newest release within the bounds.
 LOCK_ARGS ?=
 COMPILE := $(BIN)/uv pip compile pyproject.toml --universal --generate-hashes --python-version 3.11 --quiet $(LOCK_ARGS)
 
-.PHONY: install lock up down test unit lint run stop bench schemas status clean soak cluster-up cluster-down
+.PHONY: install lock up down test unit lint run stop bench schemas status clean soak cluster-up cluster-down chromium
 
 install: $(STAMP)
 
@@ -34,7 +35,7 @@ $(STAMP): pyproject.toml $(DEV_LOCK)
 lock:
 	@test -x $(BIN)/uv || { $(PYTHON) -m venv $(VENV) && $(BIN)/pip install -q uv; }
 	$(COMPILE) -o $(LOCK)
-	$(COMPILE) --extra dev -o $(DEV_LOCK)
+	$(COMPILE) --extra dev --extra gateway -o $(DEV_LOCK)
 
 up:
 	@if infra/docker.sh available; then infra/docker.sh up; else infra/kafka.sh start && infra/postgres.sh start; fi
@@ -52,11 +53,15 @@ cluster-down:
 status:
 	@infra/kafka.sh status; infra/postgres.sh status; infra/run.sh status
 
-test: install up
+test: install up chromium
 	$(BIN)/ruff check services schemas tests
 	$(BIN)/ruff format --check services schemas tests
 	$(BIN)/mypy
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The browser tests (tests/browser) drive Debian's Chromium: installed when missing.
+chromium:
+	@tests/browser/install-chromium.sh
 
 unit: install
 	$(BIN)/pytest -m unit $(PYTEST_ARGS)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make run`: starts pricing, projector and api in the background, sends a demo burst and
+# `make run`: starts pricing, projector, api and webhooks in the background, sends a demo burst and
 # prints the demo balances. Usage: infra/run.sh start|stop|status
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -43,6 +43,7 @@ start() {
   start_service pricing
   start_service projector
   start_service api --port "$API_PORT"
+  start_service webhooks
   wait_for 60 "API on 127.0.0.1:$API_PORT" \
     curl -sf "http://127.0.0.1:$API_PORT/readyz" -o /dev/null || die "the API did not become ready; see $LOGS/api.log"
 
@@ -64,6 +65,7 @@ start() {
   cat <<TXT
 
 API:     http://127.0.0.1:$API_PORT  (OpenAPI: http://127.0.0.1:$API_PORT/docs)
+dashboard: http://127.0.0.1:$API_PORT/dashboard  (enter a token below; account demo-1)
 tokens:  admin "$ADMIN_TOKEN", read "$READ_TOKEN"
 try:     curl -H 'Authorization: Bearer $READ_TOKEN' http://127.0.0.1:$API_PORT/v1/accounts/demo-1/balance
 stop:    make stop (services) or make down (services, Kafka and PostgreSQL)
@@ -72,7 +74,7 @@ TXT
 
 stop() {
   local name pid
-  for name in api projector pricing; do
+  for name in webhooks api projector pricing; do
     if pid=$(service_pid "$name"); then
       kill -TERM "$pid"
       for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
@@ -85,7 +87,7 @@ stop() {
 
 status() {
   local name
-  for name in pricing projector api; do
+  for name in pricing projector api webhooks; do
     if pid=$(service_pid "$name"); then echo "$name: running (pid $pid)"; else echo "$name: stopped"; fi
   done
 }

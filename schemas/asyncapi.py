@@ -16,6 +16,10 @@ from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 
 from schemas.events import (
+    Alert,
+    BalanceExhausted,
+    BalanceLow,
+    BalanceRecovered,
     CreditsAdjusted,
     CreditsDebited,
     CreditsGranted,
@@ -88,6 +92,15 @@ WRITERS = (
         "`ledger serve pricing`: a usage.v1 message it cannot price, with the original bytes "
         "and where they were read; in the same transaction as the debits.",
     ),
+    *(
+        Writer(
+            f"projector-{event.model_fields['type'].default}", TOPICS.alerts, event,
+            "`ledger serve projector`, its outbox relay: an alert the projector raised in the "
+            "transaction that applied the crossing entry; alert_id is uuid5 of account, type, "
+            "threshold and entry_id, and a relay restart may send one again.",
+        )
+        for event in (BalanceLow, BalanceExhausted, BalanceRecovered)
+    ),
 )  # fmt: skip
 
 READERS = (
@@ -106,12 +119,18 @@ READERS = (
         "`ledger serve projector`, consumer group `ledger-projector`, read_committed; `ledger "
         "audit`, `ledger rebuild` and `ledger reprice` read it without a group.",
     ),
+    Reader(
+        "webhooks", TOPICS.alerts,
+        "`ledger serve webhooks`, consumer group `ledger-webhooks`: each alert of an account "
+        "with a webhook URL becomes one delivery (by alert_id) to that URL.",
+    ),
 )  # fmt: skip
 
 # What each reader's handler takes: the one event type of its topic, or the ledger's union.
 READ_AS: dict[str, Any] = {
     TOPICS.usage: UsageRecorded,
     TOPICS.ledger: LedgerEntry,
+    TOPICS.alerts: Alert,
     TOPICS.holds: HoldEvent,
 }
 

@@ -157,6 +157,52 @@ class UsageRejected(Event):
     rejected_at: Timestamp
 
 
+class BalanceAlert(Event):
+    """A balance crossed a threshold (docs/contracts.md, Events): the fields every alert shares.
+
+    `alert_id` is uuid5 of account, type, threshold and entry_id, so the same crossing is
+    always the same alert, whatever the batching, redelivery or rebuild.
+    """
+
+    type: str
+    schema_version: Literal[1] = 1
+    alert_id: UUID
+    account_id: AccountId
+    threshold: Annotated[int, Field(strict=True, ge=0, le=BALANCE_LIMIT)]
+    balance: int
+    previous_balance: int
+    entry_id: UUID
+    occurred_at: Timestamp
+
+
+class BalanceLow(BalanceAlert):
+    """The balance fell from above a configured threshold to at or below it."""
+
+    type: Literal["balance.low"] = "balance.low"
+
+
+class BalanceExhausted(BalanceAlert):
+    """The balance fell from above 0 to at or below 0 (`threshold` is 0)."""
+
+    type: Literal["balance.exhausted"] = "balance.exhausted"
+
+
+class BalanceRecovered(BalanceAlert):
+    """The balance rose from at or below 0 to above 0 (`threshold` is 0)."""
+
+    type: Literal["balance.recovered"] = "balance.recovered"
+
+
+AlertType = Literal["balance.low", "balance.exhausted", "balance.recovered"]
+Alert = Annotated[BalanceLow | BalanceExhausted | BalanceRecovered, Field(discriminator="type")]
+alert_adapter: TypeAdapter[Alert] = TypeAdapter(Alert)
+ALERT_EVENTS: dict[AlertType, type[BalanceLow | BalanceExhausted | BalanceRecovered]] = {
+    "balance.low": BalanceLow,
+    "balance.exhausted": BalanceExhausted,
+    "balance.recovered": BalanceRecovered,
+}
+
+
 class HoldPlaced(Event):
     """The API admitted a request: `credits` are held until settled, released or expired."""
 
@@ -207,6 +253,9 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     CreditsGranted,
     CreditsAdjusted,
     UsageRejected,
+    BalanceLow,
+    BalanceExhausted,
+    BalanceRecovered,
     HoldPlaced,
     HoldRefused,
     HoldReleased,
@@ -215,6 +264,10 @@ ALL_EVENTS: tuple[type[Event], ...] = (
 
 def parse_ledger_entry(raw: bytes | str) -> LedgerEntry:
     return ledger_entry_adapter.validate_json(raw)
+
+
+def parse_alert(raw: bytes | str) -> Alert:
+    return alert_adapter.validate_json(raw)
 
 
 def parse_hold_event(raw: bytes | str) -> HoldEvent:
@@ -227,7 +280,14 @@ def dump(event: Event) -> bytes:
 
 __all__ = [
     "ACCOUNT_ID_PATTERN",
+    "ALERT_EVENTS",
     "ALL_EVENTS",
+    "Alert",
+    "AlertType",
+    "BalanceAlert",
+    "BalanceExhausted",
+    "BalanceLow",
+    "BalanceRecovered",
     "CreditsAdjusted",
     "CreditsDebited",
     "CreditsGranted",
@@ -241,6 +301,7 @@ __all__ = [
     "UsageRecorded",
     "UsageRejected",
     "dump",
+    "parse_alert",
     "parse_hold_event",
     "parse_ledger_entry",
 ]

@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run one service in the foreground")
-    serve.add_argument("service", choices=["pricing", "projector", "api"])
+    serve.add_argument("service", choices=["pricing", "projector", "api", "webhooks"])
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1, help="api: processes sharing the port")
@@ -95,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def serve_main(args: argparse.Namespace) -> int:
-    """`ledger serve pricing|projector|api`: one service in the foreground until SIGTERM."""
+    """`ledger serve pricing|projector|api|webhooks`: one service in the foreground until
+    SIGTERM."""
     if args.service == "pricing":
         from services.pricing.service import run as run_pricing
 
@@ -104,6 +105,10 @@ def serve_main(args: argparse.Namespace) -> int:
         from services.projector.service import run as run_projector
 
         return run_projector()
+    if args.service == "webhooks":
+        from services.alerts.dispatcher import run as run_webhooks
+
+        return run_webhooks()
     from services.api.app import run as run_api
 
     return run_api(args.host, args.port, args.workers)

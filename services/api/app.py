@@ -22,7 +22,7 @@ from services.api.hot_paths import HotPaths
 from services.api.limits import BodySizeLimit
 from services.api.metrics import ApiMetrics, RequestMetrics
 from services.api.resources import open_resources
-from services.api.routes import accounts, health, holds, keys, pricing
+from services.api.routes import accounts, alerts, dashboard, health, holds, keys, pricing, usage
 from services.common.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
@@ -58,9 +58,12 @@ def create_app(settings: Settings, *, hot_paths: bool = True) -> FastAPI:
     install_error_handlers(app)
     app.include_router(accounts.router)
     app.include_router(pricing.router)
+    app.include_router(alerts.router)
     app.include_router(keys.router)
     app.include_router(holds.router)
+    app.include_router(usage.router)
     app.include_router(health.router)
+    app.include_router(dashboard.router)
     # Added last, so they wrap everything: oversized bodies are refused before any route
     # runs, and every answer (error answers included) is counted. Tokens are checked by
     # each route before its body is parsed (services/api/authenticate.py). The hot paths

@@ -7,8 +7,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from services.api.errors import ApiError, error_response
 
 MAX_BODY_BYTES = 64 * 1024
-# Routes that take up to 1,000 items in one body get more room.
-LARGER_LIMITS = {"/v1/holds": 1024 * 1024}
+# Routes that take up to 1,000 items in one body get more room (1,000 usage events of the
+# largest size the contract allows fit in 2 MiB).
+LARGER_LIMITS = {"/v1/holds": 1024 * 1024, "/v1/usage": 2 * 1024 * 1024}
 
 
 def _too_large(limit: int) -> ApiError:

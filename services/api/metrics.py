@@ -12,6 +12,8 @@ from services.projector.settlement import COUNTERS as HOLD_COUNTERS
 
 # Always exported, 0 until the projector has counted one, so dashboards need no special case.
 PROJECTOR_COUNTERS = ("applied", "duplicates", "conflicts", "rejected", *HOLD_COUNTERS)
+# The webhooks service's counters (alerts.counters), by the outcome of each attempt.
+DELIVERY_OUTCOMES = ("delivered", "retried", "failed")
 
 
 class ApiMetrics:
@@ -45,6 +47,17 @@ class ApiMetrics:
             "1 when the last scrape could read PostgreSQL",
             registry=self.registry,
         )
+        self.alerts_raised = Gauge(
+            "ledger_alerts_raised",
+            "Balance alerts the projector raised (each crossing once)",
+            registry=self.registry,
+        )
+        self.deliveries = Gauge(
+            "ledger_webhook_deliveries",
+            "Webhook attempts by outcome: delivered, retried (failed, tried again), failed",
+            ["outcome"],
+            registry=self.registry,
+        )
         # Bounded as the series are: route templates x methods x statuses.
         self._counted: dict[tuple[str, str, int], Counter] = {}
         self._timed: dict[tuple[str, str], Histogram] = {}
@@ -61,6 +74,11 @@ class ApiMetrics:
         if timer is None:
             timer = self._timed[(route, method)] = self.latency.labels(route=route, method=method)
         timer.observe(seconds)
+
+    def set_alerts(self, raised: int, outcomes: Mapping[str, int]) -> None:
+        self.alerts_raised.set(raised)
+        for name in DELIVERY_OUTCOMES:
+            self.deliveries.labels(outcome=name).set(outcomes.get(name, 0))
 
     def set_projection(self, counters: Mapping[str, int], accounts: int) -> None:
         for name in (*PROJECTOR_COUNTERS, *counters):

@@ -1,4 +1,5 @@
-"""The `from`/`to` bounds of GET .../usage, turned into the UTC days of the daily rollup.
+"""The `from`/`to` bounds of GET .../usage, turned into the UTC days of the daily rollup
+(or, for group_by=hour, the UTC hours of the hourly one).
 
 A bound is a date (`2026-11-27`) or a datetime with a time zone. The rollup holds whole UTC
 days, so `from` is inclusive and rounds down to its UTC day, `to` is exclusive and rounds
@@ -55,3 +56,48 @@ def day_range(start: str | None, end: str | None) -> DayRange:
     if first is not None and last is not None and first > last:
         raise InvalidPeriod("from must not be after to")
     return DayRange(first=first, end=last)
+
+
+# group_by=hour reads the hourly rollup for recent hours only: a chart of the last hours or
+# days, not a history (the daily rollup is that).
+HOUR_WINDOW = timedelta(days=7)
+HOUR = timedelta(hours=1)
+LAST_HOUR = datetime.max.replace(minute=0, second=0, microsecond=0, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class HourRange:
+    first: datetime  # inclusive, the start of an hour (UTC)
+    end: datetime | None  # exclusive
+
+
+def _as_moment(bound: date | datetime) -> datetime:
+    if isinstance(bound, datetime):
+        return bound
+    return datetime.combine(bound, time(), tzinfo=UTC)
+
+
+def _floor_hour(moment: datetime) -> datetime:
+    return moment.replace(minute=0, second=0, microsecond=0)
+
+
+def _ceil_hour(moment: datetime) -> datetime | None:
+    floor = _floor_hour(moment)
+    if floor == moment:
+        return moment
+    # The last representable hour has no next one: the range is then open-ended.
+    return floor + HOUR if floor < LAST_HOUR else None
+
+
+def hour_range(start: str | None, end: str | None, now: datetime) -> HourRange:
+    """Whole UTC hours: `from` rounds down to its hour, `to` (exclusive) up to the next one.
+
+    Hours before `now - HOUR_WINDOW` (its hour included) are never answered: an earlier or
+    missing `from` starts there.
+    """
+    earliest = _floor_hour(now.astimezone(UTC) - HOUR_WINDOW)
+    first = _floor_hour(_as_moment(_parse(start, "from"))) if start else earliest
+    last = _ceil_hour(_as_moment(_parse(end, "to"))) if end else None
+    if last is not None and first > last:
+        raise InvalidPeriod("from must not be after to")
+    return HourRange(first=max(first, earliest), end=last)

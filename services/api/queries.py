@@ -1,13 +1,14 @@
 """Every SQL statement of the API. Parameters are always `$n`, never formatted in.
 
-The projection tables (journal, balances, usage_daily, projector_counters) belong to the
-projector; the API only reads them. `idempotency_keys` and `api_keys` are the API's own
-tables (the statements on `api_keys` are in services/api/keys/store.py).
+The projection tables (journal, balances, usage_daily, usage_hourly, projector_counters,
+applied_offsets, rejected_entries, conflicts) belong to the projector; the API only reads
+them. `idempotency_keys` and `api_keys` are the API's own tables (the statements on
+`api_keys` are in services/api/keys/store.py).
 """
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import Any, Literal
 from uuid import UUID
 
@@ -97,6 +98,18 @@ ORDER BY day
 
 USAGE = {"model": USAGE_BY_MODEL, "day": USAGE_BY_DAY}
 
+# The hourly rollup, read only for the recent hours the route allows (periods.hour_range).
+USAGE_BY_HOUR = """
+SELECT to_char(hour AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:00:00"Z"') AS key,
+       sum(requests)::bigint AS requests, sum(tokens)::bigint AS tokens,
+       sum(credits)::bigint AS credits
+FROM ledger.usage_hourly
+WHERE account_id = $1 AND hour >= $2::timestamptz
+  AND ($3::timestamptz IS NULL OR hour < $3::timestamptz)
+GROUP BY hour
+ORDER BY hour
+"""
+
 CLAIM_KEY = """
 INSERT INTO ledger.idempotency_keys
     (account_id, idempotency_key, request_digest, entry_id, event)
@@ -144,7 +157,44 @@ WHERE k.account_id = p.account_id AND k.idempotency_key = p.idempotency_key
 COUNTERS = "SELECT name, value FROM ledger.projector_counters"
 ACCOUNTS = "SELECT count(*) FROM ledger.balances"
 
-GroupBy = Literal["model", "day"]
+# The operator overview (GET /v1/admin/overview): small reads, each on an index or on a
+# table that stays small (offsets, counters, conflicts, rejected entries).
+ACCOUNT_COUNTS = """
+SELECT count(*) AS total, count(*) FILTER (WHERE status = 'exhausted') AS exhausted
+FROM ledger.balances
+"""
+
+DAY_TOTALS = """
+SELECT coalesce(sum(requests), 0)::bigint AS requests, coalesce(sum(tokens), 0)::bigint AS tokens,
+       coalesce(sum(credits), 0)::bigint AS credits
+FROM ledger.usage_daily WHERE day = $1::date
+"""
+
+TOP_SPENDERS = """
+SELECT u.account_id, sum(u.requests)::bigint AS requests, sum(u.tokens)::bigint AS tokens,
+       sum(u.credits)::bigint AS credits, b.balance, b.status
+FROM ledger.usage_daily u JOIN ledger.balances b USING (account_id)
+WHERE u.day = $1::date
+GROUP BY u.account_id, b.balance, b.status
+ORDER BY credits DESC, u.account_id
+LIMIT $2
+"""
+
+APPLIED_OFFSETS = "SELECT partition, next_offset FROM ledger.applied_offsets WHERE topic = $1"
+
+LATEST_REJECTED = """
+SELECT topic, source_partition AS partition, source_offset AS offset, reason,
+       left(payload, $2) AS payload, left(error, $2) AS error, rejected_at
+FROM ledger.rejected_entries ORDER BY rejected_at DESC, source_offset DESC LIMIT $1
+"""
+
+LATEST_CONFLICTS = """
+SELECT entry_id, account_id, source_partition AS partition, source_offset AS offset, detected_at
+FROM ledger.conflicts ORDER BY detected_at DESC, entry_id LIMIT $1
+"""
+
+DailyGroupBy = Literal["model", "day"]
+GroupBy = Literal[DailyGroupBy, "hour"]
 
 
 async def migrate(conn: asyncpg.Connection) -> None:
@@ -173,9 +223,19 @@ async def entries(
 
 
 async def usage(
-    conn: asyncpg.Connection, account_id: str, first: date | None, end: date | None, by: GroupBy
+    conn: asyncpg.Connection,
+    account_id: str,
+    first: date | None,
+    end: date | None,
+    by: DailyGroupBy,
 ) -> list[dict[str, Any]]:
     return [dict(r) for r in await conn.fetch(USAGE[by], account_id, first, end)]
+
+
+async def usage_by_hour(
+    conn: asyncpg.Connection, account_id: str, first: datetime, end: datetime | None
+) -> list[dict[str, Any]]:
+    return [dict(r) for r in await conn.fetch(USAGE_BY_HOUR, account_id, first, end)]
 
 
 async def claim_key(
@@ -222,3 +282,29 @@ async def mark_many_published(conn: asyncpg.Connection, claims: list[tuple[str, 
 async def projector_counters(conn: asyncpg.Connection) -> tuple[dict[str, int], int]:
     counters = {r["name"]: int(r["value"]) for r in await conn.fetch(COUNTERS)}
     return counters, int(await conn.fetchval(ACCOUNTS))
+
+
+async def account_counts(conn: asyncpg.Connection) -> dict[str, Any]:
+    return dict(await conn.fetchrow(ACCOUNT_COUNTS))
+
+
+async def day_totals(conn: asyncpg.Connection, day: date) -> dict[str, Any]:
+    return dict(await conn.fetchrow(DAY_TOTALS, day))
+
+
+async def top_spenders(conn: asyncpg.Connection, day: date, limit: int) -> list[dict[str, Any]]:
+    return [dict(r) for r in await conn.fetch(TOP_SPENDERS, day, limit)]
+
+
+async def applied_offsets(conn: asyncpg.Connection, topic: str) -> dict[int, int]:
+    return {r["partition"]: r["next_offset"] for r in await conn.fetch(APPLIED_OFFSETS, topic)}
+
+
+async def latest_rejected(
+    conn: asyncpg.Connection, limit: int, max_chars: int
+) -> list[dict[str, Any]]:
+    return [dict(r) for r in await conn.fetch(LATEST_REJECTED, limit, max_chars)]
+
+
+async def latest_conflicts(conn: asyncpg.Connection, limit: int) -> list[dict[str, Any]]:
+    return [dict(r) for r in await conn.fetch(LATEST_CONFLICTS, limit)]

@@ -15,6 +15,7 @@ from fastapi import Request
 from services.api.database import open_pool
 from services.api.grants import FAULT_AFTER_CLAIM, Claims, Publisher
 from services.api.holds.relay import FAULT_AFTER_HOLD_COMMIT, HoldRelay
+from services.api.ingest import UsageIngest
 from services.api.keys.ring import KeyRing, open_keyring
 from services.api.recovery import sweep_forever
 from services.common import kafka
@@ -33,6 +34,7 @@ class Resources:
     keys: KeyRing
     relay: HoldRelay
     crash_after_hold_commit: bool  # the fault point api:after_hold_commit (tests only)
+    usage: UsageIngest
 
 
 @asynccontextmanager
@@ -53,7 +55,9 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
         relay = HoldRelay(pool, producer, topics.holds)
         await stack.enter_async_context(background(relay.run()))
         crash = settings.fault_armed(FAULT_AFTER_HOLD_COMMIT)
-        yield Resources(pool, producer, publisher, pricebook, claims, keys, relay, crash)
+        usage = UsageIngest(settings, topics.usage)
+        stack.push_async_callback(usage.close)
+        yield Resources(pool, producer, publisher, pricebook, claims, keys, relay, crash, usage)
 
 
 @asynccontextmanager

@@ -37,6 +37,7 @@ class AccountFigures:
     journal_spent: int = 0
     journal_digest: str | None = None
     usage_digest: str | None = None
+    hourly_usage_digest: str | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> AccountFigures:

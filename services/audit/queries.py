@@ -31,13 +31,22 @@ WITH journal_sums AS (
            md5(string_agg(day || ':' || model || ':' || requests || ':' || tokens || ':'
                           || credits, ',' ORDER BY day, model)) AS usage_digest
     FROM usage_daily GROUP BY account_id
+), hourly_sums AS (
+    -- The hour as epoch seconds: a digest that does not depend on the session's TimeZone.
+    SELECT account_id,
+           md5(string_agg(extract(epoch FROM hour)::bigint || ':' || model || ':' || requests
+                          || ':' || tokens || ':' || credits, ',' ORDER BY hour, model))
+               AS hourly_usage_digest
+    FROM usage_hourly GROUP BY account_id
 )
 SELECT account_id, b.balance, b.purchased, b.adjusted, b.spent, b.entries, b.status,
        b.inflow, b.outflow, j.journal_entries, j.journal_balance, j.journal_purchased,
-       j.journal_adjusted, j.journal_spent, j.journal_digest, u.usage_digest
+       j.journal_adjusted, j.journal_spent, j.journal_digest, u.usage_digest,
+       h.hourly_usage_digest
 FROM balances b
 FULL JOIN journal_sums j USING (account_id)
 FULL JOIN usage_sums u USING (account_id)
+FULL JOIN hourly_sums h USING (account_id)
 """
 
 CONFLICTS = """
@@ -65,6 +74,7 @@ PROJECTION_TABLES = (
     "rejected_entries",
     "balances",
     "usage_daily",
+    "usage_hourly",
     "applied_offsets",
     "projector_counters",
 )

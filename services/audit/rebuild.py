@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import asyncpg
 from aiokafka.errors import KafkaError
 
+from services.alerts.store import carry_alerts
 from services.audit import queries
 from services.audit.indexes import (
     create_indexes,
@@ -84,6 +85,7 @@ async def swap(
         await conn.execute(queries.lock_tables(LIVE_SCHEMA))
         targets = await reader.end_offsets(topic)
         stats = await replay(work, reader, topic, targets, advance, batch)
+        await carry_alerts(conn, LIVE_SCHEMA, WORK_SCHEMA)
         # The lock is held anyway: building the index once after the copy shortens it.
         definitions = await drop_secondary_indexes(conn, LIVE_SCHEMA)
         for statement in queries.replace_contents(LIVE_SCHEMA, WORK_SCHEMA):

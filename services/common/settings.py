@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_PRICEBOOK = Path(__file__).resolve().parent.parent / "pricing" / "pricebook.toml"
 
@@ -54,6 +54,45 @@ class Settings(BaseSettings):
     def _no_cafile_when_empty(cls, value: object) -> object:
         # An empty KAFKA_SSL_CAFILE means the system's CAs, not the current directory.
         return None if value == "" else value
+
+    # The LiteLLM callback (services/gateway/litellm_callback.py): where the ledger API is, its
+    # gateway key, which LiteLLM field names the account, LiteLLM model names to price-book
+    # models (`name=model,...`), the output a call without max_tokens is held for, whether a
+    # call goes ahead when the ledger cannot be reached (docs/contracts.md, Configuration).
+    ledger_api_url: str = "http://127.0.0.1:8000"
+    ledger_api_key: str = ""
+    ledger_litellm_account: str = "end_user"
+    ledger_litellm_models: str = ""
+    ledger_litellm_max_output_tokens: int = Field(default=4096, ge=1, le=10**9)
+    ledger_litellm_fail_open: bool = False
+    ledger_litellm_gateway_id: str = Field(default="litellm", min_length=1, max_length=128)
+
+    def kafka_configured(self) -> bool:
+        """KAFKA_BOOTSTRAP_SERVERS was given (in the environment or by the caller), not taken
+        from the default: a gateway then publishes to Kafka instead of POST /v1/usage."""
+        return "kafka_bootstrap_servers" in self.model_fields_set
+
+    # Webhooks (docs/contracts.md, Webhooks): the delays between delivery attempts, in
+    # seconds; after the last one fails the delivery is marked failed.
+    ledger_webhook_retry_seconds: Annotated[tuple[float, ...], NoDecode] = (
+        5,
+        30,
+        300,
+        1800,
+        7200,
+        21600,
+    )
+    ledger_webhook_allow_private: bool = False
+    ledger_webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+
+    @field_validator("ledger_webhook_retry_seconds", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = tuple(float(part) for part in value.split(",") if part.strip())
+        if isinstance(value, tuple | list) and any(float(v) < 0 for v in value):
+            raise ValueError("LEDGER_WEBHOOK_RETRY_SECONDS takes delays >= 0, e.g. 5,30,300")
+        return value
 
     def service_environment(self) -> dict[str, str]:
         """The variables a `ledger` child process needs to join the same Kafka topics and

@@ -22,6 +22,7 @@ class Topics:
     usage: str
     ledger: str
     dlq: str
+    alerts: str
     holds: str
 
     @classmethod
@@ -30,6 +31,7 @@ class Topics:
             usage=f"{prefix}usage.v1",
             ledger=f"{prefix}ledger.v1",
             dlq=f"{prefix}usage.dlq.v1",
+            alerts=f"{prefix}alerts.v1",
             holds=f"{prefix}holds.v1",
         )
 
@@ -38,7 +40,7 @@ class Topics:
         return cls.from_prefix(settings.ledger_topic_prefix)
 
     def all(self) -> tuple[str, ...]:
-        return (self.usage, self.ledger, self.dlq, self.holds)
+        return (self.usage, self.ledger, self.dlq, self.alerts, self.holds)
 
 
 def topic_config(settings: Settings) -> dict[str, str]:

@@ -61,8 +61,9 @@ class UsagePublisher:
             max_batch_size=BATCH_BYTES,
             linger_ms=5,
         )
-        await self._producer.start()
         try:
+            # A producer whose start failed still holds a client: stopped here, not leaked.
+            await self._producer.start()
             self._partitions = sorted(await self._producer.partitions_for(self.topic))
         except BaseException:
             await self._producer.stop()

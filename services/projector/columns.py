@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime, time
 from typing import Any
 
 import orjson
@@ -22,10 +22,12 @@ from services.projector.ledger import (
     SourcedEntry,
     next_offsets,
     plan_batch,
-    usage_day,
 )
 
 Columns = tuple[list[Any], ...]
+# Usage sums per (account, period, model); a period is a day or, a datetime being a date,
+# the start of an hour.
+UsageRows = dict[tuple[str, date, str], list[int]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,14 +55,18 @@ def prepare(records: Sequence[SourcedEntry | RejectedMessage]) -> PreparedBatch:
 
 
 def totals(entries: Iterable[LedgerEntry]) -> Columns:
-    """Columns of UPSERT_TOTALS $1..$14: per account its purchased, adjusted and spent sums,
+    """Columns of UPSERT_TOTALS $1..$20: per account its purchased, adjusted and spent sums,
     entries, latest occurred_at, inflow and outflow (ledger.flows_of); per account, day and
-    model its requests, tokens and credits. One pass over the entries, because this runs
-    for every batch; unit tests compare it with the reference fold in the tests."""
+    model its requests, tokens and credits; the same per account, hour and model. One pass
+    over the entries, because this runs for every batch; unit tests compare it with the
+    reference fold in the tests."""
     # account -> [purchased, adjusted upwards, spent, n, at, adjusted downwards]
     balance_rows: dict[str, list[Any]] = {}
-    usage_rows: dict[tuple[str, date, str], list[int]] = {}  # -> [requests, tokens, credits]
-    days: dict[datetime, date] = {}
+    usage_rows: UsageRows = {}  # (account, day, model) -> [requests, tokens, credits]
+    # The same by hour, keyed by the hour's number (_hour_start): an int hashes far faster
+    # than an aware datetime; it becomes the hour's start once per row, for the columns.
+    hourly_rows: dict[tuple[str, int, str], list[int]] = {}
+    periods: dict[datetime, tuple[date, int]] = {}  # occurred_at -> its day and hour number
     for entry in entries:
         account, at, credits = entry.account_id, entry.occurred_at, entry.credits
         row = balance_rows.get(account)
@@ -74,25 +80,45 @@ def totals(entries: Iterable[LedgerEntry]) -> Columns:
             row[_COLUMN[entry.type]] += credits
         row[3] += 1
         if isinstance(entry, CreditsDebited):
-            day = days.get(at)
-            if day is None:
-                day = days[at] = usage_day(at)
-            key = (account, day, entry.model)
-            usage_row = usage_rows.get(key)
+            period = periods.get(at)
+            if period is None:
+                utc = at.astimezone(UTC)  # one conversion for ledger.usage_day and usage_hour
+                period = periods[at] = (utc.date(), utc.toordinal() * 24 + utc.hour)
+            tokens, model = entry.billable_tokens, entry.model
+            usage_row = usage_rows.get(key := (account, period[0], model))
             if usage_row is None:
                 usage_row = usage_rows[key] = [0, 0, 0]
             usage_row[0] += 1
-            usage_row[1] += entry.billable_tokens
+            usage_row[1] += tokens
             usage_row[2] += credits
+            hourly_row = hourly_rows.get(hour_key := (account, period[1], model))
+            if hourly_row is None:
+                hourly_row = hourly_rows[hour_key] = [0, 0, 0]
+            hourly_row[0] += 1
+            hourly_row[1] += tokens
+            hourly_row[2] += credits
+    hours: UsageRows = {(a, _hour_start(n), m): sums for (a, n, m), sums in hourly_rows.items()}
     b = list(balance_rows.values())
-    u = list(usage_rows.values())
-    keys = list(usage_rows)
     return (
         list(balance_rows), [r[0] for r in b], [r[1] - r[5] for r in b], [r[2] for r in b],
         [r[3] for r in b], [r[4] for r in b],
         [r[0] + r[1] for r in b], [r[2] + r[5] for r in b],
+        *_usage_columns(usage_rows), *_usage_columns(hours),
+    )  # fmt: skip
+
+
+def _hour_start(number: int) -> datetime:
+    """The start of hour `number` of `totals` (24 per day from day 1 of the proleptic
+    calendar): ledger.usage_hour of the entries in it."""
+    day, hour = divmod(number, 24)
+    return datetime.combine(date.fromordinal(day), time(hour), tzinfo=UTC)
+
+
+def _usage_columns(rows: UsageRows) -> Columns:
+    keys, sums = list(rows), list(rows.values())
+    return (
         [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys],
-        [r[0] for r in u], [r[1] for r in u], [r[2] for r in u],
+        [r[0] for r in sums], [r[1] for r in sums], [r[2] for r in sums],
     )  # fmt: skip
 
 
@@ -187,5 +213,5 @@ def rejected(rows: Sequence[RejectedMessage]) -> Columns:
 
 
 def offsets(next_offsets: Mapping[int, int]) -> Columns:
-    """Columns of UPSERT_TOTALS $16..$17."""
+    """Columns of UPSERT_TOTALS $22..$23."""
     return list(next_offsets), list(next_offsets.values())

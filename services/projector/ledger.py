@@ -109,6 +109,11 @@ def usage_day(at: datetime) -> date:
     return at.astimezone(UTC).date()
 
 
+def usage_hour(at: datetime) -> datetime:
+    """The start of the UTC hour of `at`: the hourly rollup's key, as usage_day the daily's."""
+    return at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
 def flows_of(entry: LedgerEntry) -> tuple[int, int]:
     """What the entry adds to its account's (inflow, outflow): credits granted or adjusted
     upwards flow in; credits debited or adjusted downwards flow out."""
@@ -237,5 +242,6 @@ __all__ = [
     "split_repeats",
     "status_for",
     "usage_day",
+    "usage_hour",
     "within_limit",
 ]

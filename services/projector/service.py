@@ -23,6 +23,7 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
+from services.alerts.relay import relay
 from services.common import kafka
 from services.common.batching import quiet_garbage_collector, share_the_gil_quickly
 from services.common.settings import Settings, load_settings
@@ -75,10 +76,15 @@ async def serve(settings: Settings) -> None:
         await consumer.start()
         log.info("projector ready: consuming %s as group %s", topic, group)
         reporter = asyncio.create_task(report(window := progress_window(time.monotonic())))
+        # The alert outbox's relay runs beside the loop; its failures stay its own.
+        relaying = asyncio.create_task(relay(settings, pool, stop))
         try:
             await project(consumer, pool, topic, stop, window)
         finally:
             reporter.cancel()
+            relaying.cancel()
+            with suppress(asyncio.CancelledError):
+                await relaying
     finally:
         await consumer.stop()
         await pool.close()

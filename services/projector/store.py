@@ -15,6 +15,7 @@ from uuid import UUID
 
 import asyncpg
 
+from services.alerts.projection import raise_alerts
 from services.common.db import ensure_database
 from services.projector import columns, settlement
 from services.projector.ledger import (
@@ -146,14 +147,22 @@ WITH balance_rows AS (
         requests = usage_daily.requests + EXCLUDED.requests,
         tokens = usage_daily.tokens + EXCLUDED.tokens,
         credits = usage_daily.credits + EXCLUDED.credits
+), hourly_rows AS (
+    INSERT INTO usage_hourly (account_id, hour, model, requests, tokens, credits)
+    SELECT * FROM unnest($15::text[], $16::timestamptz[], $17::text[], $18::bigint[],
+                         $19::bigint[], $20::bigint[])
+    ON CONFLICT (account_id, hour, model) DO UPDATE SET
+        requests = usage_hourly.requests + EXCLUDED.requests,
+        tokens = usage_hourly.tokens + EXCLUDED.tokens,
+        credits = usage_hourly.credits + EXCLUDED.credits
 ), offset_rows AS (
     INSERT INTO applied_offsets (topic, partition, next_offset)
-    SELECT $15, * FROM unnest($16::int[], $17::bigint[])
+    SELECT $21, * FROM unnest($22::int[], $23::bigint[])
     ON CONFLICT (topic, partition) DO UPDATE SET
         next_offset = greatest(applied_offsets.next_offset, EXCLUDED.next_offset)
 )
 INSERT INTO projector_counters (name, value)
-SELECT * FROM unnest($18::text[], $19::bigint[])
+SELECT * FROM unnest($24::text[], $25::bigint[])
 ON CONFLICT (name) DO UPDATE SET value = projector_counters.value + EXCLUDED.value
 """
 
@@ -231,8 +240,8 @@ async def write_batch(
 ) -> ApplyResult:
     """Writes one batch of ledger.v1 records in ONE transaction, idempotently by entry_id.
 
-    Writes journal rows, balances, daily usage, conflicts, rejected messages, the next
-    offset per partition and the counters. Records are in log order per partition.
+    Writes journal rows, balances, daily and hourly usage, conflicts, rejected messages, the
+    next offset per partition and the counters. Records are in log order per partition.
     """
     plan = batch.plan
     async with conn.transaction():
@@ -250,6 +259,8 @@ async def write_batch(
             new_rejections=tuple(new_rejections),
         )
         await settlement.settle(conn, inserted)
+        # Crossings read the balances as they were before this batch (services/alerts).
+        await raise_alerts(conn, [r.entry for r in inserted])
         totals = columns.totals(r.entry for r in inserted) if known else batch.totals
         await _add_totals(conn, topic, totals, batch.offsets, result)
     return result

@@ -84,17 +84,21 @@ async def replication(settings: Settings, topic: str) -> tuple[set[int], str]:
     admin = kafka.admin(settings)
     await admin.start()
     try:
-        # A broker may not know a topic created a moment ago on another one: ask again.
+        # A broker may not know a topic created a moment ago on another one, nor its
+        # configuration yet: ask again until both are there.
+        configs: dict[str, str] = {}
         for _ in range(100):
             (described,) = await admin.describe_topics([topic])
             if described["error_code"] == 0 and described["partitions"]:
-                break
+                resource = ConfigResource(ConfigResourceType.TOPIC, topic)
+                (answer,) = await admin.describe_configs([resource])
+                (found,) = answer.to_object()["resources"]
+                configs = {e["config_names"]: e["config_value"] for e in found["config_entries"]}
+                if "min.insync.replicas" in configs:
+                    break
             await asyncio.sleep(0.1)
-        (answer,) = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
     finally:
         await admin.close()
-    (resource,) = answer.to_object()["resources"]
-    configs = {e["config_names"]: e["config_value"] for e in resource["config_entries"]}
     return {len(p["replicas"]) for p in described["partitions"]}, configs["min.insync.replicas"]
 
 

@@ -58,6 +58,8 @@ CONTRACT = {
     ("GET", "/v1/accounts/{account_id}/alerts"): "read",
     ("GET", "/v1/webhooks/deliveries"): "admin",
     ("GET", "/dashboard"): "public",
+    ("GET", "/dashboard/assets/{name}"): "public",
+    ("GET", "/v1/admin/overview"): "admin",
     ("GET", "/healthz"): "public",
     ("GET", "/readyz"): "public",
     ("GET", "/metrics"): "public",

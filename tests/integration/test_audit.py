@@ -92,6 +92,15 @@ async def test_clean_run_audits_equal_and_reprices_without_drift_then_tampering_
         assert f"log: acct-3: balance live {before[0] + 5}, from the log {before[0]}" in audit.out
         assert "identity: acct-3: balance live" in audit.out
         assert "DIFFERENCES FOUND" in audit.out and "entries/s" in audit.out
+        await execute(s, "UPDATE ledger.balances SET balance = balance - 5 "
+                         "WHERE account_id = 'acct-3'")  # fmt: skip
+
+        # The hourly rollup is compared like the daily one.
+        await execute(s, "UPDATE ledger.usage_hourly SET credits = credits + 1 "
+                         "WHERE account_id = 'acct-1'")  # fmt: skip
+        audit = await ledger(s, "audit", "--json")
+        assert audit.code == 1
+        assert named(audit.document()) == {("log", "acct-1", "hourly_usage_digest")}
 
 
 async def test_audit_while_the_pipeline_runs_compares_at_a_consistent_cut(

@@ -10,7 +10,7 @@ from datetime import date, datetime
 from typing import Any
 
 from schemas.events import CreditsAdjusted, CreditsDebited, CreditsGranted, LedgerEntry
-from services.projector.ledger import usage_day
+from services.projector.ledger import usage_day, usage_hour
 
 Columns = tuple[list[Any], ...]
 
@@ -101,10 +101,25 @@ def usage_rollup(entries: Iterable[LedgerEntry]) -> dict[UsageKey, UsageTotals]:
     return out
 
 
+def hourly_rollup(entries: Iterable[LedgerEntry]) -> dict[UsageKey, UsageTotals]:
+    """Hourly usage per account and model (the start of the UTC hour of occurred_at, in the
+    key's `day`: a datetime is a date); debits only."""
+    out: dict[UsageKey, UsageTotals] = {}
+    for e in entries:
+        if isinstance(e, CreditsDebited):
+            key = UsageKey(e.account_id, usage_hour(e.occurred_at), e.model)
+            out[key] = out.get(key, UsageTotals()) + UsageTotals(1, e.billable_tokens, e.credits)
+    return out
+
+
 def reference_totals(entries: Iterable[LedgerEntry]) -> Columns:
     """What columns.totals must give for `entries`."""
     applied = list(entries)
-    return (*balances(account_deltas(applied)), *usage(usage_rollup(applied)))
+    return (
+        *balances(account_deltas(applied)),
+        *usage(usage_rollup(applied)),
+        *usage(hourly_rollup(applied)),
+    )
 
 
 def balances(deltas: Mapping[str, AccountDelta]) -> Columns:

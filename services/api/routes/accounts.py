@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
+import asyncpg
 from fastapi import APIRouter, Depends, Header, Path, Query
 
 from schemas.events import ACCOUNT_ID_PATTERN
@@ -25,7 +27,7 @@ from services.api.models import (
     UsageReport,
     UsageRow,
 )
-from services.api.periods import InvalidPeriod, day_range
+from services.api.periods import InvalidPeriod, day_range, hour_range
 from services.api.resources import Resources, resources
 
 router = APIRouter(prefix="/v1/accounts", tags=["accounts"], route_class=ScopedRoute)
@@ -90,16 +92,31 @@ async def get_usage(
 ) -> UsageReport:
     """From the daily rollup, in whole UTC days: `from` (a date, or a datetime with a time
     zone) is inclusive and rounds down to its day; `to` is exclusive and rounds up to the
-    next midnight UTC. Rows are ordered by key."""
-    try:
-        days = day_range(start, end)
-    except InvalidPeriod as exc:
-        raise ApiError(422, "invalid_period", str(exc)) from exc
+    next midnight UTC. group_by=hour reads the hourly rollup in whole UTC hours, and only
+    the last 7 days of it (an earlier or missing `from` starts 7 days ago). Rows are
+    ordered by key."""
     async with connection(opened.pool) as conn:
-        rows = await queries.usage(conn, account_id, days.first, days.end, group_by)
+        rows = await _usage_rows(conn, account_id, start, end, group_by)
         if not rows and not await queries.account_exists(conn, account_id):
             raise _not_found(account_id)
     return UsageReport(rows=[UsageRow.model_validate(r) for r in rows])
+
+
+async def _usage_rows(
+    conn: asyncpg.Connection,
+    account_id: str,
+    start: str | None,
+    end: str | None,
+    group_by: queries.GroupBy,
+) -> list[dict[str, Any]]:
+    try:
+        if group_by == "hour":
+            hours = hour_range(start, end, datetime.now(UTC))
+            return await queries.usage_by_hour(conn, account_id, hours.first, hours.end)
+        days = day_range(start, end)
+    except InvalidPeriod as exc:
+        raise ApiError(422, "invalid_period", str(exc)) from exc
+    return await queries.usage(conn, account_id, days.first, days.end, group_by)
 
 
 # 400: no Idempotency-Key or an undecodable body; 409: the key was used with another body;

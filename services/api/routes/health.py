@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from services.alerts import store as alerts_store
 from services.api import queries
 from services.api.auth import require
 from services.api.authenticate import ScopedRoute
@@ -57,7 +58,10 @@ async def metrics(request: Request, opened: Opened) -> Response:
     try:
         async with connection(opened.pool) as conn:
             counters, accounts = await queries.projector_counters(conn)
+            raised = await alerts_store.alerts_raised(conn)
+            outcomes = await alerts_store.counters(conn)
         api_metrics.set_projection(counters, accounts)
+        api_metrics.set_alerts(raised, outcomes)
     except ApiError as exc:
         # Request metrics stay useful while PostgreSQL is away; the gauge says it is.
         log.warning("metrics without projection counters: %s", exc.detail)

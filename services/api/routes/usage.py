@@ -1,0 +1,65 @@
+"""POST /v1/usage: usage events from gateways that cannot reach Kafka (docs/contracts.md)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.api.auth import require
+from services.api.authenticate import ScopedRoute
+from services.api.errors import ApiError
+from services.api.ingest import MAX_EVENTS, IngestUnavailable, check_batch
+from services.api.models import ErrorBody
+from services.api.resources import Resources, resources
+
+router = APIRouter(
+    prefix="/v1",
+    tags=["usage"],
+    dependencies=[Depends(require("gateway"))],
+    route_class=ScopedRoute,
+)
+Opened = Annotated[Resources, Depends(resources)]
+
+
+class UsageBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Items are checked one by one against usage.recorded, so one bad event is named by
+    # its index and does not refuse the others.
+    events: list[Any] = Field(min_length=1, max_length=MAX_EVENTS)
+
+
+class RejectedItem(BaseModel):
+    index: int
+    error: str
+    detail: str
+
+
+class UsageAccepted(BaseModel):
+    accepted: int
+    rejected: list[RejectedItem]
+
+
+@router.post(
+    "/usage",
+    status_code=202,
+    responses={code: {"model": ErrorBody} for code in (400, 401, 403, 413, 422, 503)},
+)
+async def post_usage(body: UsageBatch, opened: Opened) -> UsageAccepted:
+    """Publishes the valid events to usage.v1, keyed by account, and answers once Kafka has
+    committed them all; invalid events are listed and not published. A 503 published
+    nothing; sending the same batch again is safe, since event ids are deduplicated."""
+    checked = check_batch(body.events)
+    if checked.valid:
+        try:
+            await opened.usage.publish(checked.valid)
+        except IngestUnavailable as error:
+            raise ApiError(503, "kafka_unavailable", str(error)) from error
+    return UsageAccepted(
+        accepted=len(checked.valid),
+        rejected=[
+            RejectedItem(index=r.index, error=r.error, detail=r.detail) for r in checked.rejected
+        ],
+    )
