@@ -18,6 +18,7 @@ from uvicorn.supervisors import Multiprocess
 
 from services.api.auth import AuthConfigError, parse_tokens
 from services.api.errors import install_error_handlers
+from services.api.hot_paths import HotPaths
 from services.api.limits import BodySizeLimit
 from services.api.metrics import ApiMetrics, RequestMetrics
 from services.api.resources import open_resources
@@ -37,8 +38,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
 
 
-def create_app(settings: Settings) -> FastAPI:
-    """Raises AuthConfigError when the tokens are unusable: the API must not start then."""
+def create_app(settings: Settings, *, hot_paths: bool = True) -> FastAPI:
+    """Raises AuthConfigError when the tokens are unusable: the API must not start then.
+    `hot_paths=False` leaves every request to the routes (tests compare the two)."""
     tokens = parse_tokens(settings)
     metrics = ApiMetrics()
     app = FastAPI(
@@ -46,6 +48,9 @@ def create_app(settings: Settings) -> FastAPI:
         version="1",
         summary="Balances, entries, usage; credits and adjustments; quotes; API keys.",
         lifespan=lifespan,
+        # The API exports its own Prometheus metrics (services/api/metrics.py); FastAPI's
+        # OpenTelemetry hooks, with no provider configured, still cost a check per request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.tokens = tokens
@@ -61,7 +66,10 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(dashboard.router)
     # Added last, so they wrap everything: oversized bodies are refused before any route
     # runs, and every answer (error answers included) is counted. Tokens are checked by
-    # each route before its body is parsed (services/api/authenticate.py).
+    # each route before its body is parsed (services/api/authenticate.py). The hot paths
+    # are innermost: limited and counted like every request (services/api/hot_paths.py).
+    if hot_paths:
+        app.add_middleware(HotPaths, api=app)
     app.add_middleware(BodySizeLimit)
     app.add_middleware(RequestMetrics, metrics=metrics)
     return app
@@ -106,6 +114,7 @@ def run_workers(host: str, port: int, workers: int) -> int:
         port=port,
         workers=workers,
         lifespan="on",
+        access_log=False,  # one line per request would cost more than many a request
         log_config=worker_logging(load_settings().ledger_log_level),
     )
     Multiprocess(config, sockets=[config.bind_socket()]).run()
@@ -120,7 +129,9 @@ def run(host: str, port: int, workers: int = 1) -> int:
         return 2
     if workers > 1:
         return run_workers(host, port, workers)
-    config = uvicorn.Config(app, host=host, port=port, lifespan="on", log_config=None)
+    config = uvicorn.Config(
+        app, host=host, port=port, lifespan="on", access_log=False, log_config=None
+    )
     server = Server(config)
 
     def stop(signum: int, frame: FrameType | None) -> None:

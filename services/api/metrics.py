@@ -58,6 +58,22 @@ class ApiMetrics:
             ["outcome"],
             registry=self.registry,
         )
+        # Bounded as the series are: route templates x methods x statuses.
+        self._counted: dict[tuple[str, str, int], Counter] = {}
+        self._timed: dict[tuple[str, str], Histogram] = {}
+
+    def answered(self, route: str, method: str, status: int, seconds: float) -> None:
+        """Counts one answer. The labelled series are kept at hand: looking them up by
+        label values on every request was a measurable share of a hold's CPU."""
+        counter = self._counted.get((route, method, status))
+        if counter is None:
+            counter = self.requests.labels(route=route, method=method, status=str(status))
+            self._counted[(route, method, status)] = counter
+        counter.inc()
+        timer = self._timed.get((route, method))
+        if timer is None:
+            timer = self._timed[(route, method)] = self.latency.labels(route=route, method=method)
+        timer.observe(seconds)
 
     def set_alerts(self, raised: int, outcomes: Mapping[str, int]) -> None:
         self.alerts_raised.set(raised)
@@ -96,10 +112,7 @@ class RequestMetrics:
         finally:
             route = _route_template(scope)
             method = scope["method"]
-            self.metrics.requests.labels(route=route, method=method, status=str(status)).inc()
-            self.metrics.latency.labels(route=route, method=method).observe(
-                time.perf_counter() - started
-            )
+            self.metrics.answered(route, method, status, time.perf_counter() - started)
 
 
 def _route_template(scope: Scope) -> str:

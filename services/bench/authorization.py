@@ -2,10 +2,11 @@
 carries a steady usage load (docs/contracts.md, Holds).
 
 Pricing, the projector and `ledger serve api --workers 2` run in the namespace given; a
-paced publisher sends usage at the target rate the whole time. Then, each for a few
-seconds: single holds at concurrency 16 and 64, batched holds (100 per call) and balance
-reads at concurrency 16. Every hold is of 1 credit on accounts funded far beyond what the
-section can hold, so every hold is placed and each figure is the cost of a placement.
+paced publisher (`ledger loadgen`) sends usage at the target rate the whole time. Then,
+each for a few seconds: single holds at concurrency 16 and 64, batched holds (100 per call)
+and balance reads at concurrency 16. Every hold is of 1 credit on accounts funded far
+beyond what the section can hold, so every hold is placed and each figure is the cost of a
+placement.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
 import random
 import secrets
 import socket
+import subprocess
 import time
 import uuid
 from collections.abc import Callable
@@ -25,10 +28,10 @@ import asyncpg
 
 from services.bench.figures import AuthorizationFigure, LoadFigure
 from services.bench.http_load import Connection, Timings, closed_loop
+from services.bench.machine import process_groups
 from services.bench.namespace import Namespace
-from services.bench.processes import BenchError, Service
-from services.bench.stages import generate, publish
-from services.traffic.traffic import TrafficPlan
+from services.bench.processes import LEDGER, BenchError, Service
+from services.bench.resources import IOWAIT, CpuMeter, ProcessGroup, children_of
 
 HOST = "127.0.0.1"
 API_WORKERS = 2
@@ -49,6 +52,7 @@ P99_TARGETS_MS = {"single hold p99 ms at concurrency 16": 15.0, "balance read p9
 COUNT_HOLDS = "SELECT count(*) FROM holds.holds"
 FUNDED = "SELECT count(*) FROM ledger.balances WHERE account_id LIKE 'hold-%'"
 
+BENCH_PROCESS = "bench (publisher)"  # process_groups' name for this process
 Say = Callable[[str], None]
 # Unique Idempotency-Keys without the cost of a UUID each.
 _keys = itertools.count()
@@ -78,14 +82,15 @@ async def measure_authorization(
         conn = await asyncpg.connect(ns.settings.database_url)
         accounts = await _fund(conn, port, admin, say)
         phases = len(SINGLE_CONCURRENCY) + 2
-        plan = TrafficPlan(USAGE_ACCOUNTS, int(rate * (phases * seconds + 2 * SETTLE_S)), seed=7)
-        background = asyncio.create_task(publish(ns.settings, generate(plan), rate))
+        events = int(rate * (phases * seconds + 2 * SETTLE_S))
+        background = _usage_load(env, log_dir, events, rate)
+        groups = _groups(services, background, ns.database)
         try:
             await asyncio.sleep(SETTLE_S)
-            await _phases(figure, conn, port, token, accounts, seconds, say)
+            await _phases(figure, conn, port, token, accounts, seconds, say, groups)
         finally:
-            background.cancel()
-        figure.background_sent = plan.events
+            _stop(background)
+        figure.background_sent = events
         for service in services:
             service.check_alive()
     finally:
@@ -126,6 +131,7 @@ async def _phases(
     accounts: list[str],
     seconds: float,
     say: Say,
+    groups: list[ProcessGroup],
 ) -> None:
     rng = random.Random(11)
     single = b'{"credits":1}'
@@ -135,8 +141,10 @@ async def _phases(
 
     for concurrency in SINGLE_CONCURRENCY:
         say(f"authorization: single holds at concurrency {concurrency} for {seconds:g} s")
+        meter = CpuMeter(groups)
         timings = await closed_loop(HOST, port, token, concurrency, seconds, hold, next_key)
-        figure.single[concurrency] = _figure(concurrency, timings, timings.statuses.get(201, 0))
+        done = timings.statuses.get(201, 0)
+        figure.single[concurrency] = _figure(concurrency, timings, done, meter)
 
     def batch(n: int) -> tuple[str, str, bytes]:
         items = [
@@ -147,19 +155,39 @@ async def _phases(
 
     say(f"authorization: batched holds ({BATCH_SIZE} per call) for {seconds:g} s")
     before = await conn.fetchval(COUNT_HOLDS)
+    meter = CpuMeter(groups)
     timings = await closed_loop(HOST, port, token, BATCH_CONCURRENCY, seconds, batch)
     placed = await conn.fetchval(COUNT_HOLDS) - before
-    figure.batched = _figure(BATCH_CONCURRENCY, timings, placed)
+    figure.batched = _figure(BATCH_CONCURRENCY, timings, placed, meter)
 
     def read(n: int) -> tuple[str, str, bytes]:
         return "GET", f"/v1/accounts/{rng.choice(accounts)}/balance", b""
 
     say(f"authorization: balance reads at concurrency {READ_CONCURRENCY} for {seconds:g} s")
+    meter = CpuMeter(groups)
     timings = await closed_loop(HOST, port, token, READ_CONCURRENCY, seconds, read)
-    figure.reads = _figure(READ_CONCURRENCY, timings, timings.statuses.get(200, 0))
+    figure.reads = _figure(READ_CONCURRENCY, timings, timings.statuses.get(200, 0), meter)
 
 
-def _figure(concurrency: int, timings: Timings, done: int) -> LoadFigure:
+def _groups(
+    services: list[Service], usage: subprocess.Popen[bytes], database: str
+) -> list[ProcessGroup]:
+    """What the CPU per request is told by: the API's workers, PostgreSQL, this process
+    (the load generator), the pipeline and its usage load, and the rest of the machine."""
+    *pipeline, api = services
+    groups = [g for g in process_groups(pipeline, database) if g.name != BENCH_PROCESS]
+    return [
+        *groups,
+        ProcessGroup("api", lambda: [api.pid, *children_of(api.pid)]),
+        ProcessGroup("load generator", lambda: [os.getpid()]),
+        ProcessGroup("usage load", lambda: [usage.pid]),
+    ]
+
+
+def _figure(concurrency: int, timings: Timings, done: int, meter: CpuMeter) -> LoadFigure:
+    used = meter.used()
+    used.pop(IOWAIT, None)
+    requests = max(1, len(timings.latencies))
     return LoadFigure(
         concurrency=concurrency,
         requests=len(timings.latencies),
@@ -168,6 +196,7 @@ def _figure(concurrency: int, timings: Timings, done: int) -> LoadFigure:
         p50_ms=timings.percentile_ms(0.50),
         p99_ms=timings.percentile_ms(0.99),
         statuses=dict(timings.statuses),
+        cpu_ms={name: round(1000 * cpu / requests, 3) for name, cpu in used.items()},
     )
 
 
@@ -215,7 +244,41 @@ def authorization_rows(figure: AuthorizationFigure) -> list[tuple[str, str]]:
             f"{load.per_s:,.0f}/s, p50 {load.p50_ms} ms, p99 {load.p99_ms} ms, "
             f"concurrency {load.concurrency}, answers {load.statuses}",
         ))  # fmt: skip
+        if load.cpu_ms:
+            shares = ", ".join(f"{name} {ms:g}" for name, ms in load.cpu_ms.items())
+            rows.append((f"{label}: CPU ms per request", shares))
     return rows
+
+
+def _usage_load(
+    env: dict[str, str], log_dir: Path, events: int, rate: int
+) -> subprocess.Popen[bytes]:
+    """The steady usage load, `ledger loadgen` in a process of its own: published from the
+    bench's event loop, its chunks delayed the load generator's requests, and the delay
+    was counted as the API's latency."""
+    args = ["loadgen", "--accounts", str(USAGE_ACCOUNTS), "--events", str(events)]
+    args += ["--rate", str(rate), "--seed", "7"]
+    with (log_dir / f"loadgen-{time.monotonic_ns()}.log").open("wb") as log:
+        return subprocess.Popen(
+            [*LEDGER, *args],
+            env={**os.environ, **env},
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+        )
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """Stops the usage load; raises when it had failed (the section carried no load)."""
+    if process.poll() not in (None, 0):
+        raise BenchError(f"authorization: the usage load exited with {process.returncode}")
+    if process.poll() is None:
+        process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def _free_port() -> int:

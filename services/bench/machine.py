@@ -27,7 +27,9 @@ def process_groups(services: Sequence[Service], database: str) -> list[ProcessGr
     kafka = pid_from_file(local / "kafka.pid")
     if kafka is not None:
         groups.append(ProcessGroup("kafka", lambda: [kafka]))
-    postmaster = pid_from_file(local / "pg-data" / "postmaster.pid")
+    # infra/postgres.sh keeps its cluster in postgres/data; pg-data was the older place.
+    found = (pid_from_file(local / d / "postmaster.pid") for d in ("postgres/data", "pg-data"))
+    postmaster = next((pid for pid in found if pid is not None), None)
     if postmaster is not None:
         groups.append(ProcessGroup("postgresql", lambda: _postgres_pids(postmaster, database)))
     return groups

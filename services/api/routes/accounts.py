@@ -45,6 +45,12 @@ def _not_found(account_id: str) -> ApiError:
 
 @router.get("/{account_id}/balance", dependencies=[Depends(require("read"))], responses=ERRORS)
 async def get_balance(account_id: AccountId, opened: Opened) -> Balance:
+    return await balance_of(opened, account_id)
+
+
+async def balance_of(opened: Resources, account_id: str) -> Balance:
+    """The balance route's answer, for the route and for its fast path
+    (services/api/hot_paths.py); raises its 404."""
     async with connection(opened.pool) as conn:
         row = await queries.balance(conn, account_id)
     if row is None:

@@ -63,15 +63,21 @@ async def post_hold(
     credits cover it: 201; the same key and body again: 200 with the hold as it is now;
     402 `insufficient_credits` with `available` and `requested`; 409 `idempotency_conflict`."""
     key = check_key(idempotency_key)
+    return _respond(await place_one(opened, account_id, key, body))
+
+
+async def place_one(opened: Resources, account_id: str, key: str, body: HoldRequest) -> Answer:
+    """The decision of POST /v1/accounts/{account_id}/holds, for the route and for its
+    fast path (services/api/hot_paths.py)."""
     credits = body.price(opened.pricebook, datetime.now(UTC))
     if isinstance(credits, Rejection):
-        return _respond(answers.unpriced(credits))
+        return answers.unpriced(credits)
     async with connection(opened.pool) as conn:
         row = await store.place(conn, account_id, key, body.digest(), credits, body.ttl_seconds)
     if row["outcome"] in ("placed", "refused"):
         _crash_if_armed(opened)
         opened.relay.wake()
-    return _respond(answers.decided(account_id, row))
+    return answers.decided(account_id, row)
 
 
 @router.delete(
@@ -122,6 +128,11 @@ async def get_holds(
 async def post_holds(body: BatchRequest, opened: Opened) -> dict[str, Any]:
     """Up to 1,000 holds decided in one round trip; `results` in the order given, each
     `{"code", "body"}` as the single route would answer it."""
+    return await place_batch(opened, body)
+
+
+async def place_batch(opened: Resources, body: BatchRequest) -> dict[str, Any]:
+    """The answer of POST /v1/holds, for the route and for its fast path."""
     now = datetime.now(UTC)
     results: list[Answer | None] = [None] * len(body.holds)
     columns: tuple[list[Any], ...] = ([], [], [], [], [])
