@@ -1,5 +1,6 @@
-"""The three-broker cluster, one for the whole session: reused when `make cluster-up` (or
-anyone) already runs it, otherwise started here and stopped at the end."""
+"""The three-broker cluster for the cluster fault tests: reused when `make cluster-up` (or
+anyone) already runs it, otherwise started here and stopped after that module, so its idle
+brokers do not share the cores with the rest of the suite."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from tests.e2e.cluster import BOOTSTRAP, Cluster
 from tests.e2e.faults import fetch_kafka_jars
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def kafka_cluster() -> Iterator[tuple[Cluster, str]]:
     fetch_kafka_jars()
     cluster = Cluster()
