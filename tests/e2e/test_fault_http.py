@@ -25,6 +25,7 @@ from schemathesis.specs.openapi.checks import (
 
 from services.api.limits import MAX_BODY_BYTES
 from tests.e2e.faults import ADMIN, READ, Pipeline, Report
+from tests.e2e.hostile_http import Request, check_all_4xx_json, error_answers, send
 from tests.namespaces import namespace
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -38,7 +39,6 @@ ADJUST = "/v1/accounts/acct-1/adjustments"
 KEYS = "/v1/keys"
 FIX = {"credits": -5, "reason": "correction"}
 NO_KEY = f"{KEYS}/00000000-0000-0000-0000-000000000000"
-Request = tuple[str, str, dict[str, str], Any]  # method, path, headers, json body or raw bytes
 
 
 @pytest.fixture(scope="module")
@@ -166,29 +166,9 @@ def hostile_requests() -> list[tuple[str, Request]]:
     ]  # fmt: skip
 
 
-async def send(client: httpx.AsyncClient, request: Request) -> httpx.Response:
-    method, path, headers, body = request
-    if isinstance(body, bytes):
-        return await client.request(method, path, headers=headers, content=body)
-    return await client.request(method, path, headers=headers, json=body)
-
-
 async def test_hostile_requests_get_a_4xx_json_answer(api: Pipeline) -> None:
-    cases = hostile_requests()
-    answers: dict[str, tuple[int, str]] = {}
-    async with httpx.AsyncClient(base_url=api.api_url, timeout=30.0) as client:
-        for label, request in cases:
-            answer = await send(client, request)
-            try:
-                body = answer.json()
-            except ValueError:
-                body = {}
-            answers[label] = (answer.status_code, body.get("error", "<no JSON error>"))
-    report = Report("hostile-http", published=0, faults=len(cases))
-    report.notes.append(", ".join(f"{label}: {s} {e}" for label, (s, e) in answers.items()))
-    report.emit()
-    bad = {label: a for label, a in answers.items() if not (400 <= a[0] < 500) or "<" in a[1]}
-    assert bad == {}, f"answers that are not a 4xx JSON error: {bad}"
+    answers = await error_answers(api.api_url, hostile_requests())
+    check_all_4xx_json("hostile-http", answers)
     # The known issue: FastAPI parsed the body before the token was checked.
     assert answers["no token, malformed JSON"] == (401, "unauthorized")
     assert answers["no token, malformed quote"] == (401, "unauthorized")

@@ -12,8 +12,9 @@ import httpx
 import pytest
 
 from services.api.limits import LARGER_LIMITS
-from tests.e2e.faults import READ, Pipeline, Report
+from tests.e2e.faults import READ, Pipeline
 from tests.e2e.holding import GATEWAY, fund, holds_pipeline, place
+from tests.e2e.hostile_http import Request, check_all_4xx_json, error_answers
 from tests.namespaces import namespace
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -22,7 +23,6 @@ ACCOUNT = "acct-hostile"
 H = f"/v1/accounts/{ACCOUNT}/holds"
 B = "/v1/holds"
 J = {"Content-Type": "application/json"}
-Request = tuple[str, str, dict[str, str], Any]
 
 
 @pytest.fixture(scope="module")
@@ -133,29 +133,10 @@ async def declared_too_large(url: str) -> tuple[int, bytes]:
         writer.close()
 
 
-async def send(client: httpx.AsyncClient, request: Request) -> httpx.Response:
-    method, path, headers, body = request
-    if isinstance(body, bytes):
-        return await client.request(method, path, headers=headers, content=body)
-    return await client.request(method, path, headers=headers, json=body)
-
-
 async def test_hostile_hold_requests_get_a_4xx_json_answer(api: tuple[Pipeline, str]) -> None:
     pipeline, url = api
-    answers: dict[str, tuple[int, str]] = {}
-    async with httpx.AsyncClient(base_url=url, timeout=30.0) as client:
-        for label, request in hostile_requests():
-            answer = await send(client, request)
-            try:
-                body = answer.json()
-            except ValueError:
-                body = {}
-            answers[label] = (answer.status_code, body.get("error", "<no JSON error>"))
-    report = Report("hostile-http-holds", published=0, faults=len(answers))
-    report.notes.append(", ".join(f"{label}: {s} {e}" for label, (s, e) in answers.items()))
-    report.emit()
-    bad = {label: a for label, a in answers.items() if not (400 <= a[0] < 500) or "<" in a[1]}
-    assert bad == {}, f"answers that are not a 4xx JSON error: {bad}"
+    answers = await error_answers(url, hostile_requests())
+    check_all_4xx_json("hostile-http-holds", answers)
     assert answers["no token"] == (401, "unauthorized")
     assert answers["read token places"] == (403, "forbidden")
     assert answers["no Idempotency-Key"] == (400, "missing_idempotency_key")
