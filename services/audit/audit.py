@@ -9,7 +9,6 @@ then rebuilt from offset 0 up to exactly the cut, with the projector's own apply
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 from collections.abc import Mapping
@@ -29,6 +28,7 @@ from services.audit.holds import hold_differences
 from services.audit.reading import LogReader
 from services.audit.replay import applied_offsets, replay, tune_interpreter
 from services.audit.report import AuditReport, Conflict, Rejection
+from services.common import batching
 from services.common.progress import ProgressReport
 from services.common.settings import Settings, load_settings
 from services.common.topics import Topics
@@ -144,7 +144,7 @@ def main(args: argparse.Namespace) -> int:
     tune_interpreter()
     try:
         with ProgressReport("audit", None, stream=stream) as progress:
-            report = asyncio.run(run_audit(load_settings(), progress))
+            report = batching.run(run_audit(load_settings(), progress))
     except NoProjection as error:
         print(f"ledger audit: {error}; `ledger rebuild --yes` recreates it", file=sys.stderr)
         return 2

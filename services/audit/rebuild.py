@@ -14,7 +14,6 @@ offset it could hold is below the end offsets taken under the lock.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import signal
 import sys
@@ -34,6 +33,7 @@ from services.audit.indexes import (
 )
 from services.audit.reading import LogReader
 from services.audit.replay import BATCH_RECORDS, ReplayStats, replay, tune_interpreter
+from services.common import batching
 from services.common.progress import ProgressReport, events_per_second
 from services.common.settings import Settings, load_settings
 from services.common.topics import Topics, create_topics
@@ -137,7 +137,7 @@ def main(args: argparse.Namespace) -> int:
     tune_interpreter()
     try:
         with ProgressReport("rebuild", None, stream=sys.stdout) as progress:
-            summary = asyncio.run(run_rebuild(load_settings(), progress))
+            summary = batching.run(run_rebuild(load_settings(), progress))
     except (KafkaError, OSError, asyncpg.PostgresError) as error:
         print(f"ledger rebuild: failed: {error!r}; run it again to resume", file=sys.stderr)
         return 1

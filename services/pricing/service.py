@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
+from services.common import batching
 from services.common.batching import quiet_garbage_collector
 from services.common.kafka import connection
 from services.common.kafka import consumer as make_consumer
@@ -53,7 +54,7 @@ def run() -> int:
         return 2
     instance = settings.ledger_instance_id
     quiet_garbage_collector()
-    return asyncio.run(serve(settings, book, instance))
+    return batching.run(serve(settings, book, instance))
 
 
 async def serve(settings: Settings, book: PriceBook, instance: str) -> int:

@@ -24,7 +24,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
 from services.alerts.relay import relay
-from services.common import kafka
+from services.common import batching, kafka
 from services.common.batching import quiet_garbage_collector, share_the_gil_quickly
 from services.common.settings import Settings, load_settings
 from services.common.throughput import REPORT_EVERY_S, Throughput
@@ -53,7 +53,7 @@ def run() -> int:
     quiet_garbage_collector()
     share_the_gil_quickly()
     try:
-        asyncio.run(serve(load_settings()))
+        batching.run(serve(load_settings()))
     except Exception:
         log.exception("projector stopped by an error; uncommitted batches will be redelivered")
         return 1
