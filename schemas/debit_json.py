@@ -18,10 +18,8 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from json.encoder import encode_basestring
-from typing import Any, Literal, NamedTuple
+from typing import Literal, NamedTuple
 from uuid import UUID
-
-import orjson
 
 from schemas.events import CreditsDebited, LedgerEntry
 from schemas.limits import int_range, text_length, text_pattern
@@ -193,81 +191,80 @@ DEBITS = (PlainDebit, CreditsDebited)
 
 
 class ReadDebit(NamedTuple):
-    """What the projector needs of a debit's bytes: its values, the decoded JSON object (the
-    journal row is written from it) and the digest of the bytes without priced_at."""
+    """What the projector needs of a debit's bytes: its values, each field's JSON text (the
+    journal row is written from them) and the digest of the bytes without priced_at."""
 
     debit: PlainDebit
-    fields: dict[str, Any]
+    fields: dict[str, str | None]  # field -> its text in the JSON, unquoted; None if absent
     digest: str
 
 
 def read_plain_debit(raw: bytes) -> ReadDebit | None:
     """The debit when `raw` is exactly what encode_debit writes for a valid debit; None when
-    pydantic must decide (which may still accept it, as another spelling of a debit)."""
-    # No backslash: every string is as its JSON text shows it (nothing escaped, no NUL).
-    if b"\\" in raw or not raw.startswith(b'{"type":"credits.debited",'):
-        return None
+    pydantic must decide (which may still accept it, as another spelling of a debit).
+
+    One regular expression checks the spelling and the rules it can express (field order,
+    UUID, text lengths, no escape, integer and timestamp forms) and captures every field;
+    what it cannot express is checked on the captured texts."""
     try:
-        data = orjson.loads(raw)
-        debit = _checked(data)
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        match = _DEBIT.fullmatch(raw.decode())
+    except UnicodeDecodeError:
         return None
-    if debit is None or _spelled(data) != raw:
+    if match is None:
         return None
-    cut = raw.rindex(_PRICED_AT)
-    digest = hashlib.sha256(raw[:cut] + b"}").hexdigest()
-    return ReadDebit(debit, data, digest)
-
-
-def _checked(data: dict[str, Any]) -> PlainDebit | None:
-    """The debit when every field keeps its rule (a missing one raises KeyError)."""
-    entry_id, account_id = data["entry_id"], data["account_id"]
-    if type(entry_id) is not str or _UUID.fullmatch(entry_id) is None:
+    fields = match.groupdict()
+    tokens, credits = int(fields["billable_tokens"]), int(fields["credits"])
+    if not (_TOKENS[0] <= tokens <= _TOKENS[1] and _CREDITS[0] <= credits <= _CREDITS[1]):
         return None
-    if type(account_id) is not str or _ACCOUNT.fullmatch(account_id) is None:
+    occurred_at = _canonical_time(fields["occurred_at"])
+    priced_at = _canonical_time(fields["priced_at"])
+    multiplier, account_id = fields["multiplier"], fields["account_id"]
+    if occurred_at is None or priced_at is None or not _canonical_multiplier(multiplier):
         return None
-    for name, (shortest, longest) in _IDENTIFIER.items():
-        value = data[name]
-        if type(value) is not str or not shortest <= len(value) <= longest:
-            return None
-    hold_id = data.get("hold_id")
-    if hold_id is not None and (type(hold_id) is not str or not _fits(hold_id, _HOLD_ID)):
+    if _ACCOUNT.fullmatch(account_id) is None:
         return None
-    tokens, credits = data["billable_tokens"], data["credits"]
-    if type(tokens) is not int or not _TOKENS[0] <= tokens <= _TOKENS[1]:
-        return None
-    if type(credits) is not int or not _CREDITS[0] <= credits <= _CREDITS[1]:
-        return None
-    multiplier, occurred, priced = data["multiplier"], data["occurred_at"], data["priced_at"]
-    if type(multiplier) is not str or not _canonical_multiplier(multiplier):
-        return None
-    occurred_at, priced_at = _canonical_time(occurred), _canonical_time(priced)
-    if occurred_at is None or priced_at is None:
-        return None
-    return PlainDebit(
-        UUID(entry_id), account_id, data["usage_event_id"], data["model"], data["tier"],
-        multiplier, tokens, credits, data["price_version"], occurred_at, hold_id, priced_at,
+    debit = PlainDebit(
+        UUID(fields["entry_id"]), account_id, fields["usage_event_id"], fields["model"],
+        fields["tier"], multiplier, tokens, credits, fields["price_version"], occurred_at,
+        fields["hold_id"], priced_at,
     )  # fmt: skip
+    cut = raw.rindex(_PRICED_AT)
+    return ReadDebit(debit, fields, hashlib.sha256(raw[:cut] + b"}").hexdigest())
 
 
-def _fits(text: str, length: tuple[int, int]) -> bool:
-    return length[0] <= len(text) <= length[1]
+# A character a JSON string holds as itself: not a quote, backslash or control character
+# (what encode_basestring escapes).
+_PLAIN = r'[^"\\\x00-\x1f]'
 
 
-def _spelled(data: dict[str, Any]) -> bytes:
-    """The bytes encode_debit writes for the values read."""
-    return debit_bytes(
-        data["entry_id"],
-        encode_basestring(data["account_id"]),
-        encode_basestring(data["usage_event_id"]),
-        model_fields(data["model"], data["tier"], data["multiplier"]),
-        data["billable_tokens"],
-        data["credits"],
-        encode_basestring(data["price_version"]),
-        data["occurred_at"],
-        hold_fragment(data.get("hold_id")),
-        data["priced_at"],
-    )
+def _text(name: str, length: tuple[int, int]) -> str:
+    """A JSON string field of `length` characters, none of which needs an escape."""
+    return f'"{name}":"(?P<{name}>{_PLAIN}{{{length[0]},{length[1]}}})"'
+
+
+def _number(name: str) -> str:
+    """An integer as Python writes it: no leading zero, no "-0", at most 19 digits."""
+    return f'"{name}":(?P<{name}>0|-?[1-9][0-9]{{0,18}})'
+
+
+# Timestamps as timestamp_text writes them: six fraction digits unless they are all zero,
+# "Z" for a zero offset, offset minutes below 60 (fromisoformat would carry them into the
+# hours). The values are checked by datetime.fromisoformat.
+_TIME = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.(?!0{6})\d{6})?(?:Z|[+-](?!00:00)\d\d:[0-5]\d)"
+# The fields in FIELDS order, spelled as debit_bytes writes them.
+_DEBIT = re.compile(
+    '\\{"type":"(?P<type>credits\\.debited)","schema_version":(?P<schema_version>1),'
+    f'"entry_id":"(?P<entry_id>{_UUID.pattern})",{_text("account_id", (1, 1024))},'
+    f"{_text('usage_event_id', _IDENTIFIER['usage_event_id'])},"
+    f"{_text('model', _IDENTIFIER['model'])},{_text('tier', _IDENTIFIER['tier'])},"
+    f'"multiplier":"(?P<multiplier>{_MULTIPLIER.pattern})",'
+    f"{_number('billable_tokens')},{_number('credits')},"
+    f"{_text('price_version', _IDENTIFIER['price_version'])},"
+    f'"occurred_at":"(?P<occurred_at>{_TIME})",(?:{_text("hold_id", _HOLD_ID)},)?'
+    f'"priced_at":"(?P<priced_at>{_TIME})"\\}}'
+)
+if tuple(_DEBIT.groupindex) != FIELDS:
+    raise ImportError("schemas/debit_json.py: the debit pattern lost a field's place")
 
 
 @lru_cache(maxsize=1024)
@@ -281,9 +278,10 @@ def _canonical_multiplier(text: str) -> bool:
         return False
 
 
-def _canonical_time(text: object) -> datetime | None:
-    """The time when `text` is a timestamp exactly as pydantic writes it."""
-    if type(text) is not str:
+def _canonical_time(text: str) -> datetime | None:
+    """The time of a text _TIME matched; None when it is no real time. The pattern leaves
+    the text nothing that isoformat (timestamp_text) would write otherwise."""
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
         return None
-    read = read_timestamp(text)
-    return read[0] if read is not None and read[1] == text else None
