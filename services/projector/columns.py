@@ -18,6 +18,7 @@ from services.projector.ledger import (
     DEBITS,
     BatchPlan,
     Entry,
+    Fields,
     RejectedMessage,
     SourcedEntry,
     next_offsets,
@@ -153,9 +154,7 @@ def journal_copy(rows: Sequence[SourcedEntry]) -> bytes:
     ).encode()
 
 
-def journal_line(
-    e: dict[str, Any], r: SourcedEntry, ordinal: int, text: Callable[[str], str]
-) -> str:
+def journal_line(e: Fields, r: SourcedEntry, ordinal: int, text: Callable[[str], str]) -> str:
     """One COPY line of journal_copy; `text` escapes the free-text fields (or not)."""
     kind = e["type"][8:]  # "credits.debited" -> "debited": the journal's kind
     if kind == "debited":

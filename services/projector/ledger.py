@@ -7,6 +7,7 @@ what these functions compute; the SQL only adds the results to what is already s
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -47,6 +48,11 @@ def digest_of_canonical(entry: LedgerEntry, canonical: str) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+# An entry's fields by name: its JSON decoded, or the debit codec's match of its JSON text,
+# whose values are the fields' texts. Either formats each value as its JSON text shows it.
+Fields = dict[str, Any] | re.Match[str]
+
+
 @dataclass(frozen=True, slots=True)
 class SourcedEntry:
     """A parsed ledger entry, the bytes it came from and where it sits in ledger.v1.
@@ -60,10 +66,10 @@ class SourcedEntry:
     partition: int
     offset: int
     digest: str = ""
-    # The entry's model_dump_json(), and that JSON decoded: the journal row is written from
-    # it (columns.py).
+    # The entry's model_dump_json(), and its fields (that JSON decoded, or the codec's match
+    # of it): the journal row is written from them (columns.py).
     canonical: str = field(default="", repr=False, compare=False)
-    fields: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    fields: Fields = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.digest or isinstance(self.entry, PlainDebit):
@@ -101,7 +107,7 @@ def read_message(raw: bytes | None, partition: int, offset: int) -> SourcedEntry
     plain = read_plain_debit(raw)
     if plain is not None:
         debit, fields, digest = plain
-        return SourcedEntry(debit, raw, partition, offset, digest, raw.decode(), fields)
+        return SourcedEntry(debit, raw, partition, offset, digest, fields.string, fields)
     try:
         entry = parse_entry(raw)
     except ValidationError as error:
@@ -248,6 +254,7 @@ __all__ = [
     "REJECT_REASONS",
     "BatchPlan",
     "Entry",
+    "Fields",
     "RejectReason",
     "RejectedMessage",
     "SourcedEntry",

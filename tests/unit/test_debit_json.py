@@ -65,13 +65,18 @@ def agrees_with_pydantic(raw: bytes) -> None:
     for name in CreditsDebited.model_fields:
         assert str(getattr(debit, name)) == str(getattr(entry, name)), name
     assert (debit.occurred_at, debit.priced_at) == (entry.occurred_at, entry.priced_at)
-    assert fields == texts(orjson.loads(raw))
+    assert fields.groupdict() == texts(orjson.loads(raw))
     assert digest == content_digest(entry)
 
 
 def texts(fields: dict[str, Any]) -> dict[str, str | None]:
     """The fields as the reader gives them: each value's JSON text, unquoted."""
     return {"hold_id": None} | {name: None if v is None else str(v) for name, v in fields.items()}
+
+
+def fields_of(record: SourcedEntry) -> dict[str, Any]:
+    fields = record.fields
+    return fields if isinstance(fields, dict) else fields.groupdict()
 
 
 @given(debits)
@@ -139,7 +144,7 @@ def test_the_projector_record_is_the_same_whichever_way_it_was_read(
         return
     reference = SourcedEntry(entry, raw, 3, 7)
     assert (record.digest, record.canonical) == (reference.digest, reference.canonical)
-    assert texts(record.fields) == texts(reference.fields)
+    assert texts(fields_of(record)) == texts(fields_of(reference))
     assert (record.partition, record.offset, record.raw) == (3, 7, raw)
 
 
