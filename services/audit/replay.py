@@ -20,10 +20,15 @@ import asyncpg
 
 from services.audit import queries
 from services.audit.reading import LogReader
-from services.common.batching import quiet_garbage_collector, share_the_gil_quickly
+from services.common import kafka
+from services.common.batching import (
+    one_malloc_arena,
+    quiet_garbage_collector,
+    share_the_gil_quickly,
+)
 from services.projector import ApplyResult, Batch, apply, prepare
 
-BATCH_RECORDS = 10_000
+BATCH_RECORDS = kafka.BATCH_RECORDS  # a whole fetch per batch (services/common/kafka.py)
 # Prepared batches waiting for PostgreSQL: enough to ride out an uneven fetch, and a bound
 # on memory (a batch of 10,000 entries holds about 100,000 objects).
 PREPARED_AHEAD = 2
@@ -56,6 +61,7 @@ def tune_interpreter() -> None:
     """The live projector's settings, for the same reasons: a replay holds its batches
     alive like the projector does, and parses them in a worker thread like it does."""
     quiet_garbage_collector()
+    one_malloc_arena()
     share_the_gil_quickly()
 
 

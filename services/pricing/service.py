@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from services.common import batching
-from services.common.batching import quiet_garbage_collector
-from services.common.kafka import connection
+from services.common.batching import one_malloc_arena, quiet_garbage_collector
+from services.common.kafka import BATCH_RECORDS, connection
 from services.common.kafka import consumer as make_consumer
 from services.common.settings import Settings, load_settings
 from services.common.throughput import Throughput
@@ -28,7 +28,6 @@ from services.pricing.transactions import commit_batch
 
 log = logging.getLogger("services.pricing")
 
-MAX_RECORDS = 10_000
 POLL_TIMEOUT_MS = 200
 # Short, so a transaction left open by a crash that no successor fences is aborted soon.
 TRANSACTION_TIMEOUT_MS = 15_000
@@ -54,6 +53,7 @@ def run() -> int:
         return 2
     instance = settings.ledger_instance_id
     quiet_garbage_collector()
+    one_malloc_arena()
     return batching.run(serve(settings, book, instance))
 
 
@@ -123,7 +123,7 @@ class Pricing:
         while not stop.is_set():
             generation = self.guard.generation
             fetched = await self.consumer.getmany(
-                timeout_ms=POLL_TIMEOUT_MS, max_records=MAX_RECORDS
+                timeout_ms=POLL_TIMEOUT_MS, max_records=BATCH_RECORDS
             )
             if fetched:
                 async with self.guard.lock:

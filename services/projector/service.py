@@ -25,7 +25,11 @@ from aiokafka.errors import CommitFailedError, IllegalStateError
 
 from services.alerts.relay import relay
 from services.common import batching, kafka
-from services.common.batching import quiet_garbage_collector, share_the_gil_quickly
+from services.common.batching import (
+    one_malloc_arena,
+    quiet_garbage_collector,
+    share_the_gil_quickly,
+)
 from services.common.settings import Settings, load_settings
 from services.common.throughput import REPORT_EVERY_S, Throughput
 from services.common.topics import Topics, create_topics
@@ -34,7 +38,6 @@ from services.projector.store import ApplyResult, open_projection
 
 log = logging.getLogger("services.projector")
 
-MAX_RECORDS = 10_000
 FETCH_TIMEOUT_MS = 500
 MAX_BACKOFF_SECONDS = 5.0
 FAULT_AFTER_DB_COMMIT = "projector:after_db_commit"
@@ -51,6 +54,7 @@ class Fetched:
 
 def run() -> int:
     quiet_garbage_collector()
+    one_malloc_arena()
     share_the_gil_quickly()
     try:
         batching.run(serve(load_settings()))
@@ -124,7 +128,7 @@ async def project(
 
 
 async def fetch(consumer: AIOKafkaConsumer) -> Fetched:
-    fetched = await consumer.getmany(timeout_ms=FETCH_TIMEOUT_MS, max_records=MAX_RECORDS)
+    fetched = await consumer.getmany(timeout_ms=FETCH_TIMEOUT_MS, max_records=kafka.BATCH_RECORDS)
     # Parsing takes longer than PostgreSQL takes to write the batch before it. In a worker
     # thread it leaves the event loop free to answer PostgreSQL at once (the loop waits at
     # most one GIL switch interval), so the two overlap instead of taking turns.
