@@ -38,7 +38,7 @@ class PreparedBatch:
 
     records: Sequence[SourcedEntry | RejectedMessage]
     plan: BatchPlan
-    journal: bytes  # COPY input of the journal staging table
+    journal: bytes  # COPY input of the journal (or of its staging table)
     # Balances and usage as if every candidate is new: true unless some were applied before.
     totals: Columns
     offsets: Columns
@@ -138,8 +138,8 @@ _COLUMN = {"credits.granted": 0, "credits.adjusted": 1, "credits.debited": 2}
 
 
 def journal_copy(rows: Sequence[SourcedEntry]) -> bytes:
-    """The COPY input (text format) of the journal staging table, one line per entry in log
-    order; its columns are store.JOURNAL_COPY_COLUMNS.
+    """The COPY input (text format) of the journal or its staging table, one line per entry
+    in log order; its columns are store.JOURNAL_COPY_COLUMNS.
 
     Values come from the entries' canonical JSON (never bytes in another spelling, which
     PostgreSQL might read differently), so PostgreSQL reads the very text the schema
@@ -149,12 +149,11 @@ def journal_copy(rows: Sequence[SourcedEntry]) -> bytes:
     # Canonical JSON escapes every character COPY reads as syntax (backslash, tab, newline,
     # CR): text fields without a backslash in the JSON need no escaping, nearly all of them.
     return "".join(
-        journal_line(r.fields, r, ordinal, copy_text if "\\" in r.canonical else _as_is)
-        for ordinal, r in enumerate(rows)
+        journal_line(r.fields, r, copy_text if "\\" in r.canonical else _as_is) for r in rows
     ).encode()
 
 
-def journal_line(e: Fields, r: SourcedEntry, ordinal: int, text: Callable[[str], str]) -> str:
+def journal_line(e: Fields, r: SourcedEntry, text: Callable[[str], str]) -> str:
     """One COPY line of journal_copy; `text` escapes the free-text fields (or not)."""
     kind = e["type"][8:]  # "credits.debited" -> "debited": the journal's kind
     if kind == "debited":
@@ -170,7 +169,7 @@ def journal_line(e: Fields, r: SourcedEntry, ordinal: int, text: Callable[[str],
         )
     return (
         f"{e['entry_id']}\t{text(e['account_id'])}\t{kind}\t{tail}\t{r.digest}\t"
-        f"{r.partition}\t{r.offset}\t{ordinal}"
+        f"{r.partition}\t{r.offset}"
     ) + "\n"
 
 

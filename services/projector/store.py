@@ -40,22 +40,26 @@ APPLIED_MIGRATIONS = "SELECT name FROM schema_migrations"
 RECORD_MIGRATION = "INSERT INTO schema_migrations (name) VALUES ($1)"
 
 # The batch's first occurrence of each entry_id, in log order, is copied (COPY, text format;
-# columns.journal_copy) into a temporary staging table, then inserted from there: COPY costs
-# PostgreSQL about half the CPU of parsing the same rows out of one JSON document.
-# pg_temp is named explicitly so a schema of the search_path can never shadow the staging
-# table. ON COMMIT DELETE ROWS empties it with each transaction, applied or rolled back.
+# columns.journal_copy) into the journal itself: COPY costs PostgreSQL about half the CPU of
+# parsing the same rows out of one JSON document. Only when some entry_id is stored already
+# (a redelivery, a re-sent event: the COPY fails on the primary key and is undone to its
+# savepoint) does the batch go through a temporary staging table and INSERT_JOURNAL, which
+# skips the stored ones. pg_temp is named explicitly so a schema of the search_path can
+# never shadow the staging table; ON COMMIT DELETE ROWS empties it with each transaction,
+# and `ord` numbers its rows in the order COPY wrote them, the log order.
 JOURNAL_STAGING = """
 CREATE TEMPORARY TABLE IF NOT EXISTS journal_staging (
     entry_id uuid, account_id text, kind text, credits bigint, model text, tier text,
     multiplier numeric, billable_tokens bigint, price_version text, usage_event_id text,
     reason text, reference text, occurred_at timestamptz, priced_at timestamptz,
-    content_digest text, source_partition int, source_offset bigint, ord int
+    content_digest text, source_partition int, source_offset bigint,
+    ord bigint GENERATED ALWAYS AS IDENTITY
 ) ON COMMIT DELETE ROWS
 """
 JOURNAL_COPY_COLUMNS = (
     "entry_id", "account_id", "kind", "credits", "model", "tier", "multiplier",
     "billable_tokens", "price_version", "usage_event_id", "reason", "reference", "occurred_at",
-    "priced_at", "content_digest", "source_partition", "source_offset", "ord",
+    "priced_at", "content_digest", "source_partition", "source_offset",
 )  # fmt: skip
 # Inserts the staged rows; answers how many were new. Almost always all of them: a batch
 # only meets stored entry_ids after a redelivery or in a re-sent event.
@@ -277,23 +281,36 @@ def _split_known(
 
 
 async def _insert_journal(conn: asyncpg.Connection, batch: columns.PreparedBatch) -> list[UUID]:
+    """Writes the batch's candidates to the journal; answers the entry_ids stored before."""
     if not batch.plan.candidates:
         return []
+    try:
+        async with conn.transaction():  # a savepoint: undone when some were stored before
+            await _copy_journal(conn, batch, "journal", None)
+            return []
+    except asyncpg.UniqueViolationError:
+        pass
     await conn.execute(JOURNAL_STAGING)
+    await _copy_journal(conn, batch, "journal_staging", "pg_temp")
+    try:
+        async with conn.transaction():  # a savepoint: undone when some were known
+            if await conn.fetchval(INSERT_JOURNAL) == len(batch.plan.candidates):
+                return []  # stored by someone else between the two statements: none now
+            raise _SomeKnown
+    except _SomeKnown:
+        return [r["entry_id"] for r in await conn.fetch(INSERT_JOURNAL_LISTING_KNOWN)]
+
+
+async def _copy_journal(
+    conn: asyncpg.Connection, batch: columns.PreparedBatch, table: str, schema: str | None
+) -> None:
     await conn.copy_to_table(
-        "journal_staging",
-        schema_name="pg_temp",
+        table,
+        schema_name=schema,
         source=_one_chunk(batch.journal),
         columns=JOURNAL_COPY_COLUMNS,
         format="text",
     )
-    try:
-        async with conn.transaction():  # a savepoint: undone when some were known
-            if await conn.fetchval(INSERT_JOURNAL) == len(batch.plan.candidates):
-                return []
-            raise _SomeKnown
-    except _SomeKnown:
-        return [r["entry_id"] for r in await conn.fetch(INSERT_JOURNAL_LISTING_KNOWN)]
 
 
 class _SomeKnown(Exception):
