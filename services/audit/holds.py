@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from schemas.events import HoldEvent, parse_hold_event
 from services.audit.figures import Difference
-from services.audit.reading import LogReader
+from services.audit.reading import BATCH_RECORDS, LogReader
 from services.common.settings import Settings
 from services.common.topics import Topics
 
@@ -43,7 +43,6 @@ WHERE held <> active
 """
 HOLDS = "SELECT hold_id, account_id, credits, idempotency_key, status FROM holds.holds"
 PENDING = "SELECT type, hold_id FROM holds.outbox"
-BATCH_RECORDS = 10_000
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,11 @@ from services.common import kafka
 from services.common.settings import Settings
 
 FETCH_TIMEOUT_MS = 500
+# A replay reads a log that is all there: larger fetches than the live services' make
+# larger batches, in which an account's entries are summed into fewer rows.
+FETCH_BYTES = 8 * 1024 * 1024
+# More records than FETCH_BYTES holds (services/common/kafka.py): a whole fetch per batch.
+BATCH_RECORDS = 50_000
 
 
 class LogReader:
@@ -23,7 +28,7 @@ class LogReader:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.consumer = kafka.consumer(settings, group_id=None)
+        self.consumer = kafka.consumer(settings, group_id=None, fetch_bytes=FETCH_BYTES)
 
     async def __aenter__(self) -> LogReader:
         await self.consumer.start()

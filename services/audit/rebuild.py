@@ -31,8 +31,8 @@ from services.audit.indexes import (
     drop_secondary_indexes,
     restore_indexes,
 )
-from services.audit.reading import LogReader
-from services.audit.replay import BATCH_RECORDS, ReplayStats, replay, tune_interpreter
+from services.audit.reading import BATCH_RECORDS, LogReader
+from services.audit.replay import ReplayStats, replay, tune_interpreter
 from services.common import batching
 from services.common.progress import ProgressReport, events_per_second
 from services.common.settings import Settings, load_settings

@@ -19,8 +19,7 @@ from typing import Any
 import asyncpg
 
 from services.audit import queries
-from services.audit.reading import LogReader
-from services.common import kafka
+from services.audit.reading import BATCH_RECORDS, LogReader
 from services.common.batching import (
     one_malloc_arena,
     quiet_garbage_collector,
@@ -28,9 +27,8 @@ from services.common.batching import (
 )
 from services.projector import ApplyResult, Batch, apply, prepare
 
-BATCH_RECORDS = kafka.BATCH_RECORDS  # a whole fetch per batch (services/common/kafka.py)
 # Prepared batches waiting for PostgreSQL: enough to ride out an uneven fetch, and a bound
-# on memory (a batch of 10,000 entries holds about 100,000 objects).
+# on memory (a batch of 20,000 debits holds about 46 MB).
 PREPARED_AHEAD = 2
 # Only the audit's shadow and the rebuild's work schema are written here, and both are
 # rebuilt from the log if lost: their commits need not wait for the WAL flush. A commit

@@ -20,15 +20,13 @@ from pydantic import ValidationError
 
 from schemas.events import CreditsDebited, UsageRecorded, parse_ledger_entry
 from services.audit.drift import DriftReport, Outcome, compare_outcomes
-from services.audit.reading import LogReader
+from services.audit.reading import BATCH_RECORDS, LogReader
 from services.audit.reprice_report import RepriceSummary
 from services.common.progress import ProgressReport
 from services.common.settings import Settings, load_settings
 from services.common.topics import Topics, create_topics
 from services.pricing.debits import debit_entry_id, price_message
 from services.pricing.pricebook import PriceBook, PriceBookError, load_pricebook
-
-BATCH_RECORDS = 10_000
 
 
 async def price_usage_topic(

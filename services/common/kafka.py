@@ -94,9 +94,12 @@ FETCH_BYTES = 2 * 1024 * 1024
 BATCH_RECORDS = 20_000
 
 
-def consumer(settings: Settings, *topics: str, group_id: str | None) -> AIOKafkaConsumer:
+def consumer(
+    settings: Settings, *topics: str, group_id: str | None, fetch_bytes: int = FETCH_BYTES
+) -> AIOKafkaConsumer:
     """A consumer that reads only committed records and never commits on its own; its
-    getmany should ask for BATCH_RECORDS (a whole fetch) at a time."""
+    getmany should ask for more records than `fetch_bytes` holds (BATCH_RECORDS for
+    FETCH_BYTES): a whole fetch at a time."""
     return AIOKafkaConsumer(
         *topics,
         **connection(settings),
@@ -104,8 +107,8 @@ def consumer(settings: Settings, *topics: str, group_id: str | None) -> AIOKafka
         isolation_level="read_committed",
         enable_auto_commit=False,
         auto_offset_reset="earliest",
-        max_partition_fetch_bytes=FETCH_BYTES,
-        fetch_max_bytes=FETCH_BYTES,
+        max_partition_fetch_bytes=fetch_bytes,
+        fetch_max_bytes=fetch_bytes,
     )
 
 
