@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from services.alerts.crossings import Span
@@ -59,15 +59,13 @@ def totals(entries: Iterable[Entry]) -> Columns:
     """Columns of UPSERT_TOTALS $1..$20: per account its purchased, adjusted and spent sums,
     entries, latest occurred_at, inflow and outflow (ledger.flows_of); per account, day and
     model its requests, tokens and credits; the same per account, hour and model. One pass
-    over the entries, because this runs for every batch; unit tests compare it with the
-    reference fold in the tests."""
+    over the entries, because this runs for every batch, then one over the hours for the
+    days; unit tests compare it with the reference fold in the tests."""
     # account -> [purchased, adjusted upwards, spent, n, at, adjusted downwards]
     balance_rows: dict[str, list[Any]] = {}
-    usage_rows: UsageRows = {}  # (account, day, model) -> [requests, tokens, credits]
-    # The same by hour, keyed by the hour's number (_hour_start): an int hashes far faster
-    # than an aware datetime; it becomes the hour's start once per row, for the columns.
+    # (account, hour number, model) -> [requests, tokens, credits]; an int hashes far faster
+    # than an aware datetime, and becomes the hour's start once per row, for the columns.
     hourly_rows: dict[tuple[str, int, str], list[int]] = {}
-    periods: dict[datetime, tuple[date, int]] = {}  # occurred_at -> its day and hour number
     for entry in entries:
         account, at, credits = entry.account_id, entry.occurred_at, entry.credits
         row = balance_rows.get(account)
@@ -81,38 +79,46 @@ def totals(entries: Iterable[Entry]) -> Columns:
             row[_COLUMN[entry.type]] += credits
         row[3] += 1
         if isinstance(entry, DEBITS):
-            period = periods.get(at)
-            if period is None:
-                utc = at.astimezone(UTC)  # one conversion for ledger.usage_day and usage_hour
-                period = periods[at] = (utc.date(), utc.toordinal() * 24 + utc.hour)
-            tokens, model = entry.billable_tokens, entry.model
-            usage_row = usage_rows.get(key := (account, period[0], model))
-            if usage_row is None:
-                usage_row = usage_rows[key] = [0, 0, 0]
-            usage_row[0] += 1
-            usage_row[1] += tokens
-            usage_row[2] += credits
-            hourly_row = hourly_rows.get(hour_key := (account, period[1], model))
+            hourly_row = hourly_rows.get(key := (account, (at - _EPOCH) // _HOUR, entry.model))
             if hourly_row is None:
-                hourly_row = hourly_rows[hour_key] = [0, 0, 0]
+                hourly_row = hourly_rows[key] = [0, 0, 0]
             hourly_row[0] += 1
-            hourly_row[1] += tokens
+            hourly_row[1] += entry.billable_tokens
             hourly_row[2] += credits
+    daily_rows: dict[tuple[str, int, str], list[int]] = {}
+    for (account, hour, model), sums in hourly_rows.items():
+        daily_row = daily_rows.get(key := (account, hour // 24, model))
+        if daily_row is None:
+            daily_rows[key] = sums.copy()
+        else:
+            daily_row[0] += sums[0]
+            daily_row[1] += sums[1]
+            daily_row[2] += sums[2]
+    days: UsageRows = {(a, _day(n), m): sums for (a, n, m), sums in daily_rows.items()}
     hours: UsageRows = {(a, _hour_start(n), m): sums for (a, n, m), sums in hourly_rows.items()}
     b = list(balance_rows.values())
     return (
         list(balance_rows), [r[0] for r in b], [r[1] - r[5] for r in b], [r[2] for r in b],
         [r[3] for r in b], [r[4] for r in b],
         [r[0] + r[1] for r in b], [r[2] + r[5] for r in b],
-        *_usage_columns(usage_rows), *_usage_columns(hours),
+        *_usage_columns(days), *_usage_columns(hours),
     )  # fmt: skip
 
 
+# Hour n of `totals` starts n hours after the epoch, UTC (ledger.usage_hour of its entries);
+# day n (hour // 24) is n days after it (ledger.usage_day). Integer arithmetic on aware
+# datetimes: exact for any instant, whatever its offset.
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_HOUR = timedelta(hours=1)
+_EPOCH_ORDINAL = _EPOCH.toordinal()
+
+
 def _hour_start(number: int) -> datetime:
-    """The start of hour `number` of `totals` (24 per day from day 1 of the proleptic
-    calendar): ledger.usage_hour of the entries in it."""
-    day, hour = divmod(number, 24)
-    return datetime.combine(date.fromordinal(day), time(hour), tzinfo=UTC)
+    return _EPOCH + number * _HOUR
+
+
+def _day(number: int) -> date:
+    return date.fromordinal(_EPOCH_ORDINAL + number)
 
 
 def _usage_columns(rows: UsageRows) -> Columns:
