@@ -83,10 +83,18 @@ def timestamp_text(at: datetime) -> str:
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
-@lru_cache(maxsize=4096)
 def read_timestamp(text: str) -> tuple[datetime, str] | None:
     """The time of an RFC 3339 text and the text pydantic writes for it; None for other
-    spellings. Cached: the events of one instant share the text."""
+    spellings. A text already in that form (what the services write) costs one parse."""
+    if _CANONICAL_TIME.fullmatch(text) is not None:
+        at = _canonical_time(text)
+        return None if at is None else (at, text)
+    return _read_other_timestamp(text)
+
+
+@lru_cache(maxsize=4096)
+def _read_other_timestamp(text: str) -> tuple[datetime, str] | None:
+    """read_timestamp of another spelling. Cached: the events of one instant share it."""
     if TIMESTAMP.fullmatch(text) is None:
         return None
     try:
@@ -254,6 +262,7 @@ def _number(name: str) -> str:
 # "Z" for a zero offset, offset minutes below 60 (fromisoformat would carry them into the
 # hours). The values are checked by datetime.fromisoformat.
 _TIME = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.(?!0{6})\d{6})?(?:Z|[+-](?!00:00)\d\d:[0-5]\d)"
+_CANONICAL_TIME = re.compile(_TIME)
 # The fields in FIELDS order, spelled as debit_bytes writes them.
 _DEBIT = re.compile(
     '\\{"type":"(?P<type>credits\\.debited)","schema_version":(?P<schema_version>1),'
