@@ -8,7 +8,7 @@ Callers go through services/projector/apply.py, which also isolates what cannot 
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from uuid import UUID
@@ -42,9 +42,9 @@ RECORD_MIGRATION = "INSERT INTO schema_migrations (name) VALUES ($1)"
 # The batch's first occurrence of each entry_id, in log order, is copied (COPY, text format;
 # columns.journal_copy) into the journal itself: COPY costs PostgreSQL about half the CPU of
 # parsing the same rows out of one JSON document. Only when some entry_id is stored already
-# (a redelivery, a re-sent event: the COPY fails on the primary key and is undone to its
-# savepoint) does the batch go through a temporary staging table and INSERT_JOURNAL, which
-# skips the stored ones. pg_temp is named explicitly so a schema of the search_path can
+# (a redelivery, a re-sent event: the COPY fails on the primary key, and its transaction is
+# undone) is the batch written again through a temporary staging table and INSERT_JOURNAL,
+# which skips the stored ones. pg_temp is named explicitly so a schema of the search_path can
 # never shadow the staging table; ON COMMIT DELETE ROWS empties it with each transaction,
 # and `ord` numbers its rows in the order COPY wrote them, the log order.
 JOURNAL_STAGING = """
@@ -247,9 +247,23 @@ async def write_batch(
     Writes journal rows, balances, daily and hourly usage, conflicts, rejected messages, the
     next offset per partition and the counters. Records are in log order per partition.
     """
+    try:
+        return await _write_batch(conn, topic, batch, _copy_journal)
+    except asyncpg.UniqueViolationError:
+        # Some entry_id is in the journal already (a redelivery, a re-sent event): the COPY
+        # straight into the journal failed, and its transaction is undone. Again, staged.
+        return await _write_batch(conn, topic, batch, _insert_journal_staged)
+
+
+async def _write_batch(
+    conn: asyncpg.Connection,
+    topic: str,
+    batch: columns.PreparedBatch,
+    insert_journal: Callable[[asyncpg.Connection, columns.PreparedBatch], Awaitable[list[UUID]]],
+) -> ApplyResult:
     plan = batch.plan
     async with conn.transaction():
-        known = set(await _insert_journal(conn, batch))
+        known = set(await insert_journal(conn, batch))
         inserted, repeats = _split_known(plan.candidates, known)
         repeats += plan.repeats
         new_conflicts = await _store_conflicts(conn, repeats)
@@ -280,28 +294,32 @@ def _split_known(
     return inserted, [r for r in candidates if r.entry.entry_id in known]
 
 
-async def _insert_journal(conn: asyncpg.Connection, batch: columns.PreparedBatch) -> list[UUID]:
-    """Writes the batch's candidates to the journal; answers the entry_ids stored before."""
+async def _copy_journal(conn: asyncpg.Connection, batch: columns.PreparedBatch) -> list[UUID]:
+    """Copies the batch's candidates into the journal; fails on an entry_id stored before."""
+    if batch.plan.candidates:
+        await _copy(conn, batch, "journal", None)
+    return []
+
+
+async def _insert_journal_staged(
+    conn: asyncpg.Connection, batch: columns.PreparedBatch
+) -> list[UUID]:
+    """Inserts the batch's candidates not in the journal yet; answers the entry_ids that
+    were (there is at least one, or this would not run: _copy_journal failed)."""
     if not batch.plan.candidates:
         return []
-    try:
-        async with conn.transaction():  # a savepoint: undone when some were stored before
-            await _copy_journal(conn, batch, "journal", None)
-            return []
-    except asyncpg.UniqueViolationError:
-        pass
     await conn.execute(JOURNAL_STAGING)
-    await _copy_journal(conn, batch, "journal_staging", "pg_temp")
+    await _copy(conn, batch, "journal_staging", "pg_temp")
     try:
         async with conn.transaction():  # a savepoint: undone when some were known
             if await conn.fetchval(INSERT_JOURNAL) == len(batch.plan.candidates):
-                return []  # stored by someone else between the two statements: none now
+                return []  # none known: what failed the straight COPY lies elsewhere
             raise _SomeKnown
     except _SomeKnown:
         return [r["entry_id"] for r in await conn.fetch(INSERT_JOURNAL_LISTING_KNOWN)]
 
 
-async def _copy_journal(
+async def _copy(
     conn: asyncpg.Connection, batch: columns.PreparedBatch, table: str, schema: str | None
 ) -> None:
     await conn.copy_to_table(
