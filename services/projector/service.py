@@ -102,10 +102,13 @@ async def project(
     stop: asyncio.Event,
     window: Throughput,
 ) -> None:
-    """Applies batch after batch until stop; the next batch is fetched meanwhile."""
+    """Applies batch after batch until stop; the next batch is fetched meanwhile, and a
+    batch's offsets are committed to Kafka while the next one is written (in order: one
+    commit at a time)."""
     # Several fault points may be armed at once, comma-separated, for the whole pipeline.
     crash_after_commit = load_settings().fault_armed(FAULT_AFTER_DB_COMMIT)
     upcoming = asyncio.create_task(fetch(consumer))
+    committing: asyncio.Task[None] | None = None
     try:
         while not stop.is_set():
             batch = await upcoming
@@ -117,7 +120,9 @@ async def project(
                 return
             if crash_after_commit:
                 os.kill(os.getpid(), signal.SIGKILL)
-            await commit(consumer, batch.commit)
+            if committing is not None:
+                await committing
+            committing = asyncio.create_task(commit(consumer, batch.commit))
             report_news(result)
             window.add(len(batch.prepared.records), **result.counts())
     finally:
@@ -125,6 +130,8 @@ async def project(
         upcoming.cancel()
         with suppress(asyncio.CancelledError):
             await upcoming
+        if committing is not None:
+            await committing
 
 
 async def fetch(consumer: AIOKafkaConsumer) -> Fetched:
