@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from schemas.debit_json import read_plain_debit
 from schemas.events import CreditsDebited, dump, parse_ledger_entry
+from services.projector.columns import journal_copy
 from services.projector.ledger import RejectedMessage, SourcedEntry, content_digest, read_message
 
 pytestmark = pytest.mark.unit
@@ -145,6 +146,7 @@ def test_the_projector_record_is_the_same_whichever_way_it_was_read(
     reference = SourcedEntry(entry, raw, 3, 7)
     assert (record.digest, record.canonical) == (reference.digest, reference.canonical)
     assert texts(fields_of(record)) == texts(fields_of(reference))
+    assert journal_copy([record]) == journal_copy([reference])  # the same journal row
     assert (record.partition, record.offset, record.raw) == (3, 7, raw)
 
 
