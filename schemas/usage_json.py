@@ -11,6 +11,7 @@ invalid input, and the import-time check below fails loudly if the contract chan
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import NamedTuple
 
@@ -75,6 +76,12 @@ def read_plain_usage(value: bytes) -> PlainUsage | None:
     """The event when it plainly keeps every rule of UsageRecorded; None when pydantic must
     decide (which may still accept it)."""
     try:
+        match = _CANONICAL.fullmatch(value.decode())
+    except UnicodeDecodeError:
+        return None
+    if match is not None:
+        return _read_canonical(match)
+    try:
         data = orjson.loads(value)
     except orjson.JSONDecodeError:
         return None
@@ -121,6 +128,47 @@ def read_plain_usage(value: bytes) -> PlainUsage | None:
     return PlainUsage(
         event_id, account_id, model, input_tokens, cached, output_tokens, *at, hold_id
     )
+
+
+def _read_canonical(match: re.Match[str]) -> PlainUsage | None:
+    """read_plain_usage of the event's canonical JSON (`dump(UsageRecorded)`, what the
+    services' publisher writes), which _CANONICAL has read: the same checks on its texts,
+    without decoding the JSON into objects first."""
+    (
+        event_id, account_id, model, input_text, cached_text, output_text, occurred_at, _, _,
+        hold_id,
+    ) = match.groups()  # fmt: skip
+    input_tokens, cached, output_tokens = int(input_text), int(cached_text), int(output_text)
+    if not (cached <= input_tokens <= MAX_TOKENS and output_tokens <= MAX_TOKENS):
+        return None
+    if _ACCOUNT.fullmatch(account_id) is None:
+        return None
+    at = read_timestamp(occurred_at)
+    if at is None:
+        return None
+    return PlainUsage(
+        event_id, account_id, model, input_tokens, cached, output_tokens, *at, hold_id
+    )
+
+
+# The canonical JSON of a usage event: the fields in the model's order, no space, strings
+# that need no escape (no quote, backslash or control character), integers as Python writes
+# them, an absent hold_id left out. Anything else goes the orjson way below it.
+_PLAIN = r'[^"\\\x00-\x1f]'
+_ID = f"{_PLAIN}{{{_SHORTEST},{_LONGEST}}}"
+_COUNT = r"0|[1-9][0-9]{0,12}"
+_CANONICAL = re.compile(
+    '\\{"type":"usage\\.recorded","schema_version":1,'
+    f'"event_id":"({_ID})","account_id":"({_PLAIN}{{1,1024}})","model":"({_ID})",'
+    f'"input_tokens":({_COUNT}),"cached_input_tokens":({_COUNT}),"output_tokens":({_COUNT}),'
+    f'"occurred_at":"({_PLAIN}{{1,64}})","gateway_id":"({_ID})",'
+    f'"request_id":(null|"{_ID}")(?:,"hold_id":"({_ID})")?\\}}'
+)
+if tuple(UsageRecorded.model_fields)[2:] != (
+    "event_id", "account_id", "model", "input_tokens", "cached_input_tokens",
+    "output_tokens", "occurred_at", "gateway_id", "request_id", "hold_id",
+):  # fmt: skip
+    raise ImportError("UsageRecorded's field order changed: update schemas/usage_json.py")
 
 
 def _identifier(value: object) -> bool:
