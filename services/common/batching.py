@@ -33,8 +33,9 @@ def quiet_garbage_collector() -> None:
 def one_malloc_arena() -> None:
     """glibc gives a thread that allocates its own malloc arena, and memory freed in one arena
     is not reused by another: the thread that parses a batch and the event loop that writes
-    one would each keep a batch's worth of pages. With one arena, the projector alone
-    (`ledger bench`'s stage, 200,000 events) peaked at 164 MB instead of 192 MB, as fast."""
+    one would each keep a batch's worth of pages. The projector alone (`ledger bench`'s
+    stage, 200,000 events) peaked at 164 MB with MALLOC_ARENA_MAX=1 against 192 MB without,
+    as fast; the peaks spread widely from run to run."""
     if not sys.platform.startswith("linux"):
         return
     with suppress(OSError, AttributeError):  # no mallopt (musl): nothing to do
