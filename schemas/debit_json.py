@@ -244,13 +244,13 @@ def read_plain_debit(raw: bytes) -> ReadDebit | None:
 
 
 # A character a JSON string holds as itself: not a quote, backslash or control character
-# (what encode_basestring escapes).
-_PLAIN = r'[^"\\\x00-\x1f]'
+# (what encode_basestring escapes). The codecs' regular expressions read strings of these.
+PLAIN_CHARACTER = r'[^"\\\x00-\x1f]'
 
 
 def _text(name: str, length: tuple[int, int]) -> str:
     """A JSON string field of `length` characters, none of which needs an escape."""
-    return f'"{name}":"(?P<{name}>{_PLAIN}{{{length[0]},{length[1]}}})"'
+    return f'"{name}":"(?P<{name}>{PLAIN_CHARACTER}{{{length[0]},{length[1]}}})"'
 
 
 def _number(name: str) -> str:

@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 import orjson
 
-from schemas.debit_json import read_timestamp, timestamp_text
+from schemas.debit_json import PLAIN_CHARACTER, read_timestamp, timestamp_text
 from schemas.events import UsageRecorded
 from schemas.limits import int_range, text_length, text_pattern
 
@@ -110,24 +110,15 @@ def read_plain_usage(value: bytes) -> PlainUsage | None:
     hold_id = get("hold_id")
     if hold_id is not None and not _identifier(hold_id):
         return None
-    account_id = data["account_id"]
-    if type(account_id) is not str or _ACCOUNT.fullmatch(account_id) is None:
+    account_id, occurred_at = data["account_id"], data["occurred_at"]
+    if type(account_id) is not str or type(occurred_at) is not str:
         return None
     input_tokens, output_tokens = data["input_tokens"], data["output_tokens"]
     cached = get("cached_input_tokens", 0)
     if type(input_tokens) is not int or type(output_tokens) is not int or type(cached) is not int:
         return None
-    if not (0 <= cached <= input_tokens <= MAX_TOKENS and 0 <= output_tokens <= MAX_TOKENS):
-        return None
-    occurred_at = data["occurred_at"]
-    if type(occurred_at) is not str:
-        return None
-    at = read_timestamp(occurred_at)
-    if at is None:
-        return None
-    return PlainUsage(
-        event_id, account_id, model, input_tokens, cached, output_tokens, *at, hold_id
-    )
+    tokens = (input_tokens, cached, output_tokens)
+    return _checked_usage(event_id, account_id, model, tokens, occurred_at, hold_id)
 
 
 def _read_canonical(match: re.Match[str]) -> PlainUsage | None:
@@ -139,7 +130,23 @@ def _read_canonical(match: re.Match[str]) -> PlainUsage | None:
         hold_id,
     ) = match.groups()  # fmt: skip
     input_tokens, cached, output_tokens = int(input_text), int(cached_text), int(output_text)
-    if not (cached <= input_tokens <= MAX_TOKENS and output_tokens <= MAX_TOKENS):
+    return _checked_usage(
+        event_id, account_id, model, (input_tokens, cached, output_tokens), occurred_at, hold_id
+    )
+
+
+def _checked_usage(
+    event_id: str,
+    account_id: str,
+    model: str,
+    tokens: tuple[int, int, int],
+    occurred_at: str,
+    hold_id: str | None,
+) -> PlainUsage | None:
+    """The rules both readers check on values of the right types: the account's pattern,
+    the token ranges (input, cached, output) and the timestamp's spelling."""
+    input_tokens, cached, output_tokens = tokens
+    if not (0 <= cached <= input_tokens <= MAX_TOKENS and 0 <= output_tokens <= MAX_TOKENS):
         return None
     if _ACCOUNT.fullmatch(account_id) is None:
         return None
@@ -153,15 +160,14 @@ def _read_canonical(match: re.Match[str]) -> PlainUsage | None:
 
 # The canonical JSON of a usage event: the fields in the model's order, no space, strings
 # that need no escape (no quote, backslash or control character), integers as Python writes
-# them, an absent hold_id left out. Anything else goes the orjson way below it.
-_PLAIN = r'[^"\\\x00-\x1f]'
-_ID = f"{_PLAIN}{{{_SHORTEST},{_LONGEST}}}"
+# them, an absent hold_id left out. Anything else goes the orjson way.
+_ID = f"{PLAIN_CHARACTER}{{{_SHORTEST},{_LONGEST}}}"
 _COUNT = r"0|[1-9][0-9]{0,12}"
 _CANONICAL = re.compile(
     '\\{"type":"usage\\.recorded","schema_version":1,'
-    f'"event_id":"({_ID})","account_id":"({_PLAIN}{{1,1024}})","model":"({_ID})",'
+    f'"event_id":"({_ID})","account_id":"({PLAIN_CHARACTER}{{1,1024}})","model":"({_ID})",'
     f'"input_tokens":({_COUNT}),"cached_input_tokens":({_COUNT}),"output_tokens":({_COUNT}),'
-    f'"occurred_at":"({_PLAIN}{{1,64}})","gateway_id":"({_ID})",'
+    f'"occurred_at":"({PLAIN_CHARACTER}{{1,64}})","gateway_id":"({_ID})",'
     f'"request_id":(null|"{_ID}")(?:,"hold_id":"({_ID})")?\\}}'
 )
 if tuple(UsageRecorded.model_fields)[2:] != (
