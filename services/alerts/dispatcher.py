@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import time
 from collections.abc import Coroutine
 from contextlib import suppress
@@ -37,6 +36,7 @@ from services.alerts import delivery, store
 from services.alerts.schedule import next_step
 from services.common import kafka
 from services.common.settings import Settings, load_settings
+from services.common.signals import stop_on_signals
 from services.common.topics import Topics, create_topics
 from services.projector import open_projection
 
@@ -72,10 +72,7 @@ def run() -> int:
 
 
 async def serve(settings: Settings) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+    stop = stop_on_signals()
     await create_topics(settings)
     topic = Topics.from_settings(settings).alerts
     group = f"{settings.ledger_topic_prefix}ledger-webhooks"

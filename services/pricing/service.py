@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import time
 from datetime import UTC, datetime
 
@@ -19,6 +18,7 @@ from services.common.batching import one_malloc_arena, quiet_garbage_collector
 from services.common.kafka import BATCH_RECORDS, connection
 from services.common.kafka import consumer as make_consumer
 from services.common.settings import Settings, load_settings
+from services.common.signals import stop_on_signals
 from services.common.throughput import Throughput
 from services.common.topics import Topics, create_topics
 from services.pricing.batch import PricedBatch, price_batch
@@ -58,10 +58,7 @@ def run() -> int:
 
 
 async def serve(settings: Settings, book: PriceBook, instance: str) -> int:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+    stop = stop_on_signals()
     await create_topics(settings)
     topics = Topics.from_settings(settings)
     prefix = settings.ledger_topic_prefix

@@ -31,6 +31,7 @@ from services.common.batching import (
     share_the_gil_quickly,
 )
 from services.common.settings import Settings, load_settings
+from services.common.signals import stop_on_signals
 from services.common.throughput import REPORT_EVERY_S, Throughput
 from services.common.topics import Topics, create_topics
 from services.projector.apply import CONNECTION_ERRORS, Batch, apply, prepare
@@ -65,10 +66,7 @@ def run() -> int:
 
 
 async def serve(settings: Settings) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+    stop = stop_on_signals()
     await create_topics(settings)
     topic = Topics.from_settings(settings).ledger
     group = f"{settings.ledger_topic_prefix}ledger-projector"
