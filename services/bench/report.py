@@ -126,22 +126,18 @@ def _details_table(f: BenchFigures) -> Table:
         for backlog, count in fresh.backlog_at_end_of_load.items():
             table.add_row(f"freshness backlog at end of load: {backlog}", f"{count:,}")
         table.add_row("freshness cores used", _cores(fresh.cores_used))
-    if (rebuild := f.rebuild) is not None:
-        done = rebuild.status if rebuild.status != "ok" else f"{rebuild.entries:,} entries"
-        took = f" in {rebuild.seconds} s" if rebuild.seconds is not None else ""
-        table.add_row("rebuild", f"{done}{took}; {rebuild.detail}")
-        if rebuild.reported_entries_per_s is not None:
-            own = f"{rebuild.reported_entries_per_s:,.0f} ({rebuild.reported_seconds} s)"
-            table.add_row("rebuild entries/s as it reports", own)
-        table.add_row("rebuild equals live projection", str(rebuild.matches_live))
-    if (audit := f.audit) is not None:
-        done = audit.status if audit.status != "ok" else f"{audit.entries:,} entries"
-        took = f" in {audit.seconds} s" if audit.seconds is not None else ""
-        table.add_row("audit", f"{done}{took}; {audit.detail}")
-        if audit.reported_entries_per_s is not None:
-            own = f"{audit.reported_entries_per_s:,.0f} ({audit.reported_seconds} s)"
-            table.add_row("audit entries/s as it reports", own)
-        table.add_row("audit finds live equal to the log", str(audit.matches_live))
+    replays = (("rebuild", f.rebuild, "equals live projection"),
+               ("audit", f.audit, "finds live equal to the log"))  # fmt: skip
+    for name, replay, verdict in replays:
+        if replay is None:
+            continue
+        done = replay.status if replay.status != "ok" else f"{replay.entries:,} entries"
+        took = f" in {replay.seconds} s" if replay.seconds is not None else ""
+        table.add_row(name, f"{done}{took}; {replay.detail}")
+        if replay.reported_entries_per_s is not None:
+            own = f"{replay.reported_entries_per_s:,.0f} ({replay.reported_seconds} s)"
+            table.add_row(f"{name} entries/s as it reports", own)
+        table.add_row(f"{name} {verdict}", str(replay.matches_live))
     if (base := f.baseline) is not None:
         table.add_row("baseline events/s", f"{base.events_per_s:,.0f} ({base.events:,} events)")
     if (auth := f.authorization) is not None:
