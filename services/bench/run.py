@@ -1,6 +1,7 @@
 """The order of a bench run. Stages alone first (their own namespace, one service at a time),
 then the whole pipeline end to end and under steady load, then the rebuild with the services
-stopped, then the baseline, which only needs PostgreSQL."""
+stopped, then the baseline, which only needs PostgreSQL. Each measured phase starts once the
+disk has written out what the phases before it wrote (machine.settle_disk)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from services.bench.authorization import measure_authorization
 from services.bench.baseline import run_baseline
 from services.bench.figures import BenchFigures, FreshnessFigure, ProcessFigure
 from services.bench.freshness import measure_freshness
-from services.bench.machine import local_dir, process_groups
+from services.bench.machine import local_dir, process_groups, settle_disk
 from services.bench.namespace import BenchNamespaces, Namespace, create, new_namespaces, remove
 from services.bench.pipeline import (
     WARMUP_EVENTS,
@@ -82,6 +83,7 @@ async def run_bench(opts: Options, say: Say) -> BenchFigures:
         await _stages_alone(namespaces, chunks, figures, log_dir, say)
         await _pipeline(namespaces, opts, chunks, figures, log_dir, seed, say)
         say("rebuild: ledger rebuild --yes")
+        await settle_disk()
         figures.rebuild = await measure_rebuild(
             namespaces.main.settings.database_url,
             namespaces.main.env(),
@@ -89,6 +91,7 @@ async def run_bench(opts: Options, say: Say) -> BenchFigures:
             patience(2 * opts.events),
         )
         say("audit: ledger audit")
+        await settle_disk()
         figures.audit = await measure_audit(
             namespaces.main.env(), log_dir, patience(2 * opts.events)
         )
@@ -125,11 +128,14 @@ async def _pipeline(
     conn = await asyncpg.connect(ns.settings.database_url)
     try:
         await warm_up(ns, pipeline, conn, seed + 1)
+        await settle_disk()
         e2e = await end_to_end(ns, pipeline, conn, chunks, f.events)
         f.end_to_end = e2e.figure
         say("hot account: the same number of events, every one on one account")
+        await settle_disk()
         await _hot_account(ns, pipeline, conn, f, seed)
         say(f"freshness: {opts.rate:,} events/s for {opts.seconds:g} s with probes")
+        await settle_disk()
         hot = f.hot_account.events if f.hot_account else 0
         fresh = await _freshness(ns, pipeline, conn, opts, f.events + hot, seed)
         f.freshness = fresh
