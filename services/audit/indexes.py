@@ -34,17 +34,3 @@ async def restore_indexes(conn: asyncpg.Connection) -> list[str]:
             await conn.execute(row["definition"])  # pg_indexes' own text, not ours
         await conn.execute(queries.FORGET_DEFERRED_INDEXES)
     return [r["name"] for r in rows]
-
-
-async def drop_secondary_indexes(conn: asyncpg.Connection, schema: str) -> list[str]:
-    """Drops the journal's secondary indexes of the connection's schema, inside the caller's
-    transaction; returns their definitions for create_indexes in that same transaction."""
-    rows = await conn.fetch(queries.JOURNAL_SECONDARY_INDEXES)
-    for row in rows:
-        await conn.execute(queries.drop_index(schema, row["indexname"]))
-    return [r["indexdef"] for r in rows]
-
-
-async def create_indexes(conn: asyncpg.Connection, definitions: list[str]) -> None:
-    for definition in definitions:
-        await conn.execute(definition)  # pg_indexes' own text, not ours

@@ -99,26 +99,20 @@ def lock_tables(schema: str) -> str:
     return f"LOCK TABLE {tables} IN ACCESS EXCLUSIVE MODE"
 
 
-def replace_contents(live: str, work: str) -> list[str]:
-    """Statements that make the live tables' contents those of the work schema.
+def replace_tables(live: str, work: str) -> list[str]:
+    """Statements that put the work schema's projection tables in place of the live ones.
 
-    Both schemas were migrated by store.migrate from the same files, so their columns are
-    the same in the same order. journal.seq keeps the work schema's values (the order the
-    rebuild applied the entries in); the identity then continues after the largest.
+    The live tables are dropped and the work schema's moved into the live schema, with
+    their indexes, constraints and the journal's identity sequence: nothing is copied under
+    the lock (copying 1.3 million journal rows and building its index again held it 6 s).
+    Both schemas were migrated by store.migrate from the same files, so the tables are the
+    same. Statements that name a table wait for the lock and then find the moved one;
+    privileges granted by hand on the live tables are not carried over.
     """
     target, source = checked(live), checked(work)
     tables = ", ".join(f"{target}.{t}" for t in PROJECTION_TABLES)
-    statements = [f"TRUNCATE {tables}"]
-    for table in PROJECTION_TABLES:
-        overriding = " OVERRIDING SYSTEM VALUE" if table == "journal" else ""
-        statements.append(
-            f"INSERT INTO {target}.{table}{overriding} SELECT * FROM {source}.{table}"
-        )
-    statements.append(
-        f"SELECT setval(pg_get_serial_sequence('{target}.journal', 'seq'), "
-        f"coalesce(max(seq), 0) + 1, false) FROM {target}.journal"
-    )
-    return statements
+    moves = [f"ALTER TABLE {source}.{t} SET SCHEMA {target}" for t in PROJECTION_TABLES]
+    return [f"DROP TABLE {tables}", *moves]
 
 
 OFFSETS_SUM = "SELECT coalesce(sum(next_offset), 0)::bigint FROM applied_offsets WHERE topic = $1"

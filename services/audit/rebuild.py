@@ -4,8 +4,8 @@
    a second run resumes where an interrupted one stopped) up to the current end offsets;
    meanwhile the live tables stay as they are and the API keeps answering from them.
 2. One short transaction locks the live tables (the projector and the API wait), replays
-   the few entries that arrived meanwhile up to the new end offsets, and replaces the live
-   tables' contents with the work schema's. Then the work schema is dropped.
+   the few entries that arrived meanwhile up to the new end offsets, and puts the work
+   schema's tables in place of the live ones. Then the rest of the work schema is dropped.
 
 A batch the projector had fetched before the lock applies afterwards as duplicates: every
 offset it could hold is below the end offsets taken under the lock.
@@ -25,12 +25,7 @@ from aiokafka.errors import KafkaError
 
 from services.alerts.store import carry_alerts
 from services.audit import queries
-from services.audit.indexes import (
-    create_indexes,
-    defer_indexes,
-    drop_secondary_indexes,
-    restore_indexes,
-)
+from services.audit.indexes import defer_indexes, restore_indexes
 from services.audit.reading import BATCH_RECORDS, LogReader
 from services.audit.replay import ReplayStats, replay, tune_interpreter
 from services.common import batching
@@ -79,18 +74,15 @@ async def swap(
     advance: Callable[[int], None],
     batch: int,
 ) -> ReplayStats:
-    """Catches the work schema up under the live tables' lock and copies it over them."""
+    """Catches the work schema up under the live tables' lock and moves its tables in."""
     async with live.acquire() as conn, conn.transaction():
         await conn.execute(queries.LOCK_TIMEOUT)
         await conn.execute(queries.lock_tables(LIVE_SCHEMA))
         targets = await reader.end_offsets(topic)
         stats = await replay(work, reader, topic, targets, advance, batch)
         await carry_alerts(conn, LIVE_SCHEMA, WORK_SCHEMA)
-        # The lock is held anyway: building the index once after the copy shortens it.
-        definitions = await drop_secondary_indexes(conn, LIVE_SCHEMA)
-        for statement in queries.replace_contents(LIVE_SCHEMA, WORK_SCHEMA):
+        for statement in queries.replace_tables(LIVE_SCHEMA, WORK_SCHEMA):
             await conn.execute(statement)
-        await create_indexes(conn, definitions)
     return stats
 
 

@@ -14,14 +14,14 @@ def test_unchecked_schema_names_are_refused(name: str) -> None:
     with pytest.raises(ValueError, match="must match"):
         queries.drop_schema(name)
     with pytest.raises(ValueError, match="must match"):
-        queries.replace_contents("ledger", name)
+        queries.replace_tables("ledger", name)
 
 
-def test_the_swap_replaces_every_projection_table_and_keeps_the_api_table() -> None:
-    statements = queries.replace_contents("ledger", "ledger_rebuild")
-    text = "\n".join(statements)
-    assert statements[0].startswith("TRUNCATE")
+def test_the_swap_moves_every_projection_table_in_and_keeps_the_api_table() -> None:
+    statements = queries.replace_tables("ledger", "ledger_rebuild")
+    assert statements[0].startswith("DROP TABLE")
     for table in queries.PROJECTION_TABLES:
-        assert f'INSERT INTO "ledger".{table}' in text
-    assert "OVERRIDING SYSTEM VALUE" in text and "setval" in statements[-1]
+        assert f'"ledger".{table}' in statements[0]
+        assert f'ALTER TABLE "ledger_rebuild".{table} SET SCHEMA "ledger"' in statements
+    text = "\n".join(statements)
     assert "idempotency_keys" not in text + queries.lock_tables("ledger")
