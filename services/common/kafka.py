@@ -95,11 +95,16 @@ BATCH_RECORDS = 20_000
 
 
 def consumer(
-    settings: Settings, *topics: str, group_id: str | None, fetch_bytes: int = FETCH_BYTES
+    settings: Settings,
+    *topics: str,
+    group_id: str | None,
+    fetch_bytes: int = FETCH_BYTES,
+    fetch_wait_ms: int = 500,
 ) -> AIOKafkaConsumer:
     """A consumer that reads only committed records and never commits on its own; its
     getmany should ask for more records than `fetch_bytes` holds (BATCH_RECORDS for
-    FETCH_BYTES): a whole fetch at a time."""
+    FETCH_BYTES): a whole fetch at a time. The broker holds a fetch up to `fetch_wait_ms`
+    while it has nothing new for it."""
     return AIOKafkaConsumer(
         *topics,
         **connection(settings),
@@ -109,6 +114,7 @@ def consumer(
         auto_offset_reset="earliest",
         max_partition_fetch_bytes=fetch_bytes,
         fetch_max_bytes=fetch_bytes,
+        fetch_max_wait_ms=fetch_wait_ms,
     )
 
 
