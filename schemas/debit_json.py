@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
@@ -210,13 +211,14 @@ class ReadDebit(NamedTuple):
     digest: str
 
 
-def read_plain_debit(raw: bytes) -> ReadDebit | None:
+def read_plain_debit(raw: bytes, uuid: Callable[[str], UUID] = UUID) -> ReadDebit | None:
     """The debit when `raw` is exactly what encode_debit writes for a valid debit; None when
     pydantic must decide (which may still accept it, as another spelling of a debit).
 
     One regular expression checks the spelling and the rules it can express (field order,
-    UUID, text lengths, no escape, integer and timestamp forms) and captures every field;
-    what it cannot express is checked on the captured texts."""
+    UUID, account pattern, text lengths, no escape, integer and timestamp forms) and
+    captures every field; what it cannot express is checked on the captured texts. `uuid`
+    builds the entry_id from its text: uuid.UUID or a subclass of it."""
     try:
         match = _DEBIT.fullmatch(raw.decode())
     except UnicodeDecodeError:
@@ -232,10 +234,8 @@ def read_plain_debit(raw: bytes) -> ReadDebit | None:
     multiplier, account_id = fields["multiplier"], fields["account_id"]
     if occurred_at is None or priced_at is None or not _canonical_multiplier(multiplier):
         return None
-    if _ACCOUNT.fullmatch(account_id) is None:
-        return None
     debit = PlainDebit(
-        UUID(fields["entry_id"]), account_id, fields["usage_event_id"], fields["model"],
+        uuid(fields["entry_id"]), account_id, fields["usage_event_id"], fields["model"],
         fields["tier"], multiplier, tokens, credits, fields["price_version"], occurred_at,
         fields["hold_id"], priced_at,
     )  # fmt: skip
@@ -253,6 +253,11 @@ def _text(name: str, length: tuple[int, int]) -> str:
     return f'"{name}":"(?P<{name}>{PLAIN_CHARACTER}{{{length[0]},{length[1]}}})"'
 
 
+def _account() -> str:
+    """account_id: the model's pattern, over characters that need no escape (the lookahead)."""
+    return f'"account_id":"(?P<account_id>(?={PLAIN_CHARACTER}{{1,1024}}")(?:{_ACCOUNT.pattern}))"'
+
+
 def _number(name: str) -> str:
     """An integer as Python writes it: no leading zero, no "-0", at most 19 digits."""
     return f'"{name}":(?P<{name}>0|-?[1-9][0-9]{{0,18}})'
@@ -266,7 +271,7 @@ _CANONICAL_TIME = re.compile(_TIME)
 # The fields in FIELDS order, spelled as debit_bytes writes them.
 _DEBIT = re.compile(
     '\\{"type":"(?P<type>credits\\.debited)","schema_version":(?P<schema_version>1),'
-    f'"entry_id":"(?P<entry_id>{_UUID.pattern})",{_text("account_id", (1, 1024))},'
+    f'"entry_id":"(?P<entry_id>{_UUID.pattern})",{_account()},'
     f"{_text('usage_event_id', _IDENTIFIER['usage_event_id'])},"
     f"{_text('model', _IDENTIFIER['model'])},{_text('tier', _IDENTIFIER['tier'])},"
     f'"multiplier":"(?P<multiplier>{_MULTIPLIER.pattern})",'

@@ -94,7 +94,8 @@ _REPLACEMENTS: list[tuple[str, Any]] = [
     ("credits", "5"), ("billable_tokens", 10**12 + 1), ("schema_version", 2),
     ("schema_version", True), ("entry_id", "0F8FAD5B-D9CB-569F-A165-70867728950E"),
     ("entry_id", "0f8fad5bd9cb569fa16570867728950e"), ("entry_id", 5), ("account_id", "a b"),
-    ("account_id", "a\n"), ("model", ""), ("tier", "x" * 129), ("hold_id", ""),
+    ("account_id", "a\n"), ("account_id", "x" * 129), ("account_id", 'a"b'), ("model", ""),
+    ("tier", "x" * 129), ("hold_id", ""),
     ("hold_id", None), ("hold_id", 7), ("multiplier", "1.5e0"), ("multiplier", 1.5),
     ("multiplier", "-1"), ("multiplier", "NaN"), ("multiplier", "01"),
     ("occurred_at", "2026-12-01T09:00:00"), ("occurred_at", "2026-12-01T09:00:00+00:00"),
@@ -148,6 +149,23 @@ def test_the_projector_record_is_the_same_whichever_way_it_was_read(
     assert texts(fields_of(record)) == texts(fields_of(reference))
     assert journal_copy([record]) == journal_copy([reference])  # the same journal row
     assert (record.partition, record.offset, record.raw) == (3, 7, raw)
+
+
+_VALID = (
+    b'{"type":"credits.debited","schema_version":1,"entry_id":"0f8fad5b-d9cb-569f-a165-'
+    b'70867728950e","account_id":"a","usage_event_id":"u","model":"m","tier":"t",'
+    b'"multiplier":"1","billable_tokens":1,"credits":1,"price_version":"v",'
+    b'"occurred_at":"2026-12-01T09:00:00Z","priced_at":"2026-12-01T09:00:01Z"}'
+)
+
+
+def test_an_escape_in_a_field_the_pattern_allows_goes_to_pydantic() -> None:
+    """\\u0041 is "A", which the account pattern allows: pydantic reads "aA", but the bytes are
+    not the canonical ones (they would be "aA" themselves), so the codec declines them."""
+    raw = _VALID.replace(b'"account_id":"a"', b'"account_id":"a\\u0041"')
+    assert parse_ledger_entry(raw).account_id == "aA"
+    assert read_plain_debit(raw) is None
+    assert read_plain_debit(_VALID) is not None
 
 
 def test_garbage_goes_to_pydantic() -> None:
