@@ -15,11 +15,11 @@ from aiokafka import TopicPartition
 from services.common import kafka
 from services.common.settings import Settings
 
-# A replay reads a log that is all there, so the broker answers its fetches at once but at
-# the end, where only a transaction's commit marker may be left to read: getmany returns no
-# record then, and the fetch still in flight there holds the next read_range's new
-# assignment for as long as the broker holds that fetch. With aiokafka's defaults (500 ms
-# both) that cost the rebuild a second at its end, half of it under the live tables' lock.
+# The broker answers a replay's fetches at once but at the log's end, where only a
+# transaction's commit marker may be left to read: getmany returns no record then, and the
+# fetch still in flight there holds the next read_range's new assignment for as long as the
+# broker holds that fetch. With aiokafka's defaults (500 ms both) that cost the rebuild a
+# second at its end, half of it under the live tables' lock.
 FETCH_TIMEOUT_MS = 50
 FETCH_WAIT_MS = 10
 # A replay reads a log that is all there: larger fetches than the live services' make

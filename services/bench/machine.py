@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -54,8 +53,8 @@ def _postgres_pids(postmaster: int, database: str) -> list[int]:
     return pids
 
 
-async def settle_disk() -> float:
-    """Writes the page cache's dirty pages out now (os.sync); returns the seconds it took.
+async def settle_disk() -> None:
+    """Writes the page cache's dirty pages out now (os.sync).
 
     The kernel writes a page back about 30 s after it was dirtied (vm.dirty_expire_centisecs).
     Without this, the gigabyte of log segments and tables one phase writes is written back
@@ -63,6 +62,4 @@ async def settle_disk() -> float:
     measured as a stall of 250-350 ms in the freshness phase, at the instant the kernel's
     dirty pages fell from about 1 GB to 20 MB. Each phase is measured on a settled disk.
     """
-    started = time.monotonic()
     await asyncio.to_thread(os.sync)
-    return time.monotonic() - started
