@@ -62,7 +62,7 @@ _PRICED_AT = b',"priced_at":'
 
 def uuid5_text(namespace: UUID, name: str) -> str:
     """str(uuid.uuid5(namespace, name)), without building UUID objects."""
-    hashed = _namespace_hash(namespace).copy()
+    hashed = _namespace_hash(namespace.int).copy()
     hashed.update(name.encode())
     h = hashed.hexdigest()
     # The 13th hex digit is the version (5); the 17th carries the RFC 4122 variant bits 10.
@@ -73,9 +73,10 @@ _VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
 
 
 @lru_cache(maxsize=8)
-def _namespace_hash(namespace: UUID) -> hashlib._Hash:
-    """sha1 already fed with the namespace; copying it saves hashing those bytes again."""
-    return hashlib.sha1(namespace.bytes)
+def _namespace_hash(namespace: int) -> hashlib._Hash:
+    """sha1 already fed with the namespace (its UUID's int: a UUID hashes in Python code,
+    an int in C); copying it saves hashing those bytes again."""
+    return hashlib.sha1(namespace.to_bytes(16, "big"))
 
 
 def timestamp_text(at: datetime) -> str:
