@@ -212,14 +212,14 @@ class ReadDebit(NamedTuple):
     digest: str
 
 
-def read_plain_debit(raw: bytes, uuid: Callable[[str], UUID] = UUID) -> ReadDebit | None:
+def read_plain_debit(raw: bytes, uuid_type: Callable[[str], UUID] = UUID) -> ReadDebit | None:
     """The debit when `raw` is exactly what encode_debit writes for a valid debit; None when
     pydantic must decide (which may still accept it, as another spelling of a debit).
 
     One regular expression checks the spelling and the rules it can express (field order,
     UUID, account pattern, text lengths, no escape, integer and timestamp forms) and
-    captures every field; what it cannot express is checked on the captured texts. `uuid`
-    builds the entry_id from its text: uuid.UUID or a subclass of it."""
+    captures every field; what it cannot express is checked on the captured texts.
+    `uuid_type` builds the entry_id from its text: uuid.UUID or a subclass of it."""
     try:
         match = _DEBIT.fullmatch(raw.decode())
     except UnicodeDecodeError:
@@ -236,7 +236,7 @@ def read_plain_debit(raw: bytes, uuid: Callable[[str], UUID] = UUID) -> ReadDebi
     if occurred_at is None or priced_at is None or not _canonical_multiplier(multiplier):
         return None
     debit = PlainDebit(
-        uuid(fields["entry_id"]), account_id, fields["usage_event_id"], fields["model"],
+        uuid_type(fields["entry_id"]), account_id, fields["usage_event_id"], fields["model"],
         fields["tier"], multiplier, tokens, credits, fields["price_version"], occurred_at,
         fields["hold_id"], priced_at,
     )  # fmt: skip
