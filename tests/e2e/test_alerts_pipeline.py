@@ -9,7 +9,7 @@ import asyncio
 import random
 import subprocess
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
@@ -20,7 +20,6 @@ from services.alerts import store
 from services.alerts.crossings import crossings
 from services.alerts.projection import movements
 from services.common.settings import Settings
-from services.projector import open_projection
 from tests.factories import debited, granted
 from tests.integration.projector_harness import publish
 from tests.processes import LEDGER, ServiceProcess, service_env
@@ -32,23 +31,6 @@ SAFETY_TIMEOUT = 180.0  # only against a hang; nothing here asserts on durations
 FAST = {"LEDGER_WEBHOOK_RETRY_SECONDS": "1,1,1,1", "LEDGER_WEBHOOK_ALLOW_PRIVATE": "1"}
 THRESHOLDS = {"w1": [5000, 1000], "w2": [2000], "w3": []}
 PATHS = {"w1": "/ok/w1", "w2": "/fail-once/w2", "w3": "/ok/w3"}
-
-
-@pytest.fixture
-async def db(isolated_settings: Settings) -> AsyncIterator[asyncpg.Connection]:
-    pool = await open_projection(isolated_settings.database_url)
-    await pool.close()
-    conn = await asyncpg.connect(
-        isolated_settings.database_url, server_settings={"search_path": "ledger"}
-    )
-    yield conn
-    await conn.close()
-
-
-@pytest.fixture
-def receiver(tmp_path: Path) -> Iterator[Receiver]:
-    with Receiver(tmp_path).running() as running:
-        yield running
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,7 +22,6 @@ from services.alerts.dispatcher import PER_HOST
 from services.common import kafka
 from services.common.settings import Settings
 from services.common.topics import Topics
-from services.projector import open_projection
 from tests.namespaces import send_keyed
 from tests.processes import ServiceProcess, free_port
 from tests.webhook_receiver import Receiver, verify_from_spec
@@ -36,21 +35,6 @@ FAST = {
     "LEDGER_WEBHOOK_ALLOW_PRIVATE": "1",
     "LEDGER_WEBHOOK_TIMEOUT_SECONDS": "2",
 }
-
-
-@pytest.fixture
-async def db(isolated_settings: Settings) -> AsyncIterator[asyncpg.Connection]:
-    pool = await open_projection(isolated_settings.database_url)  # the alerts tables
-    await pool.close()
-    conn = await asyncpg.connect(isolated_settings.database_url)
-    yield conn
-    await conn.close()
-
-
-@pytest.fixture
-def receiver(tmp_path: Path) -> Iterator[Receiver]:
-    with Receiver(tmp_path).running() as running:
-        yield running
 
 
 @pytest.fixture
