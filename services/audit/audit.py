@@ -26,7 +26,7 @@ from services.audit.figures import (
 )
 from services.audit.holds import hold_differences
 from services.audit.reading import LogReader
-from services.audit.replay import applied_offsets, replay, tune_interpreter
+from services.audit.replay import applied_offsets, replay
 from services.audit.report import AuditReport, Conflict, Rejection
 from services.common import batching
 from services.common.progress import ProgressReport
@@ -141,7 +141,7 @@ def main(args: argparse.Namespace) -> int:
     """Exit 0: the live projection equals the log and the identity holds; 1: differences
     (each listed); 2: the audit could not run."""
     stream = sys.stdout if sys.stdout.isatty() else sys.stderr
-    tune_interpreter()
+    batching.tune_for_parsing_threads()
     try:
         with ProgressReport("audit", None, stream=stream) as progress:
             report = batching.run(run_audit(load_settings(), progress))

@@ -27,7 +27,7 @@ from services.alerts.store import carry_alerts
 from services.audit import queries
 from services.audit.indexes import defer_indexes, restore_indexes
 from services.audit.reading import BATCH_RECORDS, LogReader
-from services.audit.replay import ReplayStats, replay, tune_interpreter
+from services.audit.replay import ReplayStats, replay
 from services.common import batching
 from services.common.progress import ProgressReport, events_per_second
 from services.common.settings import Settings, load_settings
@@ -126,7 +126,7 @@ def main(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    tune_interpreter()
+    batching.tune_for_parsing_threads()
     try:
         with ProgressReport("rebuild", None, stream=sys.stdout) as progress:
             summary = batching.run(run_rebuild(load_settings(), progress))

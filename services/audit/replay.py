@@ -20,11 +20,6 @@ import asyncpg
 
 from services.audit import queries
 from services.audit.reading import BATCH_RECORDS, LogReader
-from services.common.batching import (
-    one_malloc_arena,
-    quiet_garbage_collector,
-    share_the_gil_quickly,
-)
 from services.projector import ApplyResult, Batch, apply, prepare
 
 # Prepared batches waiting for PostgreSQL: enough to ride out an uneven fetch, and a bound
@@ -53,14 +48,6 @@ class ReplayStats:
         self.duplicates += result.duplicates
         self.conflicts += result.conflicts
         self.rejected += result.rejected
-
-
-def tune_interpreter() -> None:
-    """The live projector's settings, for the same reasons: a replay holds its batches
-    alive like the projector does, and parses them in a worker thread like it does."""
-    quiet_garbage_collector()
-    one_malloc_arena()
-    share_the_gil_quickly()
 
 
 async def applied_offsets(conn: asyncpg.Connection, topic: str) -> dict[int, int]:

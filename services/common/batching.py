@@ -48,6 +48,15 @@ def share_the_gil_quickly() -> None:
     sys.setswitchinterval(GIL_SWITCH_SECONDS)
 
 
+def tune_for_parsing_threads() -> None:
+    """The three settings above, for a process that parses its batches in a worker thread
+    while its event loop writes them and holds them until they are committed: the projector
+    and the replays (`ledger audit`, `ledger rebuild`)."""
+    quiet_garbage_collector()
+    one_malloc_arena()
+    share_the_gil_quickly()
+
+
 def run(main: Coroutine[Any, Any, T]) -> T:
     """asyncio.run on uvloop's event loop: its sockets, transports and callbacks are C. For
     the services that move every event (pricing, the projector, the rebuild, the audit);

@@ -25,11 +25,6 @@ from aiokafka.errors import CommitFailedError, IllegalStateError
 
 from services.alerts.relay import relay
 from services.common import batching, kafka
-from services.common.batching import (
-    one_malloc_arena,
-    quiet_garbage_collector,
-    share_the_gil_quickly,
-)
 from services.common.settings import Settings, load_settings
 from services.common.signals import stop_on_signals
 from services.common.throughput import REPORT_EVERY_S, Throughput
@@ -54,9 +49,7 @@ class Fetched:
 
 
 def run() -> int:
-    quiet_garbage_collector()
-    one_malloc_arena()
-    share_the_gil_quickly()
+    batching.tune_for_parsing_threads()
     try:
         batching.run(serve(load_settings()))
     except Exception:
