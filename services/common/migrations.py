@@ -212,7 +212,9 @@ async def _migrate_schema(conn: asyncpg.Connection, schema: str) -> list[str]:
 
 async def _start_versions(conn: asyncpg.Connection, schema: str) -> None:
     """Creates `schema_versions` on the first run in `schema`, with what the previous
-    layout applied there (read from its bookkeeping, which then goes): nothing runs twice."""
+    layout applied there: nothing runs twice. Its `schema_migrations` stays as it was,
+    never read again: a process of the previous version that starts during a rolling
+    upgrade finds its files applied there and runs none of them again."""
     name = quoted(schema)
     async with conn.transaction():
         if await conn.fetchval(EXISTS, f"{name}.schema_versions"):
@@ -222,7 +224,6 @@ async def _start_versions(conn: asyncpg.Connection, schema: str) -> None:
         files = {m.key: m.path.name for m in plan(schema)}
         for key in sorted(bridged):
             await conn.execute(RECORD.format(schema=name), *key, files[key])
-        await conn.execute(f"DROP TABLE IF EXISTS {name}.schema_migrations")
 
 
 def main(args: argparse.Namespace) -> int:

@@ -143,13 +143,13 @@ async def test_a_database_of_the_previous_layout_upgrades_without_running_anythi
             await conn.execute((SERVICES / OLD_API_FILE).read_text())
     finally:
         await conn.close()
-    names = (*OLD_FILES, OLD_API_FILE) if "api" in old else tuple(OLD_FILES)
-    names = names if "projector" in old else (OLD_API_FILE,)
-    new_here = not_in_old_layout(plan(), *names)
+    had = (*OLD_FILES, OLD_API_FILE) if "api" in old else tuple(OLD_FILES)
+    had = had if "projector" in old else (OLD_API_FILE,)
+    new_here = not_in_old_layout(plan(), *had)
     assert await pending(created) == new_here  # read before anything is written
 
     work = "ledger_rebuild" if "projector" in old else "ledger_fresh"
-    new_there = not_in_old_layout(plan(work), *names) if "projector" in old else plan(work)
+    new_there = not_in_old_layout(plan(work), *had) if "projector" in old else plan(work)
     ran = await migrate(created, work)
     assert ran == [str(m) for m in new_here] + [f"{m} (schema {work})" for m in new_there]
 
@@ -160,9 +160,9 @@ async def test_a_database_of_the_previous_layout_upgrades_without_running_anythi
         for schema, migrations in (("ledger", plan()), (work, plan(work))):
             rows = await conn.fetch(f'SELECT component, version FROM "{schema}".schema_versions')
             assert sorted(tuple(r) for r in rows) == sorted(m.key for m in migrations)
-            assert (
-                await conn.fetchval("SELECT to_regclass($1)", f"{schema}.schema_migrations") is None
-            )
+            if "projector" in old:  # the old bookkeeping stays as it was, for an old process
+                names = await conn.fetch(f'SELECT name FROM "{schema}".schema_migrations')
+                assert sorted(r["name"] for r in names) == sorted(OLD_FILES)
         if "projector" in old:
             assert await conn.fetchval("SELECT reason FROM ledger.rejected_entries") == (
                 "invalid_entry"
