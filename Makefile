@@ -15,7 +15,7 @@ DEV_LOCK := requirements-dev.lock
 LOCK_ARGS ?=
 COMPILE := $(BIN)/uv pip compile pyproject.toml --universal --generate-hashes --python-version 3.11 --quiet $(LOCK_ARGS)
 
-.PHONY: install lock up down test unit lint run stop bench schemas status clean soak cluster-up cluster-down chromium
+.PHONY: install lock up down test unit lint run stop bench schemas status clean soak cluster-up cluster-down chromium version
 
 install: $(STAMP)
 
@@ -73,6 +73,10 @@ lint: install
 
 schemas: install
 	$(BIN)/python -m schemas.export
+
+# The one version (pyproject.toml), as `ledger --version`, /healthz and the image label give it.
+version:
+	@sed -n 's/^version = "\(.*\)"$$/\1/p' pyproject.toml
 
 run: install up
 	@infra/run.sh start

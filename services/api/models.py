@@ -14,6 +14,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, StringConstraints, model_validator
 
 from schemas.events import AccountId, CreditsAdjusted, CreditsGranted, Event, UsageRecorded
+from services import __version__
 from services.api.auth import Scope
 
 
@@ -216,3 +217,4 @@ class PriceBookAnswer(BaseModel):
 
 class Health(BaseModel):
     status: Literal["ok"] = "ok"
+    version: str = __version__
