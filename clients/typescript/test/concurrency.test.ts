@@ -43,7 +43,7 @@ test("200 concurrent calls on a balance covering 50: 50 served", { skip: NO_API 
   const holdCredits = await price("mimo-v2-omni", worst);
   await admin().grant(acct, globalThis.crypto.randomUUID(), {
     credits: holdCredits * COVERED, reason: "purchase", reference: "ts-concurrency",
-  }); // prettier-ignore
+  });
   await balanceWhen(acct, (b) => b.purchased === holdCredits * COVERED);
 
   let admitted = 0;
@@ -64,7 +64,7 @@ test("200 concurrent calls on a balance covering 50: 50 served", { skip: NO_API 
   const ledger = ledgerMiddleware({
     gatewayId: GATEWAY_ID, url: API_URL, apiKey: API_KEY, spoolDir: spoolDir(),
     models: { "mimo-omni": "mimo-v2-omni" }, admissionTimeoutMs: 90_000,
-  }); // prettier-ignore
+  });
   const model = wrapLanguageModel({ model: mock, middleware: ledger });
   const outcomes = await Promise.allSettled(
     Array.from({ length: CALLS }, () =>

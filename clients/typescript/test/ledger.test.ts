@@ -40,7 +40,7 @@ const MODELS = { "mimo-pro": "mimo-v2-pro", "mimo-omni": "mimo-v2-omni" };
 
 const middleware = (): LedgerMiddleware =>
   ledgerMiddleware({ gatewayId: GATEWAY_ID, url: API_URL, apiKey: API_KEY, models: MODELS,
-                     spoolDir: spoolDir() }); // prettier-ignore
+                     spoolDir: spoolDir() });
 
 test("generateText: the account is debited what the mock reported", { skip: NO_API }, async () => {
   const acct = account("generate");
@@ -58,7 +58,7 @@ test("generateText: the account is debited what the mock reported", { skip: NO_A
     const result = await generateText({
       model, prompt: `question ${n}`, maxOutputTokens: 500, maxRetries: 0,
       providerOptions: { ledger: { accountId: acct } },
-    }); // prettier-ignore
+    });
     assert.equal(result.text, `answer ${n}`);
   }
   await ledger.flush();
@@ -85,7 +85,7 @@ test("streamText: settled from the stream's final usage", { skip: NO_API }, asyn
   const result = streamText({
     model: wrapLanguageModel({ model: mock, middleware: ledger }),
     prompt: "say hello", providerOptions: { ledger: { accountId: acct } },
-  }); // prettier-ignore
+  });
   assert.equal(await result.text, "Hello, world");
   await ledger.flush();
   const shown = await balanceWhen(acct, (b) => b.entries >= 2 && b.held === 0);
@@ -104,7 +104,7 @@ test("no credits: InsufficientCreditsError before the model is called", { skip: 
   const model = wrapLanguageModel({ model: mock, middleware: ledger });
   await assert.rejects(
     generateText({ model, prompt: "hello", maxRetries: 0,
-                   providerOptions: { ledger: { accountId: acct } } }), // prettier-ignore
+                   providerOptions: { ledger: { accountId: acct } } }),
     (error: unknown) => {
       assert.ok(error instanceof InsufficientCreditsError, String(error));
       assert.equal(error.code, "insufficient_credits");
@@ -119,7 +119,7 @@ test("no credits: InsufficientCreditsError before the model is called", { skip: 
   const result = streamText({
     model, prompt: "hello", providerOptions: { ledger: { accountId: acct } },
     onError: ({ error }) => void errors.push(error),
-  }); // prettier-ignore
+  });
   await result.consumeStream();
   assert.ok(errors[0] instanceof InsufficientCreditsError, String(errors[0]));
   assert.equal(mock.doStreamCalls.length, 0, "the model was called");
@@ -151,7 +151,7 @@ test("an aborted stream releases its hold and bills nothing", { skip: NO_API }, 
     model: wrapLanguageModel({ model: mock, middleware: ledger }),
     prompt: "count", abortSignal: abort.signal, onError: () => undefined,
     providerOptions: { ledger: { accountId: acct } },
-  }); // prettier-ignore
+  });
   for await (const text of result.textStream) {
     if (text === "two ") abort.abort();
   }
@@ -178,7 +178,7 @@ test("an event the ledger rejects is set aside, not sent again", { skip: NO_API 
     account_id: account("generate"), model: "mimo-v2-omni", input_tokens: 1,
     cached_input_tokens: 2, output_tokens: 1, occurred_at: new Date().toISOString(),
     gateway_id: GATEWAY_ID,
-  }); // prettier-ignore
+  });
   const shipper = new UsageShipper(client(), spool);
   await shipper.flush(30_000);
   const aside = readdirSync(join(dir, "rejected"));

@@ -82,7 +82,7 @@ test("usage spooled through an outage of /v1/usage is billed once after", { skip
   const healAt = Date.now() + OUTAGE_MS;
   const dir = spoolDir();
   const options = { gatewayId: GATEWAY_ID, url: proxy.url, apiKey: API_KEY, spoolDir: dir,
-                    models: { "mimo-omni": "mimo-v2-omni" } }; // prettier-ignore
+                    models: { "mimo-omni": "mimo-v2-omni" } };
   const calls: Usage[] = [
     { input: 300, output: 40, cached: 0 },
     { input: 500, output: 60, cached: 100 },
@@ -98,7 +98,7 @@ test("usage spooled through an outage of /v1/usage is billed once after", { skip
     const result = await generateText({
       model: wrapLanguageModel({ model: mock, middleware: first }), prompt: `q${n}`,
       maxRetries: 0, providerOptions: { ledger: { accountId: acct } },
-    }); // prettier-ignore
+    });
     assert.equal(result.text, `served ${n}`);
   }
   await first.close();
@@ -108,7 +108,7 @@ test("usage spooled through an outage of /v1/usage is billed once after", { skip
   const result = await generateText({
     model: wrapLanguageModel({ model: mock, middleware: second }), prompt: "q2",
     maxRetries: 0, providerOptions: { ledger: { accountId: acct } },
-  }); // prettier-ignore
+  });
   assert.equal(result.text, "served 2");
   await assert.rejects(second.flush(1_000), /still spooled/);
   assert.equal(await (await second.spool()).size(), 3, "usage left the spool during the outage");
