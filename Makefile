@@ -72,7 +72,7 @@ chart: install $(HELM)
 	@mkdir -p .local
 	$(HELM) template ledger infra/helm/credit-ledger > .local/chart.yaml
 	$(HELM) template ledger infra/helm/credit-ledger --set secrets.kafkaCa=ledger-kafka-ca \
-		--set migrate.enabled=false --set config.extraEnv.LEDGER_LOG_LEVEL=DEBUG > .local/chart-variant.yaml
+		--set migrate.enabled=false --set config.extraEnv.LEDGER_WEBHOOK_ALLOW_PRIVATE=0 > .local/chart-variant.yaml
 	$(BIN)/kubernetes-validate --strict --quiet .local/chart.yaml .local/chart-variant.yaml
 
 # The browser tests (tests/browser) drive Debian's Chromium: installed when missing.
