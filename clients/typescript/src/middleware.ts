@@ -160,6 +160,12 @@ export function ledgerMiddleware(options: LedgerMiddlewareOptions): LedgerMiddle
       const { spool, shipper } = await opened;
       try {
         await spool.append(event);
+      } catch (error) {
+        // The store failed (a full disk, say): the call was served, so send it directly
+        // once; only if the ledger does not take it either does the app see the error.
+        const answer = await client.postUsage([event]).catch(() => undefined);
+        if (answer?.accepted !== 1) throw error;
+        return;
       } finally {
         inFlight -= 1;
       }

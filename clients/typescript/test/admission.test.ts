@@ -110,3 +110,16 @@ test("a model that fails releases its hold and spools nothing", async () => {
   assert.ok(seen.some((s) => s.method === "DELETE" && s.url.endsWith("/holds/h-1")));
   assert.equal(await spool.size(), 0);
 });
+
+test("a spool that cannot store the usage: it is sent directly, the call succeeds", async () => {
+  const { seen, client } = scripted([[201, hold()], [202, { accepted: 1, rejected: [] }]]);
+  class BrokenSpool extends MemorySpool {
+    override async append(): Promise<void> {
+      throw new Error("ENOSPC: no space left on device");
+    }
+  }
+  const { outcome } = await call(client, new BrokenSpool());
+  assert.equal((await outcome).text, "ok");
+  const sent = seen.filter((s) => s.method === "POST" && s.url.endsWith("/v1/usage"));
+  assert.equal(sent.length, 1);
+});
