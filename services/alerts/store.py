@@ -17,7 +17,7 @@ import asyncpg
 
 from services.alerts.schedule import NextStep, Outcome, Status
 from services.alerts.signing import new_secret
-from services.projector import SCHEMA_NAME
+from services.common.migrations import SCHEMA_NAME
 
 SUBSCRIPTION = "SELECT thresholds, webhook_url FROM alerts.subscriptions WHERE account_id = $1"
 # The row is made first so that FOR UPDATE locks it even for a new account: two PUTs at
