@@ -1,6 +1,7 @@
 """The LiteLLM proxy, started from examples/litellm/config.yaml with the ledger's callback,
 in front of the real pipeline (api, pricing, projector), called with the official openai
-client; and POST /v1/usage through the same pipeline."""
+client; and POST /v1/usage through the same pipeline. The proxy also serves `repeat-id`, an
+upstream of the test's own that gives every answer the same response id."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -22,7 +24,8 @@ from services.gateway.litellm_callback import LedgerCallback
 from services.gateway.litellm_ledger import HttpUsageSink, LedgerClient
 from services.pricing.pricebook import Quote, load_pricebook
 from tests.e2e.faults import ADMIN, API_TOKENS, READ, Pipeline
-from tests.e2e.litellm_proxy import EXAMPLE_CONFIG, MASTER_KEY, LiteLLMProxy
+from tests.e2e.gateway_fakes import UPSTREAM_USAGE, RepeatingUpstream, proxy_config
+from tests.e2e.litellm_proxy import MASTER_KEY, LiteLLMProxy
 from tests.namespaces import namespace
 from tests.processes import free_port
 
@@ -32,7 +35,7 @@ GATEWAY_TOKEN = "e2e-gateway-token-0123456789"
 GATEWAY = {"Authorization": f"Bearer {GATEWAY_TOKEN}"}
 SAFETY_S = 90.0  # only against a hang; nothing asserts on durations
 # examples/litellm/config.yaml: LiteLLM model names and the price-book models they map to.
-MODELS = {"mimo-pro": "mimo-v2-pro", "mimo-omni": "mimo-v2-omni"}
+MODELS = {"mimo-pro": "mimo-v2-pro", "mimo-omni": "mimo-v2-omni", "repeat-id": "mimo-v2-pro"}
 
 
 @dataclass
@@ -76,6 +79,7 @@ async def deployment(
     kafka_bootstrap: str, postgres_server_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Deployment]:
     log_dir = tmp_path_factory.mktemp("litellm")
+    upstream = RepeatingUpstream().__enter__()
     async with namespace(kafka_bootstrap, postgres_server_url, "litellm") as settings:
         pipeline = Pipeline(settings, log_dir, api_port=free_port())
         pipeline.add("pricing", "pricing")
@@ -83,11 +87,13 @@ async def deployment(
         pipeline.add("api", "api", "--port", str(pipeline.api_port),
                      LEDGER_API_TOKENS=f"{API_TOKENS},{GATEWAY_TOKEN}:gateway")  # fmt: skip
         proxy = LiteLLMProxy(
-            EXAMPLE_CONFIG,
+            proxy_config(log_dir / "config.yaml", upstream.url),
             free_port(),
-            # KAFKA_BOOTSTRAP_SERVERS is set: the callback publishes usage to Kafka.
+            # KAFKA_BOOTSTRAP_SERVERS is set: the callback publishes usage to Kafka. The
+            # master key has no team: these tests bill the client's `user` (end_user).
             {**settings.service_environment(), "LEDGER_API_URL": pipeline.api_url,
-             "LEDGER_API_KEY": GATEWAY_TOKEN},
+             "LEDGER_API_KEY": GATEWAY_TOKEN, "LEDGER_LITELLM_ACCOUNT": "end_user",
+             "LEDGER_SPOOL_DIR": str(log_dir / "spool")},
             log_dir,
         )  # fmt: skip
         try:
@@ -99,6 +105,7 @@ async def deployment(
         finally:
             proxy.stop()
             pipeline.close()
+            upstream.__exit__()
 
 
 def account(label: str) -> str:
@@ -185,16 +192,21 @@ async def test_a_failing_upstream_call_releases_its_hold(deployment: Deployment)
     )
 
 
-async def test_a_success_callback_fired_twice_gives_one_debit(deployment: Deployment) -> None:
-    """The callback of the package, as LiteLLM calls it, against the real API; usage goes
-    over POST /v1/usage here (no Kafka configured for this instance)."""
+async def test_a_success_callback_fired_twice_gives_one_debit(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    """The callback of the package, as LiteLLM calls it, against the real API; its spool's
+    sender posts usage to POST /v1/usage here (no Kafka configured for this instance)."""
     acct = account("twice")
     await deployment.top_up(acct, 100_000)
-    settings = Settings(ledger_litellm_models="mimo-pro=mimo-v2-pro")
+    settings = Settings(ledger_litellm_models="mimo-pro=mimo-v2-pro",
+                        ledger_litellm_account="end_user", ledger_spool_dir=tmp_path)  # fmt: skip
     client = LedgerClient(deployment.pipeline.api_url, GATEWAY_TOKEN)
     callback = LedgerCallback(
-        settings, client=client, sink=HttpUsageSink(client), registry=CollectorRegistry()
-    )
+        settings, client=client, registry=CollectorRegistry(),
+        sink_factory=lambda: HttpUsageSink(LedgerClient(deployment.pipeline.api_url,
+                                                        GATEWAY_TOKEN)),
+    )  # fmt: skip
     key = SimpleNamespace(team_id=None, user_id=None, end_user_id=acct)
     data = {"model": "mimo-pro", "messages": [{"role": "user", "content": "hi"}],
             "litellm_call_id": str(uuid.uuid4()), "max_tokens": 10}  # fmt: skip
@@ -203,13 +215,65 @@ async def test_a_success_callback_fired_twice_gives_one_debit(deployment: Deploy
     kwargs = {"litellm_params": {"metadata": data["metadata"]},
               "standard_logging_object": {"id": f"chatcmpl-{uuid.uuid4()}"}}  # fmt: skip
     end = datetime.now()
-    for _ in range(2):
-        await callback.async_log_success_event(kwargs, SimpleNamespace(usage=usage), end, end)
-    await callback.client.close()
-    after = await deployment.balance_when(acct, entries=2)
-    await asyncio.sleep(2)  # a second debit, if there were one, would land meanwhile
-    again = await deployment.balance_when(acct, entries=2)
+    try:
+        for _ in range(2):
+            await callback.async_log_success_event(kwargs, SimpleNamespace(usage=usage), end, end)
+        after = await deployment.balance_when(acct, entries=2)
+        await asyncio.sleep(2)  # a second debit, if there were one, would land meanwhile
+        again = await deployment.balance_when(acct, entries=2)
+    finally:
+        callback.spool.stop()
+        await callback.client.close()
     assert (after["spent"], again["entries"], again["spent"]) == (240, 2, 240)
+    assert list(callback.spool.pending.iterdir()) == []
+
+
+async def test_a_client_chosen_call_id_cannot_spend_past_the_balance(
+    deployment: Deployment,
+) -> None:
+    """Eight calls with one `x-litellm-call-id` on 100 credits: each is held under the kit's
+    own id, so only what the balance covers is served."""
+    acct = account("callid")
+    await deployment.top_up(acct, 100)
+    body = {"model": "mimo-pro", "user": acct, "max_tokens": 30,
+            "messages": [{"role": "user", "content": "hi"}]}  # fmt: skip
+    headers = {"Authorization": f"Bearer {MASTER_KEY}", "x-litellm-call-id": "fixed-call-id"}
+    served, spent, refused = 0, 0, []
+    async with httpx.AsyncClient(base_url=deployment.proxy.url, timeout=60) as llm:
+        for _ in range(8):
+            answer = await llm.post("/v1/chat/completions", json=body, headers=headers)
+            if answer.status_code == 200:
+                served += 1
+                usage = SimpleNamespace(**{"prompt_tokens_details": None, **answer.json()["usage"]})
+                spent += price("mimo-pro", usage)
+            else:
+                refused.append(answer.status_code)
+    after = await deployment.balance_when(acct, entries=1 + served)
+    print(f"\nfixed x-litellm-call-id: {served} of 8 served, refused {refused}, "
+          f"balance {after['balance']}")  # fmt: skip
+    assert served >= 1 and set(refused) == {402}
+    assert (after["spent"], after["balance"]) == (spent, 100 - spent)
+    assert after["balance"] >= 0
+
+
+async def test_an_upstream_repeating_its_response_id_is_billed_per_call(
+    deployment: Deployment,
+) -> None:
+    acct = account("sameid")
+    await deployment.top_up(acct, 100_000)
+    ids = set()
+    for _ in range(8):
+        reply = await deployment.llm.chat.completions.create(
+            model="repeat-id", messages=[{"role": "user", "content": "again"}], user=acct,
+            max_tokens=16,
+        )  # fmt: skip
+        ids.add(reply.id)
+    each = price("repeat-id", SimpleNamespace(**UPSTREAM_USAGE, prompt_tokens_details=None))
+    after = await deployment.balance_when(acct, entries=9)
+    settled = await deployment.holds(acct, "settled")
+    print(f"\nrepeated response id {ids}: {after['entries'] - 1} debits of {each} credits")
+    assert len(ids) == 1
+    assert (after["entries"], after["spent"], len(settled)) == (9, 8 * each, 8)
 
 
 async def test_a_resent_usage_batch_is_debited_once(deployment: Deployment) -> None:
