@@ -20,9 +20,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import hashlib
 import logging
 import os
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -139,14 +141,15 @@ class Spool:
         """Durable when this returns: written, fsynced, renamed, the folder fsynced."""
         self._folders()
         data = dump(event)
-        tmp = self.tmp / f"{event.event_id}.{os.getpid()}.{threading.get_ident()}.tmp"
+        name = file_name(event.event_id)
+        tmp = self.tmp / f"{name}.{os.getpid()}.{threading.get_ident()}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             os.write(fd, data)
             os.fsync(fd)
         finally:
             os.close(fd)
-        final = self.pending / f"{event.event_id}.json"
+        final = self.pending / f"{name}.json"
         os.replace(tmp, final)
         _fsync_dir(self.pending)
         with self._lock:
@@ -271,7 +274,7 @@ class Spool:
                     except ValidationError:
                         os.unlink(entry.path)
                         continue
-                    os.replace(entry.path, self.pending / f"{event.event_id}.json")
+                    os.replace(entry.path, self.pending / f"{file_name(event.event_id)}.json")
 
     @contextlib.contextmanager
     def _claimed(self, paths: Sequence[Path]) -> Iterator[list[ClaimedFile]]:
@@ -337,6 +340,13 @@ class ClaimedFile:
             os.close(fd)
             return None
         return cls(path, fd)
+
+
+def file_name(event_id: str) -> str:
+    """The event id when it is a safe file name (the kit's UUIDs are), else its SHA-256."""
+    if re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}", event_id):
+        return event_id
+    return hashlib.sha256(event_id.encode()).hexdigest()
 
 
 def _fsync_dir(folder: Path) -> None:

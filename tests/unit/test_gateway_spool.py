@@ -194,3 +194,10 @@ def test_a_file_another_process_holds_or_already_sent_is_not_claimed(tmp_path: P
     path.unlink()  # the holder sent it
     os.close(held.fd)
     assert ClaimedFile.claim(path) is None
+
+
+def test_an_event_id_that_is_no_safe_file_name_is_spooled_under_its_hash(tmp_path: Path) -> None:
+    spool = make(tmp_path, FakeSink())
+    odd = event().model_copy(update={"event_id": "../../etc/passwd"})
+    path = spool.write(odd)
+    assert path.parent == spool.pending and path.read_bytes() == dump(odd)
