@@ -201,3 +201,29 @@ def test_an_event_id_that_is_no_safe_file_name_is_spooled_under_its_hash(tmp_pat
     odd = event().model_copy(update={"event_id": "../../etc/passwd"})
     path = spool.write(odd)
     assert path.parent == spool.pending and path.read_bytes() == dump(odd)
+
+
+async def test_a_sender_that_breaks_unexpectedly_goes_on_and_writes_still_land(
+    tmp_path: Path,
+) -> None:
+    sink = FakeSink()
+    made = []
+
+    def factory() -> FakeSink:
+        made.append(1)
+        if len(made) == 1:
+            raise RuntimeError("a bug in making the sink")
+        return sink
+
+    spool = Spool(tmp_path / "spool", 10**6, factory, CollectorRegistry())
+    spool.start()
+    try:
+        spool.write(event())
+        for _ in range(200):
+            if sink.sent:
+                break
+            await asyncio.sleep(0.05)
+        spool.start()  # a no-op: this process already runs its sender
+    finally:
+        spool.stop()
+    assert len(sink.sent) == 1 and len(made) == 2
