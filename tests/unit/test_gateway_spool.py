@@ -227,3 +227,28 @@ async def test_a_sender_that_breaks_unexpectedly_goes_on_and_writes_still_land(
     finally:
         spool.stop()
     assert len(sink.sent) == 1 and len(made) == 2
+
+
+async def test_two_processes_sharing_a_folder_send_everything_and_corrupt_nothing(
+    tmp_path: Path,
+) -> None:
+    """Two spools on one folder, each with its own sender thread, as two proxy workers:
+    every event is sent, none is set aside as unreadable, the folder ends empty."""
+    sinks = FakeSink(), FakeSink()
+    spools = [make(tmp_path, sink) for sink in sinks]
+    usages = [event(f"acct-{i % 7}") for i in range(450)]
+    for spool in spools:
+        spool.start()
+    try:
+        for index, usage in enumerate(usages):
+            spools[index % 2].write(usage)
+        for _ in range(400):
+            if not spools[0].has_pending():
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        for spool in spools:
+            spool.stop()
+    sent = sinks[0].sent + sinks[1].sent
+    assert set(sent) == {dump(u) for u in usages}
+    assert not spools[0].has_pending() and list(spools[0].rejected.iterdir()) == []
