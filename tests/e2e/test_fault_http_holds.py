@@ -78,6 +78,10 @@ def hostile_requests() -> list[tuple[str, Request]]:
         ("lone surrogate model", ("POST", H, gw(), b'{"model": "\\ud800", "input_tokens": 1, '
                                                    b'"max_output_tokens": 1}')),
         ("surrogate in a batch", ("POST", B, {**GATEWAY, **J}, b'{"holds": [], "\\udfff": 0}')),
+        ("nested 30,000 deep", ("POST", H, gw(), b"[" * 30_000 + b"]" * 30_000)),
+        ("nested 900 deep", ("POST", H, gw(), b'{"credits": ' + b"[" * 900 + b"]" * 900 + b"}")),
+        ("batch nested 400,000 deep", ("POST", B, {**GATEWAY, **J},
+                                       b'{"holds": ' + b"[" * 400_000 + b"]" * 400_000 + b"}")),
         ("budget of junk", ("POST", H, gw(), {"credits": 1, "budget": [{}]})),
         ("batch holds a number", ("POST", B, {**GATEWAY, **J}, {"holds": 5})),
         ("malformed JSON", ("POST", H, gw(), b'{"credits": ')),

@@ -29,6 +29,7 @@ from tests.e2e.holding import (
     publish,
     usage,
     wait_balance,
+    wait_hold_events,
 )
 from tests.namespaces import namespace
 
@@ -223,3 +224,8 @@ async def test_free_model_holds_are_placed_and_settled_through_the_pipeline(
     answer = await client.post("/v1/holds", json={"holds": items[:1]}, headers=GATEWAY)
     [result] = answer.json()["results"]
     assert (result["code"], result["body"]["status"]) == (200, "settled")
+    # holds.v1 carries them as valid hold.placed events of 0 credits (the audit reads them).
+    placed = await wait_hold_events(deployment.settings, account, len(ids))
+    assert [(e.type, e.hold_id, e.credits) for e in placed if e.type == "hold.placed"] == [
+        ("hold.placed", hold_id, 0) for hold_id in ids
+    ]
