@@ -61,7 +61,8 @@ class Settings(BaseSettings):
     # call goes ahead when the ledger cannot be reached (docs/contracts.md, Configuration).
     ledger_api_url: str = "http://127.0.0.1:8000"
     ledger_api_key: str = ""
-    ledger_litellm_account: str = "end_user"
+    # The authenticated LiteLLM key's team by default: `end_user` trusts the client's `user`.
+    ledger_litellm_account: str = "team_id"
     ledger_litellm_models: str = ""
     ledger_litellm_max_output_tokens: int = Field(default=4096, ge=1, le=10**9)
     ledger_litellm_fail_open: bool = False
@@ -111,6 +112,11 @@ class Settings(BaseSettings):
             "KAFKA_SSL_CAFILE": str(self.kafka_ssl_cafile or ""),
             "PYTHONUNBUFFERED": "1",
         }
+
+    # The gateway kit's durable spool (services/gateway/spool.py): where each call's usage is
+    # written before it is sent, and the size at which new calls are refused (503).
+    ledger_spool_dir: Path = Path(".local/spool")
+    ledger_spool_max_mb: float = Field(default=256.0, gt=0)
 
 
 @lru_cache(maxsize=1)
