@@ -94,6 +94,14 @@ class Settings(BaseSettings):
             raise ValueError("LEDGER_WEBHOOK_RETRY_SECONDS takes delays >= 0, e.g. 5,30,300")
         return value
 
+    # One API process's connections (services/api/server.py, docs/operations.md): at most
+    # this many open (past it a request gets a 503 `overloaded`), a request begun must be
+    # sent whole within the header timeout, a connection without a request is closed after
+    # the idle timeout.
+    ledger_api_max_connections: int = Field(default=10_000, ge=1, le=10_000_000)
+    ledger_api_header_timeout_seconds: float = Field(default=10.0, gt=0, le=3600)
+    ledger_api_idle_timeout_seconds: float = Field(default=15.0, gt=0, le=3600)
+
     def service_environment(self) -> dict[str, str]:
         """The variables a `ledger` child process needs to join the same Kafka topics and
         database as these settings (the tests and the benchmark start services this way)."""
