@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaProducer
 from aiokafka.errors import TopicAuthorizationFailedError
 from pydantic import SecretStr
 
@@ -105,6 +106,18 @@ async def test_gateway_cannot_write_the_ledger(acl_cluster: str, postgres_server
                 await producer.send_and_wait(topics.ledger, b'{"type": "credits.granted"}')
         finally:
             await producer.stop()
+        # Nor can any other principal but pricing's and the API's, with a plain producer
+        # (no idempotence: what an attacker holding its password would use).
+        for name in ("projector", "webhooks", "audit"):
+            attacker = AIOKafkaProducer(
+                **kafka.connection(admin.model_copy(update=as_principal(name)))
+            )
+            await attacker.start()
+            try:
+                with pytest.raises(TopicAuthorizationFailedError):
+                    await attacker.send_and_wait(topics.ledger, b'{"type": "credits.granted"}')
+            finally:
+                await attacker.stop()
 
 
 @pytest.mark.soak  # about 80 s: four processes started one after the other, then settled
