@@ -9,7 +9,7 @@
 #   cafile     prints the CA file clients need with KAFKA_CLUSTER_TLS=1 (KAFKA_SSL_CAFILE)
 #   acls [PREFIX]     with KAFKA_CLUSTER_ACLS=1: creates the components' ACLs for a topic
 #                     prefix (default LEDGER_TOPIC_PREFIX); `start` does it for that prefix
-#   credentials NAME  prints the KAFKA_* settings a component (pricing, api, ...) runs with
+#   credentials NAME  prints the KAFKA_* settings a user (ledger-pricing, ...) runs with
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -22,8 +22,8 @@ SCRAM_USERS="${KAFKA_CLUSTER_SCRAM_USERS:-}"
 # 1: the client listener speaks TLS (SSL, or SASL_SSL with SCRAM users), with a certificate
 # for 127.0.0.1 signed by a CA made for this cluster (`cafile` prints where it is).
 TLS="${KAFKA_CLUSTER_TLS:-0}"
-# 1: StandardAuthorizer with one SCRAM principal per component, each allowed only what it
-# needs (services/common/kafka_acls.py, docs/operations.md); the first user is the brokers'
+# 1: StandardAuthorizer with one SCRAM principal per component (ledger-pricing, ...), each
+# allowed only what it needs (services/common/kafka_acls.py, docs/operations.md); the first user is the brokers'
 # own and the only super user. Without KAFKA_CLUSTER_SCRAM_USERS, users are made once with
 # random passwords and kept in .local/cluster/scram-users (`credentials NAME` prints them).
 ACLS="${KAFKA_CLUSTER_ACLS:-0}"
@@ -44,8 +44,8 @@ generated_users() {  # the admin and one user per component, random passwords, m
   if [ ! -f "$USERS_FILE" ]; then
     mkdir -p "$HOME_DIR"
     local name
-    (umask 077; for name in ledger-admin $COMPONENTS; do
-      echo "$name:$(head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+    (umask 077; for name in admin $COMPONENTS; do
+      echo "ledger-$name:$(head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n')"
     done >"$USERS_FILE")
   fi
   tr '\n' ' ' <"$USERS_FILE"

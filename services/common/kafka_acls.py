@@ -1,8 +1,8 @@
 """Kafka ACLs: what each component's principal may do on the ledger's topics, and their
 creation on a cluster run with StandardAuthorizer (docs/operations.md, Kafka ACLs).
 
-Every component runs as its own principal (KAFKA_SASL_USERNAME); names are the
-component's, e.g. `User:pricing`. Topic names and consumer groups are literal (they carry
+Every component runs as its own principal (KAFKA_SASL_USERNAME), e.g. `User:ledger-pricing`
+for pricing. Topic names and consumer groups are literal (they carry
 LEDGER_TOPIC_PREFIX), transactional ids are prefixed patterns, since the API adds a random
 suffix per process and pricing its instance number. Every principal may Describe the
 ledger's topics (metadata only): each service checks at start that they exist.
@@ -30,6 +30,15 @@ from services.pricing.service import group_id as pricing_group
 from services.pricing.service import transactional_id as pricing_transactional_id
 
 COMPONENTS = ("pricing", "projector", "api", "webhooks", "gateway", "audit")
+# A component's Kafka user is `ledger-<component>` (infra/cluster.sh and the Helm chart's
+# secrets make them so).
+USER_PREFIX = "ledger-"
+
+
+def principal(component: str) -> str:
+    return f"User:{USER_PREFIX}{component}"
+
+
 SEALS_TOPIC = "ledger.seals.v1"  # written by the projector once entries are sealed
 
 
@@ -58,17 +67,18 @@ PROPAGATION_TIMEOUT_S = 60.0
 
 @dataclass(frozen=True, order=True)
 class Acl:
-    principal: str  # the component, e.g. "pricing" for User:pricing
+    component: str  # e.g. "pricing", whose principal is User:ledger-pricing
     resource: Resource
     name: str
     pattern: Pattern
     operation: Operation
 
     def row(self) -> str:
-        """`User:pricing ALLOW Write on topic ledger.v1`: how docs and errors show it."""
+        """`User:ledger-pricing Write topic ledger.v1`: how errors show it."""
         kind = self.resource.name.lower().replace("_", "-")
         prefixed = " (prefix)" if self.pattern is Pattern.PREFIXED else ""
-        return f"User:{self.principal} {self.operation.name.title()} {kind} {self.name}{prefixed}"
+        operation = self.operation.name.title()
+        return f"{principal(self.component)} {operation} {kind} {self.name}{prefixed}"
 
 
 def acls(prefix: str) -> list[Acl]:
@@ -129,12 +139,12 @@ def acl_table(prefix: str = "") -> str:
                 f"{a.resource.name.lower().replace('_', ' ')} "
                 f"`{a.name}{'*' if a.pattern is Pattern.PREFIXED else ''}`"
                 for a in listed
-                if a.principal == who
+                if a.component == who
                 and a.operation is op
                 and not (op is Operation.DESCRIBE and a.name in everyone)
             ]
             cells.append(", ".join(names) or "-")
-        rows.append(f"| `User:{who}` | {' | '.join(cells)} |")
+        rows.append(f"| `{principal(who)}` | {' | '.join(cells)} |")
     return "\n".join(rows) + "\n"
 
 
@@ -159,7 +169,7 @@ async def create_acls(settings: Settings, prefix: str) -> int:
     how many were asked for. Kafka keeps one copy of an ACL created twice."""
     wanted = acls(prefix)
     creations = [
-        (a.resource, a.name, a.pattern, f"User:{a.principal}", "*", a.operation, ALLOW)
+        (a.resource, a.name, a.pattern, principal(a.component), "*", a.operation, ALLOW)
         for a in wanted
     ]
     admin = kafka.admin(settings)
@@ -181,7 +191,7 @@ async def create_acls(settings: Settings, prefix: str) -> int:
 
 
 def _key(acl: Acl) -> tuple[int, str, int, str, int]:
-    return (acl.resource, acl.name, acl.pattern, f"User:{acl.principal}", acl.operation)
+    return (acl.resource, acl.name, acl.pattern, principal(acl.component), acl.operation)
 
 
 async def _wait_until_every_broker_has(settings: Settings, wanted: list[Acl]) -> None:

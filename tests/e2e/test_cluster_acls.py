@@ -19,7 +19,7 @@ from aiokafka.errors import TopicAuthorizationFailedError
 from pydantic import SecretStr
 
 from services.common import kafka
-from services.common.kafka_acls import COMPONENTS, create_acls
+from services.common.kafka_acls import COMPONENTS, USER_PREFIX, create_acls
 from services.common.topics import Topics
 from services.traffic.traffic import TrafficPlan
 from tests.e2e.cluster import replicated_namespace
@@ -41,7 +41,10 @@ from tests.e2e.faults import (
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 
 ADMIN = "ledger-admin"
-PASSWORDS = {name: f"{name}-scram-secret-0123456789" for name in (ADMIN, *COMPONENTS)}
+PASSWORDS = {
+    name: f"{name}-scram-secret-0123456789"
+    for name in (ADMIN, *(f"{USER_PREFIX}{c}" for c in COMPONENTS))
+}
 
 
 def consecutive_free_ports(count: int) -> int:
@@ -60,7 +63,9 @@ def consecutive_free_ports(count: int) -> int:
         return base
 
 
-def as_principal(name: str) -> dict[str, Any]:
+def as_principal(component: str) -> dict[str, Any]:
+    """Kafka settings of `component`'s user (ledger-<component>), or the admin's."""
+    name = component if component == ADMIN else f"{USER_PREFIX}{component}"
     return {
         "kafka_security_protocol": "SASL_PLAINTEXT",
         "kafka_sasl_mechanism": "SCRAM-SHA-256",
@@ -69,7 +74,8 @@ def as_principal(name: str) -> dict[str, Any]:
     }
 
 
-def principal_env(name: str) -> dict[str, str]:
+def principal_env(component: str) -> dict[str, str]:
+    name = f"{USER_PREFIX}{component}"
     return {"KAFKA_SASL_USERNAME": name, "KAFKA_SASL_PASSWORD": PASSWORDS[name]}
 
 
@@ -157,6 +163,6 @@ async def test_pipeline_runs_as_its_principals(
         finally:
             stop_buying.set()
             unclean = pipeline.close()
-    report.notes.append(f"{len(accepted)} top-ups by User:api, usage by User:gateway")
+    report.notes.append(f"{len(accepted)} top-ups by User:ledger-api, usage by User:ledger-gateway")
     report.check()
     assert unclean == {}, pipeline.logs()

@@ -14,13 +14,13 @@ def writes(prefix: str, who: str) -> set[str]:
     return {
         a.name
         for a in acls(prefix)
-        if a.principal == who and a.resource is Resource.TOPIC and a.operation is Operation.WRITE
+        if a.component == who and a.resource is Resource.TOPIC and a.operation is Operation.WRITE
     }
 
 
 def test_only_pricing_and_the_api_write_the_ledger() -> None:
     writers = {
-        a.principal for a in acls("") if a.name == "ledger.v1" and a.operation is Operation.WRITE
+        a.component for a in acls("") if a.name == "ledger.v1" and a.operation is Operation.WRITE
     }
     assert writers == {"pricing", "api"}
     assert writes("", "gateway") == {"usage.v1"}
