@@ -138,18 +138,19 @@ user_password() {  # user_password NAME
   for user in $SCRAM_USERS; do
     [ "${user%%:*}" = "$1" ] && { echo "${user#*:}"; return; }
   done
-  die "no SCRAM user '$1' on this cluster (users: $(user_names))"
+  die "no SCRAM user '$1' on this cluster (users: $(user_names | sed 's/ $//'))"
 }
 
 user_names() { local user; for user in $SCRAM_USERS; do printf '%s ' "${user%%:*}"; done; }
 
 credentials() {  # credentials NAME: the settings a component runs with on this cluster
-  local name=${1:?usage: $0 credentials NAME}
+  local name=${1:?usage: $0 credentials NAME} password
+  password=$(user_password "$name") || exit 1
   echo "KAFKA_BOOTSTRAP_SERVERS=$(bootstrap)"
   echo "KAFKA_SECURITY_PROTOCOL=$(client_protocol)"
   echo "KAFKA_SASL_MECHANISM=SCRAM-SHA-256"
   echo "KAFKA_SASL_USERNAME=$name"
-  echo "KAFKA_SASL_PASSWORD=$(user_password "$name")"
+  echo "KAFKA_SASL_PASSWORD=$password"
   [ "$TLS" = 1 ] && echo "KAFKA_SSL_CAFILE=$TLS_DIR/ca.pem"
   return 0
 }
