@@ -166,4 +166,4 @@ async def test_past_the_cap_a_clear_503(settings: Settings, tmp_path: Path) -> N
                 if answer.status_code != 503:
                     break
                 await asyncio.sleep(0.1)
-        assert answer.json() == {"status": "ok"}, answer.text
+        assert answer.json()["status"] == "ok", answer.text
