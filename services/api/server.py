@@ -5,8 +5,9 @@ uvicorn closes a keep-alive connection idle between requests, but gives a client
 never completes a request all the time it wants, and past its concurrency limit answers a
 plain-text 503. `GuardedHttpProtocol` adds what it lacks: a connection must begin a request
 within the idle timeout and send it whole (headers and body) within the header timeout,
-else it is closed (a 408 when a request had begun); past LEDGER_API_MAX_CONNECTIONS open
-connections a request gets the API's JSON 503 `overloaded` and its connection is closed.
+else it is closed (with a 408 when its headers were not complete); past
+LEDGER_API_MAX_CONNECTIONS open connections a request gets the API's JSON 503 `overloaded`
+and its connection is closed.
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self.limits = process_limits()
         self.request_timer: asyncio.TimerHandle | None = None
-        self.reading_request = False
+        self.reading_headers = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -126,10 +127,11 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self.reading_request = True
+        self.reading_headers = True
         self._arm(self.limits.header_timeout)
 
     def on_headers_complete(self) -> None:
+        self.reading_headers = False
         # The connection itself counts: the cap's next one is the first refused.
         if len(self.connections) > self.limits.max_connections:
             app, self.app = self.app, self._overloaded
@@ -141,7 +143,6 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             super().on_headers_complete()
 
     def on_message_complete(self) -> None:
-        self.reading_request = False
         self._disarm()
         super().on_message_complete()
 
@@ -181,7 +182,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self.request_timer = None
         if self.transport.is_closing():
             return
-        # A request begun but not answered yet gets a 408; an idle connection just closes.
-        if self.reading_request and (self.cycle is None or self.cycle.response_complete):
+        # Headers begun but not finished get a 408; a request whose body stalls is already
+        # the app's (which may have answered it), and an idle connection just closes.
+        if self.reading_headers:
             self.transport.write(REQUEST_TIMEOUT)
         self.transport.close()

@@ -1,7 +1,8 @@
 """Slow, idle and surplus clients against one real `ledger serve api` process
 (services/api/server.py): thousands of idle connections and clients that never finish their
 headers do not keep balance reads from being answered; the idle ones are closed after the
-idle timeout, the slow ones get a 408 after the header timeout; past the connection cap a
+idle timeout, the slow ones get a 408 after the header timeout (a body that never ends is
+dropped then too); past the connection cap a
 request gets the JSON 503 `overloaded`."""
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import pytest
 
 from services.common.settings import Settings
 from tests.integration.api_harness import (
+    GATEWAY,
     READ,
     TOKENS,
     create_projection,
@@ -30,6 +32,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 IDLE = 5_000
 SLOW = 200
+SLOW_BODIES = 20
 # Short, so the test sees them act; long enough that every connection is open before the
 # first idle one is closed (opening 5,000 takes a few seconds on a busy machine).
 IDLE_TIMEOUT_S = 10
@@ -99,6 +102,23 @@ async def slow_headers(port: int, stop: asyncio.Event) -> bytes:
         writer.close()
 
 
+async def slow_body(port: int) -> bytes:
+    """Sends whole headers announcing a body, then only part of it; returns what the server
+    answered before it closed the connection."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    token = GATEWAY["Authorization"].encode()
+    try:
+        writer.write(
+            b"POST /v1/usage HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Authorization: " + token + b'\r\nContent-Length: 1000\r\n\r\n{"events": ['
+        )
+        with contextlib.suppress(ConnectionError):
+            return await reader.read()
+        return b""
+    finally:
+        writer.close()
+
+
 async def closed_by_server(reader: asyncio.StreamReader) -> bool:
     with contextlib.suppress(ConnectionError):
         return await reader.read() == b""
@@ -126,6 +146,7 @@ async def test_reads_answered_while_idle_and_slow_clients_hang_on(
             httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client,
         ):
             slow = [asyncio.create_task(slow_headers(port, stop)) for _ in range(SLOW)]
+            bodies = [asyncio.create_task(slow_body(port)) for _ in range(SLOW_BODIES)]
             closing = asyncio.gather(*(closed_by_server(reader) for reader, _ in idle))
             statuses: list[int] = []
             try:
@@ -137,6 +158,8 @@ async def test_reads_answered_while_idle_and_slow_clients_hang_on(
                     await asyncio.sleep(0.05)
                 closed = await asyncio.wait_for(closing, 60)
                 answers = await asyncio.wait_for(asyncio.gather(*slow), 60)
+                # A request whose body never ends is dropped (its route is still reading).
+                unfinished = await asyncio.wait_for(asyncio.gather(*bodies), 60)
             finally:
                 stop.set()
                 closing.cancel()
@@ -147,6 +170,7 @@ async def test_reads_answered_while_idle_and_slow_clients_hang_on(
         assert all(closed), f"{closed.count(False)} idle connections left open"
         assert all(a.startswith(b"HTTP/1.1 408") for a in answers), {a[:40] for a in answers}
         assert b'"error": "request_timeout"' in answers[0]
+        assert unfinished == [b""] * SLOW_BODIES, unfinished[:3]
 
 
 async def test_past_the_cap_a_clear_503(settings: Settings, tmp_path: Path) -> None:
