@@ -15,7 +15,7 @@ DEV_LOCK := requirements-dev.lock
 LOCK_ARGS ?=
 COMPILE := $(BIN)/uv pip compile pyproject.toml --universal --generate-hashes --python-version 3.11 --quiet $(LOCK_ARGS)
 
-.PHONY: install lock up down test unit lint run stop bench schemas status clean soak cluster-up cluster-down chromium version chart
+.PHONY: install lock up down test unit lint run stop bench schemas status clean soak cluster-up cluster-down chromium npm version chart
 
 install: $(STAMP)
 
@@ -53,7 +53,7 @@ cluster-down:
 status:
 	@infra/kafka.sh status; infra/postgres.sh status; infra/run.sh status
 
-test: install up chromium chart
+test: install up chromium chart npm
 	$(BIN)/ruff check services schemas tests
 	$(BIN)/ruff format --check services schemas tests
 	$(BIN)/mypy
@@ -78,6 +78,11 @@ chart: install $(HELM)
 # The browser tests (tests/browser) drive Debian's Chromium: installed when missing.
 chromium:
 	@tests/browser/install-chromium.sh
+
+# The TypeScript kit's tests (tests/e2e/test_typescript_kit.py runs them): its locked
+# dependencies, installed when missing.
+npm:
+	@test -d clients/typescript/node_modules || (cd clients/typescript && npm ci --no-audit --no-fund)
 
 unit: install
 	$(BIN)/pytest -m unit $(PYTEST_ARGS)
