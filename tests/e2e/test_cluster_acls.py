@@ -47,12 +47,12 @@ PASSWORDS = {
 }
 
 
-def consecutive_free_ports(count: int) -> int:
-    """The first of `count` consecutive ports on 127.0.0.1 that nothing listens on now
-    (infra/cluster.sh numbers its nodes' ports from one base)."""
+def consecutive_free_ports(count: int, avoid: range = range(0)) -> int:
+    """The first of `count` consecutive ports on 127.0.0.1 that nothing listens on now and
+    that are not in `avoid` (infra/cluster.sh numbers its nodes' ports from one base)."""
     while True:
         base = free_port()
-        if base + count > 65535:
+        if base + count > 65535 or any(p in avoid for p in range(base, base + count)):
             continue
         try:
             for port in range(base, base + count):
@@ -84,10 +84,11 @@ def acl_cluster() -> Iterator[str]:
     """Three brokers with the authorizer; the cluster's own start creates the ACLs of the
     unprefixed topics (the tests add those of their namespace's prefix)."""
     port = consecutive_free_ports(3)
+    controller_port = consecutive_free_ports(3, avoid=range(port, port + 3))
     infra = PrivateInfra(
         "cluster.sh",
         KAFKA_CLUSTER_PORT=str(port),
-        KAFKA_CLUSTER_CONTROLLER_PORT=str(consecutive_free_ports(3)),
+        KAFKA_CLUSTER_CONTROLLER_PORT=str(controller_port),
         KAFKA_CLUSTER_ACLS="1",
         KAFKA_CLUSTER_SCRAM_USERS=" ".join(f"{n}:{p}" for n, p in PASSWORDS.items()),
         KAFKA_LIBS_DIR=str(fetch_kafka_jars()),
