@@ -1,6 +1,9 @@
 """POST /v1/usage: gateways that cannot reach Kafka hand their usage events to the API.
 
-A batch is validated event by event against the contract; the valid ones are published to
+A batch is checked event by event against the contract and against what pricing would
+reject (services/pricing/admission.py, the very rule pricing applies, with the price book
+this API loaded, judged against the time of arrival), so a gateway learns at once which
+usage cannot be billed. The events that pass are published to
 usage.v1 in one Kafka transaction, keyed by account, and the answer waits for its commit.
 Pricing reads with `read_committed`, so a batch whose transaction did not commit is never
 seen: a failure publishes nothing, never half a batch. If the commit's outcome is unknown
@@ -14,6 +17,7 @@ import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -23,6 +27,8 @@ from schemas.events import UsageRecorded, dump
 from services.common import kafka
 from services.common.kafka import account_key
 from services.common.settings import Settings
+from services.pricing.admission import judge_usage
+from services.pricing.pricebook import PriceBook, Rejection
 
 log = logging.getLogger(__name__)
 
@@ -48,15 +54,24 @@ class CheckedBatch:
     rejected: tuple[RejectedEvent, ...]
 
 
-def check_batch(items: Sequence[object]) -> CheckedBatch:
-    """Each item against `usage.recorded`; a rejected item names its index and the reason."""
+def check_batch(
+    items: Sequence[object], book: PriceBook, received: datetime, window: timedelta
+) -> CheckedBatch:
+    """Each item against `usage.recorded`, then against pricing's rule at `received`; a
+    rejected item names its index and pricing's code."""
     valid: list[UsageRecorded] = []
     rejected: list[RejectedEvent] = []
     for index, item in enumerate(items):
         try:
-            valid.append(UsageRecorded.model_validate(item))
+            usage = UsageRecorded.model_validate(item)
         except ValidationError as error:
             rejected.append(RejectedEvent(index, "invalid_event", _describe(error)))
+            continue
+        verdict = judge_usage(usage, book, received, window)
+        if isinstance(verdict, Rejection):
+            rejected.append(RejectedEvent(index, verdict.code, verdict.detail))
+        else:
+            valid.append(usage)
     return CheckedBatch(tuple(valid), tuple(rejected))
 
 
@@ -78,6 +93,7 @@ class UsageIngest:
     def __init__(self, settings: Settings, topic: str) -> None:
         self._settings = settings
         self.topic = topic
+        self.window = settings.dedup_window  # what check_batch judges occurred_at by
         self._producer: AIOKafkaProducer | None = None
         self._turn = asyncio.Lock()
 
