@@ -126,6 +126,22 @@ async def test_the_same_event_id_on_two_accounts_is_debited_on_both(
     }
     assert [(x["spent"], x["entries"]) for x in balances] == [(2400, 1), (2400, 1)]
 
+    # A true conflict (same account, same id, other content) stays one: never applied,
+    # listed in the operator's overview the dashboard shows.
+    other = {**events[0], "output_tokens": 1}
+    await publish_raw(isolated_settings, [(a.encode(), json.dumps(other).encode())])
+    async with httpx.AsyncClient(base_url=pipeline.api_url, headers=ADMIN, timeout=30) as client:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + SAFETY_TIMEOUT
+        while not (conflicts := (await client.get("/v1/admin/overview")).json()["conflicts"]):
+            assert loop.time() < deadline, "the conflict never reached the overview"
+            await asyncio.sleep(0.3)
+        spent = (await client.get(f"/v1/accounts/{a}/balance")).json()["spent"]
+    assert [(c["entry_id"], c["account_id"]) for c in conflicts] == [
+        (str(debit_entry_id(a, shared)), a)
+    ]
+    assert spent == 2400
+
 
 async def test_redriven_usage_is_billed_once_however_often_redrive_runs(
     pipeline: Pipeline, isolated_settings: Settings, tmp_path: Path
