@@ -17,7 +17,7 @@ import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -33,6 +33,7 @@ from services.pricing.pricebook import PriceBook, Rejection
 log = logging.getLogger(__name__)
 
 MAX_EVENTS = 1000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # The client gets a 503 after this long and sends the batch again.
 PUBLISH_TIMEOUT_S = 15.0
 
@@ -97,25 +98,35 @@ class UsageIngest:
         self._producer: AIOKafkaProducer | None = None
         self._turn = asyncio.Lock()
 
-    async def publish(self, events: Sequence[UsageRecorded]) -> None:
-        """Returns once the broker committed every event; raises IngestUnavailable otherwise."""
+    async def publish(self, events: Sequence[UsageRecorded], received: datetime) -> None:
+        """Returns once the broker committed every event; raises IngestUnavailable otherwise.
+
+        Each record carries `received` as its Kafka timestamp: the instant check_batch judged
+        the events against is the one pricing judges them against, so an event accepted
+        here is never rejected by pricing for its time."""
+        timestamp_ms = (received - _EPOCH) // timedelta(milliseconds=1)
         async with self._turn:
             try:
                 async with asyncio.timeout(PUBLISH_TIMEOUT_S):
                     producer = await self._started()
-                    await self._publish_in_transaction(producer, events)
+                    await self._publish_in_transaction(producer, events, timestamp_ms)
             except (KafkaError, TimeoutError, OSError) as error:
                 log.warning("usage batch of %d not published: %r", len(events), error)
                 await self._discard()
                 raise IngestUnavailable(f"could not publish to {self.topic}: {error!r}") from error
 
     async def _publish_in_transaction(
-        self, producer: AIOKafkaProducer, events: Sequence[UsageRecorded]
+        self, producer: AIOKafkaProducer, events: Sequence[UsageRecorded], timestamp_ms: int
     ) -> None:
         await producer.begin_transaction()
         try:
             sent = [
-                await producer.send(self.topic, dump(e), key=account_key(e.account_id))
+                await producer.send(
+                    self.topic,
+                    dump(e),
+                    key=account_key(e.account_id),
+                    timestamp_ms=timestamp_ms,
+                )
                 for e in events
             ]
             await asyncio.gather(*sent)

@@ -55,11 +55,13 @@ async def post_usage(body: UsageBatch, opened: Opened) -> UsageAccepted:
     `invalid_event` also for occurred_at more than 24 h ahead) is listed by index with that
     code and not published. A 503 published nothing; sending the same batch again is safe,
     since event ids are deduplicated per account."""
-    received = datetime.now(UTC)
+    # In whole milliseconds, the precision of the Kafka timestamp it becomes.
+    now = datetime.now(UTC)
+    received = now.replace(microsecond=now.microsecond // 1000 * 1000)
     checked = check_batch(body.events, opened.pricebook, received, opened.usage.window)
     if checked.valid:
         try:
-            await opened.usage.publish(checked.valid)
+            await opened.usage.publish(checked.valid, received)
         except IngestUnavailable as error:
             raise ApiError(503, "kafka_unavailable", str(error)) from error
     return UsageAccepted(
