@@ -9,6 +9,7 @@ reject). Nothing here reads a clock.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
 from schemas.debit_json import timestamp_text
 from schemas.events import UsageRecorded
@@ -26,6 +27,17 @@ def received_at(timestamp_ms: int | None) -> datetime | None:
     if timestamp_ms is None or timestamp_ms < 0:
         return None
     return _EPOCH + timedelta(milliseconds=timestamp_ms)
+
+
+@lru_cache(maxsize=256)
+def in_time(timestamp_ms: int | None, window: timedelta) -> tuple[datetime, datetime] | None:
+    """For pricing's hot path: the earliest and latest occurred_at judge_time accepts for a
+    record with this Kafka timestamp, None when it is not judged by time. Cached: the
+    records of one producer batch mostly share their millisecond."""
+    received = received_at(timestamp_ms)
+    if received is None:
+        return None
+    return received - window, received + MAX_AHEAD
 
 
 def judge_time(

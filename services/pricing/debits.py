@@ -31,7 +31,7 @@ from schemas.events import (
     UsageRejected,
 )
 from schemas.usage_json import PlainUsage, read_plain_usage
-from services.pricing.admission import DEFAULT_DEDUP_WINDOW, judge_time, judge_usage, received_at
+from services.pricing.admission import DEFAULT_DEDUP_WINDOW, in_time, judge_usage, received_at
 from services.pricing.pricebook import PriceBook, Rejection, Tier
 
 # Fixed forever: changing it would give every replayed usage event a new entry_id.
@@ -123,9 +123,9 @@ def price_usage(
     value = record.value
     if value:
         plain = read_plain_usage(value)
-        if plain is not None and (
-            judge_time(plain.occurred_at, received_at(record.timestamp), window) is None
-        ):
+        # Out of time, or not priced: price_validated says why (judge_time).
+        bounds = in_time(record.timestamp, window)
+        if plain is not None and (bounds is None or bounds[0] <= plain.occurred_at <= bounds[1]):
             debit = encode_priced(plain, book, now_text)
             if debit is not None:
                 return debit
