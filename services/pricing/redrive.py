@@ -139,11 +139,9 @@ def choose(
             continue
         summary.redriven[rejection.error] += 1
         key = usage_key(rejection.payload, record.key)
-        chosen.append(
-            Redrive(
-                record.partition, record.offset, rejection.error, key, rejection.payload.encode()
-            )
-        )
+        # A lone surrogate (only a hand-written DLQ record has one) cannot be UTF-8.
+        value = rejection.payload.encode("utf-8", "replace")
+        chosen.append(Redrive(record.partition, record.offset, rejection.error, key, value))
     return chosen
 
 
