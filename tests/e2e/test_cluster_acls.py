@@ -2,8 +2,7 @@
 KAFKA_CLUSTER_ACLS=1: StandardAuthorizer, one SCRAM principal per component) lets each
 component do only what services/common/kafka_acls.py allows. The gateway's principal
 cannot write ledger.v1 (it could mint Credits otherwise); the pipeline, every process as
-its own principal, bills a burst of usage with nothing lost and nothing doubled (that one
-in `make soak`)."""
+its own principal, bills a burst of usage with nothing lost and nothing doubled."""
 
 from __future__ import annotations
 
@@ -127,7 +126,6 @@ async def test_gateway_cannot_write_the_ledger(acl_cluster: str, postgres_server
                 await attacker.stop()
 
 
-@pytest.mark.soak  # about 80 s: four processes started one after the other, then settled
 async def test_pipeline_runs_as_its_principals(
     acl_cluster: str, postgres_server_url: str, tmp_path: Path
 ) -> None:
