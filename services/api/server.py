@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 # Descriptors a process needs besides its clients: the database pool, Kafka, logs.
 RESERVED_FILES = 256
+# Under overload every refused request would log a line: one per this many seconds.
+OVERLOAD_LOG_INTERVAL_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -93,11 +95,11 @@ def uvicorn_options() -> dict[str, Any]:
     }
 
 
-def _json_answer(status: str, code: str, detail: str, headers: str = "") -> bytes:
+def _json_answer(status: str, code: str, detail: str) -> bytes:
     body = json.dumps({"error": code, "detail": detail}).encode()
     head = (
         f"HTTP/1.1 {status}\r\ncontent-type: application/json\r\n"
-        f"content-length: {len(body)}\r\nconnection: close\r\n{headers}\r\n"
+        f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
     )
     return head.encode() + body
 
@@ -109,6 +111,9 @@ REQUEST_TIMEOUT = _json_answer(
 
 class GuardedHttpProtocol(HttpToolsProtocol):
     """uvicorn's HTTP/1.1 protocol with the limits of `process_limits()`."""
+
+    # When an overload was last logged, shared by the process's connections.
+    overload_logged_at = float("-inf")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -147,7 +152,13 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         super().on_message_complete()
 
     async def _overloaded(self, scope: Any, receive: Any, send: Any) -> None:
-        log.warning("more than %d connections open: answered 503", self.limits.max_connections)
+        now = self.loop.time()
+        if now - GuardedHttpProtocol.overload_logged_at >= OVERLOAD_LOG_INTERVAL_S:
+            GuardedHttpProtocol.overload_logged_at = now
+            log.warning(
+                "more than %d connections open: requests answered 503 overloaded",
+                self.limits.max_connections,
+            )
         body = json.dumps(
             {
                 "error": "overloaded",
