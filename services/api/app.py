@@ -23,7 +23,7 @@ from services.api.limits import BodySizeLimit
 from services.api.metrics import ApiMetrics, RequestMetrics
 from services.api.resources import open_resources
 from services.api.routes import accounts, alerts, dashboard, health, holds, keys, pricing, usage
-from services.api.server import uvicorn_options
+from services.api.server import tls_problem, uvicorn_options
 from services.common.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
@@ -124,10 +124,14 @@ def run_workers(host: str, port: int, workers: int) -> int:
 
 
 def run(host: str, port: int, workers: int = 1) -> int:
+    settings = load_settings()
     try:
-        app = create_app(load_settings())
+        app = create_app(settings)
     except AuthConfigError as exc:
         print(f"ledger serve api: refusing to start: {exc}", file=sys.stderr)
+        return 2
+    if (problem := tls_problem(settings)) is not None:
+        print(f"ledger serve api: refusing to start: {problem}", file=sys.stderr)
         return 2
     if workers > 1:
         return run_workers(host, port, workers)
