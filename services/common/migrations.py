@@ -10,9 +10,9 @@ own that also records it in `schema_versions` (component, version). Two kinds of
   shadow, the rebuild's work schema), each schema recording them in its own
   `schema_versions`, so a dropped shadow forgets them with its tables;
 * database components (the API's keys, claims and holds, the alerts' subscriptions and
-  deliveries): every name qualified, run once per database with an empty search_path (an
-  unqualified name is an error, not a table in the wrong schema), recorded in the live
-  schema's `schema_versions`, the one table every service reads.
+  deliveries, the redrive's record): every name qualified, run once per database with an
+  empty search_path (an unqualified name is an error, not a table in the wrong schema),
+  recorded in the live schema's `schema_versions`, the one table every service reads.
 
 `ledger migrate` and every service at start call `migrate`: it holds a session advisory
 lock on a connection of its own for the whole run, so services starting together on a new
@@ -59,6 +59,7 @@ COMPONENTS = (
     ),
     Component("alerts", SERVICES / "alerts" / "migrations", per_projection=False),
     Component("api", SERVICES / "api" / "migrations", per_projection=False),
+    Component("pricing", SERVICES / "pricing" / "migrations", per_projection=False),
 )
 
 # The previous layout: the projector's files (holds and alerts among them) ran in each
@@ -72,8 +73,9 @@ OLD_NAMES: dict[str, tuple[tuple[str, int], ...]] = {
     "005_usage_hourly.sql": (("projector", 5),),
     "006_alerts.sql": (("alerts_projection", 1), ("alerts", 1)),
     "007_fillfactor.sql": (("projector", 7),),
-    # Unreleased, added to the projector's folder before this runner; it touches holds only.
+    # Unreleased, added to the projector's folder before this runner; database-wide both.
     "008_zero_credit_holds.sql": (("api", 3),),
+    "009_redrive.sql": (("pricing", 1),),
 }
 OLD_API_TABLE = f"{LIVE_SCHEMA}.idempotency_keys"
 OLD_API_VERSION = ("api", 1)

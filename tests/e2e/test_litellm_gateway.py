@@ -289,7 +289,7 @@ async def test_a_resent_usage_batch_is_debited_once(deployment: Deployment) -> N
     await deployment.top_up(acct, 100_000)
     batch = {"events": [
         {"event_id": str(uuid.uuid4()), "account_id": acct, "model": model,
-         "input_tokens": 1_000, "output_tokens": 500, "occurred_at": "2026-11-27T19:00:00Z",
+         "input_tokens": 1_000, "output_tokens": 500, "occurred_at": datetime.now(UTC).isoformat(),
          "gateway_id": "gw-e2e"}
         for model in ("mimo-v2-pro", "mimo-v2-omni")
     ] + [{"event_id": "bad", "account_id": acct}]}  # fmt: skip

@@ -105,16 +105,17 @@ async def test_check_says_pending_on_a_new_database_and_nothing_once_migrated(
     assert sorted(tuple(r) for r in recorded) == sorted(m.key for m in plan())
 
 
-# The projector's folder just before this runner: a holds change added there (unreleased).
+# The projector's folder just before this runner: unreleased files added there.
 INTERIM_FILES = {
     **OLD_FILES,
     "008_zero_credit_holds.sql": ("api/migrations/003_zero_credit_holds.sql",),
+    "009_redrive.sql": ("pricing/migrations/001_redrive.sql",),
 }
 LAYOUTS = {  # which parts of the previous layout a database has: projector files, API tables
     "projector and api": (OLD_FILES, True),
     "projector only": (OLD_FILES, False),
     "api only": ({}, True),
-    "projector with 008 and api": (INTERIM_FILES, True),
+    "projector with 008, 009 and api": (INTERIM_FILES, True),
 }
 
 
