@@ -28,6 +28,8 @@ COMMANDS = {
     "rebuild": "services.audit.rebuild:main",
     "bench": "services.bench.bench:main",
     "migrate": "services.common.migrations:main",
+    "backup": "services.common.backup:backup_main",
+    "restore": "services.common.backup:restore_main",
 }
 # The subcommands that talk to Kafka: each checks that the brokers accept its settings first.
 KAFKA_COMMANDS = frozenset(
@@ -96,6 +98,16 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.add_argument(
         "--check", action="store_true", help="list the pending ones, apply nothing; exit 1 if any"
     )
+
+    backup = sub.add_parser(
+        "backup", help="copy the database state the log cannot rebuild to a new directory"
+    )
+    backup.add_argument("dir", metavar="DIR", help="where to write it: new or empty")
+    restore = sub.add_parser(
+        "restore",
+        help="load a backup into a database without those rows; then `ledger rebuild --yes`",
+    )
+    restore.add_argument("dir", metavar="DIR", help="a directory `ledger backup` wrote")
 
     add_redrive_parser(sub)
     rebuild = sub.add_parser("rebuild", help="rebuild the live projection from ledger.v1")

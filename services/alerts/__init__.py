@@ -8,3 +8,12 @@ delivery.py     one signed attempt (signing.py), to a checked address (destinati
 schedule.py     what an attempt's outcome does next (pure)
 store.py        the SQL of subscriptions, outbox relay and delivery log
 """
+
+# What `ledger backup` copies (services/common/backup.py): the settings, and the delivery
+# log, so pending deliveries resume and an alert a rebuild publishes again is not sent twice.
+BACKUP_TABLES = (
+    "alerts.subscriptions",
+    "alerts.deliveries",
+    "alerts.delivery_attempts",
+    "alerts.counters",
+)
