@@ -41,19 +41,24 @@ async def ledger_end_offsets(settings: Settings) -> dict[int, int]:
     """The end of every ledger.v1 partition now: the high watermark, past any open pricing
     transaction, so every entry already written falls below it."""
     topic = Topics.from_settings(settings).ledger
+    admin = kafka.admin(settings)
+    await admin.start()
+    try:
+        (described,) = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    tps = [TopicPartition(topic, p["partition"]) for p in described.get("partitions", ())]
+    if not tps:
+        return {}
     consumer = AIOKafkaConsumer(
         **kafka.connection(settings), isolation_level="read_uncommitted", enable_auto_commit=False
     )
     await consumer.start()
     try:
-        partitions = consumer.partitions_for_topic(topic) or set()
-        if not partitions:
-            await consumer.topics()  # fetches the metadata the first call may not have had
-            partitions = consumer.partitions_for_topic(topic) or set()
-        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in sorted(partitions)])
-        return {tp.partition: offset for tp, offset in ends.items()}
+        ends = await consumer.end_offsets(tps)
     finally:
         await consumer.stop()
+    return {tp.partition: offset for tp, offset in sorted(ends.items())}
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from schemas.events import CreditsGranted
 from services.common.settings import Settings
+from tests.factories import sign
 from tests.integration.pipeline_harness import (
     execute,
     grant_accounts,
@@ -43,7 +43,7 @@ async def test_clean_run_audits_equal_and_reprices_without_drift_then_tampering_
         await wait_journal(s, EVENTS + ACCOUNTS)
         # Same entry_id, other content: stored as a conflict, listed, never a difference.
         first = grants[0]
-        await publish_ledger(s, CreditsGranted(**{**first.model_dump(), "credits": 5}))
+        await publish_ledger(s, sign(first.model_copy(update={"credits": 5})))
         await wait_for(s, "SELECT count(*) FROM ledger.conflicts", 1)
 
         audit = await ledger(s, "audit", "--json")
