@@ -175,8 +175,13 @@ def read_verify_keys(paths: Sequence[Path]) -> VerifyKeys:
             "LEDGER_ENTRY_VERIFY_KEYS is not set: grants and adjustments are verified with "
             "those Ed25519 public keys (PEM files, comma-separated); see docs/operations.md"
         )
-    keys = [read_verify_key(path) for path in paths]
-    return VerifyKeys({key.key_id: key for key in keys})
+    by_id: dict[str, VerifyKey] = {}
+    for path in paths:
+        key = read_verify_key(path)
+        if key.key_id in by_id:  # as a key and as retired, say: which one holds is unclear
+            raise EntryKeyError(f"LEDGER_ENTRY_VERIFY_KEYS names key {key.key_id} twice")
+        by_id[key.key_id] = key
+    return VerifyKeys(by_id)
 
 
 def read_verify_key(path: Path) -> VerifyKey:

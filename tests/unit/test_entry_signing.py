@@ -139,6 +139,7 @@ def test_key_files_round_trip_and_bad_ones_refuse_with_one_line(tmp_path: Path) 
         lambda: read_signing_key(public),  # a public key where the private one belongs
         lambda: read_verify_keys([tmp_path / "junk.pem"]),
         lambda: read_verify_keys([tmp_path / "missing.pem"]),
+        lambda: read_verify_keys([public, public]),
     ):
         with pytest.raises(EntryKeyError) as error:
             attempt()
