@@ -24,10 +24,9 @@ from schemas.debit_json import DEBITS, Entry, PlainDebit, read_plain_debit
 from schemas.entry_signing import VerifyKeys
 from schemas.events import (
     BALANCE_LIMIT,
-    CreditsAdjusted,
     CreditsDebited,
-    CreditsGranted,
     LedgerEntry,
+    MoneyIn,
     ledger_entry_adapter,
 )
 from schemas.events import parse_ledger_entry as parse_entry
@@ -137,9 +136,10 @@ def read_message(
     if b"\\u0000" in raw and any("\x00" in str(v) for v in entry.model_dump().values()):
         detail = "a text field contains a NUL character, which PostgreSQL text cannot hold"
         return RejectedMessage(raw, partition, offset, detail, "refused")
-    money_in = isinstance(entry, CreditsGranted | CreditsAdjusted)
-    if money_in and (why := unauthenticated(raw, entry, partition, offset, keys)) is not None:
-        return RejectedMessage(raw, partition, offset, why, "unauthenticated")
+    if isinstance(entry, MoneyIn):
+        why = unauthenticated(raw, entry, partition, offset, keys)
+        if why is not None:
+            return RejectedMessage(raw, partition, offset, why, "unauthenticated")
     return SourcedEntry(entry, raw, partition, offset)
 
 
