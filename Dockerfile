@@ -1,5 +1,9 @@
-# One image for the three services: `ledger serve pricing|projector|api`.
+# One image for the four services: `ledger serve pricing|projector|api|webhooks`.
 FROM python:3.11-slim
+# The version comes from pyproject.toml: docker build --build-arg VERSION="$(make version)" .
+ARG VERSION=unknown
+LABEL org.opencontainers.image.title="credit-ledger" \
+      org.opencontainers.image.version="$VERSION"
 WORKDIR /app
 # The pinned runtime dependencies first, so a code change does not reinstall them.
 COPY requirements.lock ./

@@ -54,6 +54,8 @@ IdempotencyKey = Annotated[
     str, StringConstraints(min_length=1, max_length=255, pattern=r"^[^\x00]+$")
 ]
 PositiveCredits = Annotated[int, Field(strict=True, gt=0, le=2**62)]
+# A hold's credits: 0 too, the worst case of a free model, placed and settled like any other.
+HoldCredits = Annotated[int, Field(strict=True, ge=0, le=2**62)]
 
 
 def _absent(value: object) -> bool:
@@ -238,7 +240,7 @@ class HoldPlaced(Event):
     schema_version: Literal[1] = 1
     hold_id: HoldId
     account_id: AccountId
-    credits: PositiveCredits
+    credits: HoldCredits
     idempotency_key: IdempotencyKey
     expires_at: Timestamp
     occurred_at: Timestamp
@@ -251,7 +253,7 @@ class HoldRefused(Event):
     schema_version: Literal[1] = 1
     hold_id: HoldId
     account_id: AccountId
-    credits: PositiveCredits
+    credits: HoldCredits
     available: int
     idempotency_key: IdempotencyKey
     occurred_at: Timestamp
@@ -322,6 +324,7 @@ __all__ = [
     "CreditsGranted",
     "GrantCategory",
     "GrantReason",
+    "HoldCredits",
     "HoldEvent",
     "HoldPlaced",
     "HoldRefused",

@@ -10,6 +10,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
+from services import __version__
 from services.common.settings import load_settings
 
 # subcommand -> "module:function"; the function takes the parsed arguments, returns an exit code.
@@ -34,6 +35,7 @@ KAFKA_COMMANDS = frozenset(
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ledger", description="Event-sourced credit ledger")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run one service in the foreground")

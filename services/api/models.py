@@ -11,9 +11,10 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from schemas.events import AccountId, CreditsAdjusted, CreditsGranted, Event, UsageRecorded
+from services import __version__
 from services.api.auth import Scope
 
 
@@ -216,3 +217,5 @@ class PriceBookAnswer(BaseModel):
 
 class Health(BaseModel):
     status: Literal["ok"] = "ok"
+    # A factory, so the OpenAPI document does not change with every release.
+    version: str = Field(default_factory=lambda: __version__)
