@@ -144,3 +144,17 @@ def test_key_files_round_trip_and_bad_ones_refuse_with_one_line(tmp_path: Path) 
         with pytest.raises(EntryKeyError) as error:
             attempt()
         assert "\n" not in str(error.value) and "LEDGER_ENTRY_" in str(error.value)
+
+
+def test_the_bench_makes_a_pair_of_its_own_only_when_none_is_configured(tmp_path: Path) -> None:
+    from services.bench.namespace import with_entry_keys
+    from services.common.settings import Settings
+
+    bare = Settings(ledger_entry_signing_key="", ledger_entry_verify_keys="")
+    keyed = with_entry_keys(bare, tmp_path)
+    assert keyed.ledger_entry_signing_key is not None
+    signing = read_signing_key(keyed.ledger_entry_signing_key)
+    assert list(read_verify_keys(keyed.ledger_entry_verify_keys).by_id) == [signing.key_id]
+    assert with_entry_keys(bare, tmp_path) == keyed  # the same pair on the next run
+    configured = Settings()  # the session's keys, from the environment
+    assert with_entry_keys(configured, tmp_path) is configured
