@@ -166,7 +166,14 @@ class CreditsAdjusted(Event):
 MoneyIn = CreditsGranted | CreditsAdjusted  # the entries only the API writes, signed
 
 
-RejectionCode = Literal["invalid_json", "invalid_event", "unknown_model", "exceeds_context"]
+RejectionCode = Literal[
+    "invalid_json",
+    "invalid_event",
+    "unknown_model",
+    "exceeds_context",
+    "no_price_version",
+    "outside_dedup_window",
+]
 
 
 class SourcePosition(Event):

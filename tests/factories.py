@@ -22,8 +22,9 @@ HALF = 2**62  # the largest credits one entry may carry
 
 
 def usage_fields(model: str = "mimo-v2-omni", **changes: Any) -> dict[str, Any]:
-    """A usage.recorded as the JSON object a gateway sends, with a fresh event_id; `changes`
-    replace or add fields (an invalid event on purpose, too)."""
+    """A usage.recorded as the JSON object a gateway sends, with a fresh event_id, occurred
+    now (inside the dedup window whenever the test runs); `changes` replace or add fields
+    (an invalid event on purpose, too)."""
     return {
         "type": "usage.recorded",
         "schema_version": 1,
@@ -33,7 +34,7 @@ def usage_fields(model: str = "mimo-v2-omni", **changes: Any) -> dict[str, Any]:
         "input_tokens": 1000,
         "cached_input_tokens": 0,
         "output_tokens": 200,
-        "occurred_at": "2026-11-27T19:00:00Z",
+        "occurred_at": datetime.now(UTC).isoformat(),
         "gateway_id": "gw-test",
         **changes,
     }

@@ -3,6 +3,7 @@ process. Every variable the services and commands read goes through `Settings`."
 
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -61,7 +62,8 @@ class Settings(BaseSettings):
     # call goes ahead when the ledger cannot be reached (docs/contracts.md, Configuration).
     ledger_api_url: str = "http://127.0.0.1:8000"
     ledger_api_key: str = ""
-    ledger_litellm_account: str = "end_user"
+    # The authenticated LiteLLM key's team by default: `end_user` trusts the client's `user`.
+    ledger_litellm_account: str = "team_id"
     ledger_litellm_models: str = ""
     ledger_litellm_max_output_tokens: int = Field(default=4096, ge=1, le=10**9)
     ledger_litellm_fail_open: bool = False
@@ -103,6 +105,7 @@ class Settings(BaseSettings):
             "LEDGER_TOPIC_PREFIX": self.ledger_topic_prefix,
             "LEDGER_PARTITIONS": str(self.ledger_partitions),
             "LEDGER_PRICEBOOK": str(self.ledger_pricebook),
+            "LEDGER_DEDUP_WINDOW_DAYS": str(self.ledger_dedup_window_days),
             "LEDGER_REPLICATION_FACTOR": str(self.ledger_replication_factor),
             "KAFKA_SECURITY_PROTOCOL": self.kafka_security_protocol,
             "KAFKA_SASL_MECHANISM": self.kafka_sasl_mechanism,
@@ -137,6 +140,21 @@ class Settings(BaseSettings):
             "LEDGER_ENTRY_SIGNING_KEY": str(self.ledger_entry_signing_key or ""),
             "LEDGER_ENTRY_VERIFY_KEYS": ",".join(map(str, self.ledger_entry_verify_keys)),
         }
+
+    # The gateway kit's durable spool (services/gateway/spool.py): where each call's usage is
+    # written before it is sent, and the size at which new calls are refused (503).
+    ledger_spool_dir: Path = Path(".local/spool")
+    ledger_spool_max_mb: float = Field(default=256.0, gt=0)
+
+    # The dedup window (docs/contracts.md, Configuration): usage whose occurred_at is more
+    # than this many days before it reached the ledger is refused (outside_dedup_window),
+    # at POST /v1/usage and by pricing. It stays below the journal's retention (400 days),
+    # so the first copy of any event the ledger still accepts is still in PostgreSQL.
+    ledger_dedup_window_days: int = Field(default=30, ge=1, le=399)
+
+    @property
+    def dedup_window(self) -> timedelta:
+        return timedelta(days=self.ledger_dedup_window_days)
 
 
 @lru_cache(maxsize=1)

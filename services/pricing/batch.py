@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from schemas.debit_json import timestamp_text
 from schemas.events import UsageRejected, dump
 from services.common.kafka import account_key, partition_for
+from services.pricing.admission import DEFAULT_DEDUP_WINDOW
 from services.pricing.debits import ConsumedRecord, price_usage
 from services.pricing.pricebook import PriceBook
 
@@ -39,12 +40,13 @@ def price_batch(
     *,
     ledger_partitions: int,
     dlq_partitions: int,
+    window: timedelta = DEFAULT_DEDUP_WINDOW,
 ) -> PricedBatch:
     """Prices records in order; each account's debits keep their order within a partition."""
     out = PricedBatch()
     now_text = timestamp_text(now)
     for record in records:
-        outcome = price_usage(record, book, now, now_text)
+        outcome = price_usage(record, book, now, now_text, window)
         if isinstance(outcome, UsageRejected):
             append_rejection(out, record, outcome, dlq_partitions)
         else:

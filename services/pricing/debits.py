@@ -7,7 +7,7 @@ original bytes, so the pipeline keeps going and nothing is dropped.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import lru_cache
 from json.encoder import encode_basestring
 from typing import NamedTuple, Protocol
@@ -31,6 +31,7 @@ from schemas.events import (
     UsageRejected,
 )
 from schemas.usage_json import PlainUsage, read_plain_usage
+from services.pricing.admission import DEFAULT_DEDUP_WINDOW, in_time, judge_usage, received_at
 from services.pricing.pricebook import PriceBook, Rejection, Tier
 
 # Fixed forever: changing it would give every replayed usage event a new entry_id.
@@ -44,10 +45,17 @@ MAX_PAYLOAD_BYTES = 128 * 1024
 MAX_DETAIL_CHARS = 2048
 
 
-def debit_entry_id(event_id: str) -> UUID:
-    """The debit's entry_id: uuid5(DEBIT_NAMESPACE, event_id), so a redelivered or re-sent
-    usage event yields the same entry and the projector settles it."""
-    return UUID(uuid5_text(DEBIT_NAMESPACE, event_id))
+def debit_entry_text(account_id: str, event_id: str) -> str:
+    """The debit's entry_id: uuid5(DEBIT_NAMESPACE, account_id + "\n" + event_id), so a
+    redelivered or re-sent usage event yields the same entry and the projector settles it,
+    while the same event_id on two accounts (event ids are unique per account) gives two.
+    An account id never holds a line break (ACCOUNT_ID_PATTERN), so no two pairs meet."""
+    return uuid5_text(DEBIT_NAMESPACE, f"{account_id}\n{event_id}")
+
+
+def debit_entry_id(account_id: str, event_id: str) -> UUID:
+    """debit_entry_text as a UUID."""
+    return UUID(debit_entry_text(account_id, event_id))
 
 
 class EncodedDebit(NamedTuple):
@@ -70,6 +78,11 @@ class ConsumedRecord(Protocol):
     def key(self) -> bytes | None: ...
     @property
     def value(self) -> bytes | None: ...
+    # Milliseconds since the epoch (the broker's or producer's clock); -1 when absent. The
+    # time an event is judged against (services/pricing/admission.py), so pricing stays a
+    # pure function of the log.
+    @property
+    def timestamp(self) -> int | None: ...
 
 
 @dataclass(frozen=True)
@@ -81,31 +94,43 @@ class UsageMessage:
     offset: int
     key: bytes | None
     value: bytes | None
+    timestamp: int | None = None  # None: not judged by time
 
 
 def price_message(
-    record: ConsumedRecord, book: PriceBook, now: datetime
+    record: ConsumedRecord,
+    book: PriceBook,
+    now: datetime,
+    window: timedelta = DEFAULT_DEDUP_WINDOW,
 ) -> CreditsDebited | UsageRejected:
     """The model form of `price_usage`, for callers that want objects rather than bytes."""
-    outcome = price_usage(record, book, now, timestamp_text(now))
+    outcome = price_usage(record, book, now, timestamp_text(now), window)
     if isinstance(outcome, UsageRejected):
         return outcome
     return CreditsDebited.model_validate_json(outcome.value)
 
 
 def price_usage(
-    record: ConsumedRecord, book: PriceBook, now: datetime, now_text: str
+    record: ConsumedRecord,
+    book: PriceBook,
+    now: datetime,
+    now_text: str,
+    window: timedelta = DEFAULT_DEDUP_WINDOW,
 ) -> EncodedDebit | UsageRejected:
-    """`now_text` is `now` formatted once per batch; the hot path should not redo it."""
+    """`now_text` is `now` formatted once per batch; the hot path should not redo it.
+    `now` only stamps priced_at and rejected_at: what is billed depends on the record alone
+    (its bytes and its Kafka timestamp), so a replay decides the same."""
     value = record.value
     if value:
         plain = read_plain_usage(value)
-        if plain is not None:
+        # Out of time, or not priced: price_validated says why (judge_time).
+        bounds = in_time(record.timestamp, window)
+        if plain is not None and (bounds is None or bounds[0] <= plain.occurred_at <= bounds[1]):
             debit = encode_priced(plain, book, now_text)
             if debit is not None:
                 return debit
     # Anything unusual, and every rejection, takes the authoritative pydantic way.
-    return price_validated(record, book, now, now_text)
+    return price_validated(record, book, now, now_text, window)
 
 
 def encode_priced(usage: PlainUsage, book: PriceBook, now_text: str) -> EncodedDebit | None:
@@ -125,7 +150,7 @@ def encode_priced(usage: PlainUsage, book: PriceBook, now_text: str) -> EncodedD
     event_id = usage.event_id
     # account_id keeps ACCOUNT_ID_PATTERN (checked), so it needs no JSON escaping.
     encoded = debit_bytes(
-        uuid5_text(DEBIT_NAMESPACE, event_id),
+        debit_entry_text(usage.account_id, event_id),
         f'"{usage.account_id}"',
         encode_basestring(event_id),
         model_tier,
@@ -147,7 +172,11 @@ def _fragments(version: str, model: str, tier: Tier) -> tuple[str, str]:
 
 
 def price_validated(
-    record: ConsumedRecord, book: PriceBook, now: datetime, now_text: str
+    record: ConsumedRecord,
+    book: PriceBook,
+    now: datetime,
+    now_text: str,
+    window: timedelta = DEFAULT_DEDUP_WINDOW,
 ) -> EncodedDebit | UsageRejected:
     """price_usage with pydantic validating the event: the authority on what is invalid."""
     value = record.value
@@ -165,17 +194,11 @@ def price_validated(
     except ValidationError as error:
         code, detail = classify(error)
         return reject(record, code, detail, now)
-    quote = book.quote(
-        model=usage.model,
-        input_tokens=usage.input_tokens,
-        output_tokens=usage.output_tokens,
-        cached_input_tokens=usage.cached_input_tokens,
-        at=usage.occurred_at,
-    )
+    quote = judge_usage(usage, book, received_at(record.timestamp), window)
     if isinstance(quote, Rejection):
         return reject(record, quote.code, quote.detail, now)
     encoded = encode_debit(
-        entry_id=uuid5_text(DEBIT_NAMESPACE, usage.event_id),
+        entry_id=debit_entry_text(usage.account_id, usage.event_id),
         account_id=usage.account_id,
         usage_event_id=usage.event_id,
         model=usage.model,

@@ -13,7 +13,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from hypothesis import given
 from hypothesis import strategies as st
 
-from schemas.debit_json import encode_debit, timestamp_text, uuid5_text
+from schemas.debit_json import encode_debit, timestamp_text
 from schemas.events import CreditsDebited, UsageRejected, dump
 from services.common.kafka import partition_for
 from services.common.settings import DEFAULT_PRICEBOOK
@@ -24,6 +24,7 @@ from services.pricing.debits import (
     MAX_PAYLOAD_CHARS,
     UsageMessage,
     debit_entry_id,
+    debit_entry_text,
     price_message,
 )
 from services.pricing.pricebook import load_pricebook
@@ -32,6 +33,8 @@ pytestmark = pytest.mark.unit
 
 BOOK = load_pricebook(DEFAULT_PRICEBOOK)
 NOW = datetime(2026, 11, 27, 20, 0, 0, 123456, tzinfo=UTC)
+identifiers = st.text(min_size=1, max_size=128)
+account_ids = st.from_regex(r"[A-Za-z0-9._:@-]{1,128}", fullmatch=True)
 USAGE: dict[str, Any] = {
     "type": "usage.recorded",
     "schema_version": 1,
@@ -57,7 +60,7 @@ def usage(**changes: Any) -> bytes:
 def test_design_example_becomes_the_design_debit() -> None:
     debit = price_message(message(usage()), BOOK, NOW)
     assert debit == CreditsDebited(
-        entry_id=uuid.uuid5(DEBIT_NAMESPACE, USAGE["event_id"]),
+        entry_id=uuid.uuid5(DEBIT_NAMESPACE, f"acct-42\n{USAGE['event_id']}"),
         account_id="acct-42",
         usage_event_id=USAGE["event_id"],
         model="mimo-v2-pro",
@@ -77,9 +80,25 @@ def test_tts_gives_a_zero_credit_debit() -> None:
     assert (debit.credits, debit.tier, debit.multiplier) == (0, "any", Decimal(0))
 
 
-def test_entry_id_is_uuid5_of_the_event_id_and_stable() -> None:
-    assert debit_entry_id("e-1") == uuid.uuid5(DEBIT_NAMESPACE, "e-1")
-    assert debit_entry_id("e-1") == debit_entry_id("e-1") != debit_entry_id("e-2")
+@given(account_ids, identifiers)
+def test_entry_id_is_uuid5_of_account_newline_event_id_and_stable(account: str, event: str) -> None:
+    expected = uuid.uuid5(DEBIT_NAMESPACE, f"{account}\n{event}")
+    assert debit_entry_id(account, event) == expected == debit_entry_id(account, event)
+    assert debit_entry_text(account, event) == str(expected)
+
+
+@given(account_ids, account_ids, identifiers, identifiers)
+def test_entry_ids_differ_when_account_or_event_id_differs(a: str, b: str, e: str, f: str) -> None:
+    # An account id holds no line break, so "a\ne" names one pair only.
+    assert (debit_entry_id(a, e) == debit_entry_id(b, f)) == ((a, e) == (b, f))
+
+
+def test_the_same_event_id_on_two_accounts_is_two_debits() -> None:
+    one = price_message(message(usage(account_id="acct-1")), BOOK, NOW)
+    two = price_message(message(usage(account_id="acct-2")), BOOK, NOW)
+    assert isinstance(one, CreditsDebited) and isinstance(two, CreditsDebited)
+    assert one.usage_event_id == two.usage_event_id and one.entry_id != two.entry_id
+    assert one.entry_id == debit_entry_id("acct-1", USAGE["event_id"])
 
 
 @pytest.mark.parametrize(
@@ -98,7 +117,7 @@ def test_entry_id_is_uuid5_of_the_event_id_and_stable() -> None:
         (usage(occurred_at="2026-11-27T19:00:00"), "invalid_event", "occurred_at"),
         (usage(cached_input_tokens=1201), "invalid_event", "cached_input_tokens"),
         (usage(model="gpt-9"), "unknown_model", "gpt-9"),
-        (usage(occurred_at="2020-01-01T00:00:00Z"), "unknown_model", "no price"),
+        (usage(occurred_at="2020-01-01T00:00:00Z"), "no_price_version", "no price"),
         (usage(input_tokens=1_048_577), "exceeds_context", "1048576"),
         (usage(model="mimo-v2-omni", input_tokens=262_145), "exceeds_context", "262144"),
     ],
@@ -149,7 +168,6 @@ def test_a_huge_key_is_not_copied_to_the_dlq_but_keeps_its_partition() -> None:
     assert f"key of {len(key)} bytes is not kept" in json.loads(value)["detail"]
 
 
-identifiers = st.text(min_size=1, max_size=128)
 aware = st.datetimes(
     min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30),
     timezones=st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30)),
@@ -169,9 +187,9 @@ def test_fast_encoder_writes_exactly_what_the_model_dumps(
         "multiplier": multiplier, "billable_tokens": billable, "credits": credits,
         "price_version": event_id, "occurred_at": occurred_at,
     }  # fmt: skip
-    expected = dump(CreditsDebited(entry_id=uuid.uuid5(DEBIT_NAMESPACE, event_id),
+    expected = dump(CreditsDebited(entry_id=uuid.uuid5(DEBIT_NAMESPACE, f"{account}\n{event_id}"),
                                    priced_at=priced_at, **fields))  # fmt: skip
-    encoded = encode_debit(entry_id=uuid5_text(DEBIT_NAMESPACE, event_id),
+    encoded = encode_debit(entry_id=debit_entry_text(account, event_id),
                            priced_at=timestamp_text(priced_at), **fields)  # fmt: skip
     assert encoded == expected
 

@@ -185,6 +185,26 @@ def test_the_hot_path_prices_exactly_as_pydantic_does(value: bytes, book: Any) -
     assert price_usage(record, book, NOW, NOW_TEXT) == price_validated(record, book, NOW, NOW_TEXT)
 
 
+# Kafka timestamps around the generated occurred_at, and exactly at the window's edges.
+_MS = int(NOW.timestamp() * 1000)
+_EDGES = [_MS + d for d in (0, 24 * 3600_000, -30 * 86_400_000)]
+timestamps = st.one_of(
+    st.none(),
+    st.just(-1),
+    st.integers(_MS - 400 * 86_400_000, _MS + 400 * 86_400_000),
+    st.sampled_from(_EDGES).flatmap(lambda ms: st.integers(ms - 2, ms + 2)),
+)
+
+
+@settings(max_examples=800)
+@given(usage_messages(), timestamps)
+def test_the_hot_path_judges_time_exactly_as_pydantic_does(
+    value: bytes, timestamp: int | None
+) -> None:
+    record = UsageMessage("usage.v1", 3, 7, b"k", value, timestamp)
+    assert price_usage(record, BOOK, NOW, NOW_TEXT) == price_validated(record, BOOK, NOW, NOW_TEXT)
+
+
 @settings(max_examples=1500)
 @given(usage_messages())
 def test_what_the_plain_reader_accepts_pydantic_accepts_with_the_same_values(value: bytes) -> None:
