@@ -8,7 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_PRICEBOOK = Path(__file__).resolve().parent.parent / "pricing" / "pricebook.toml"
@@ -50,10 +50,10 @@ class Settings(BaseSettings):
     kafka_sasl_password: SecretStr = SecretStr("")
     kafka_ssl_cafile: Path | None = None
 
-    @field_validator("kafka_ssl_cafile", mode="before")
+    @field_validator("kafka_ssl_cafile", "ledger_api_tls_cert", "ledger_api_tls_key", mode="before")
     @classmethod
-    def _no_cafile_when_empty(cls, value: object) -> object:
-        # An empty KAFKA_SSL_CAFILE means the system's CAs, not the current directory.
+    def _no_file_when_empty(cls, value: object) -> object:
+        # An empty path means none (the system's CAs, plain HTTP), not the current directory.
         return None if value == "" else value
 
     # The LiteLLM callback (services/gateway/litellm_callback.py): where the ledger API is, its
@@ -95,6 +95,27 @@ class Settings(BaseSettings):
         if isinstance(value, tuple | list) and any(float(v) < 0 for v in value):
             raise ValueError("LEDGER_WEBHOOK_RETRY_SECONDS takes delays >= 0, e.g. 5,30,300")
         return value
+
+    # One API process's connections (services/api/server.py, docs/operations.md): at most
+    # this many open (past it a request gets a 503 `overloaded`), a request begun must be
+    # sent whole within the header timeout, a connection without a request is closed after
+    # the idle timeout.
+    ledger_api_max_connections: int = Field(default=10_000, ge=1, le=10_000_000)
+    ledger_api_header_timeout_seconds: float = Field(default=10.0, gt=0, le=3600)
+    ledger_api_idle_timeout_seconds: float = Field(default=15.0, gt=0, le=3600)
+    # HTTPS (services/api/server.py): the API's certificate chain and private key, PEM files;
+    # both or neither.
+    ledger_api_tls_cert: Path | None = None
+    ledger_api_tls_key: Path | None = None
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Settings:
+        if (self.ledger_api_tls_cert is None) != (self.ledger_api_tls_key is None):
+            raise ValueError("LEDGER_API_TLS_CERT and LEDGER_API_TLS_KEY go together")
+        for path in (self.ledger_api_tls_cert, self.ledger_api_tls_key):
+            if path is not None and not path.is_file():
+                raise ValueError(f"{path} (LEDGER_API_TLS_*) is not a readable file")
+        return self
 
     def service_environment(self) -> dict[str, str]:
         """The variables a `ledger` child process needs to join the same Kafka topics and
