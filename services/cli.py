@@ -45,6 +45,7 @@ KAFKA_COMMANDS = frozenset(
         "rebuild",
         "bench",
         "redrive",
+        "restore",
     }
 )
 

@@ -12,9 +12,11 @@ columns, rows and the file's SHA-256. Every table is read in one REPEATABLE READ
 transaction, so the files are one instant of the database (holds and their settlements
 agree, as the projector commits both together).
 
-A restore verifies the manifest and every digest first, migrates the database (created
-when missing), then loads every table in one transaction into a database that holds none
-of their rows yet, and moves the identity sequences past the loaded rows.
+A restore verifies the manifest and every digest first, reads holds.v1 (the hold
+decisions made after the backup's instant: services/api/holds/catch_up.py), migrates the
+database (created when missing), then, in one transaction, loads every table into a
+database that holds none of their rows yet, moves the identity sequences past the loaded
+rows and applies those decisions.
 """
 
 from __future__ import annotations
@@ -32,8 +34,11 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+from aiokafka.errors import KafkaError
 
 from services import __version__
+from services.api.holds import catch_up
+from services.api.holds.catch_up import Decisions
 from services.common.migrations import LIVE_SCHEMA, migrate, plan
 
 OWNERS = ("services.api", "services.alerts", "services.pricing")
@@ -204,8 +209,11 @@ async def take_backup(database_url: str, folder: Path) -> Manifest:
     return Manifest(FORMAT, __version__, taken_at.isoformat(), versions, copies)
 
 
-async def load_backup(database_url: str, folder: Path, manifest: Manifest) -> None:
-    """Migrates the database, then loads every table of `manifest` in one transaction."""
+async def load_backup(
+    database_url: str, folder: Path, manifest: Manifest, decisions: Decisions
+) -> tuple[int, int]:
+    """Migrates the database, then loads every table of `manifest` and applies the hold
+    decisions holds.v1 has beyond them, in one transaction; answers (placed, released)."""
     reason = refusals(manifest, backed_up_tables(), [m.key for m in plan()])
     if reason:
         raise BackupError(f"made by a later release ({manifest.ledger_version}): {reason}")
@@ -239,6 +247,7 @@ async def load_backup(database_url: str, folder: Path, manifest: Manifest) -> No
                         f"the manifest says {copy.rows}"
                     )
                 await advance_sequences(conn, copy.table)
+            return await catch_up.apply(conn, decisions)
     finally:
         await conn.close()
 
@@ -295,12 +304,18 @@ def restore_main(args: argparse.Namespace) -> int:
             f"restore: {folder}: verified {len(manifest.tables)} files, taken "
             f"{manifest.taken_at} by ledger {manifest.ledger_version}"
         )
-        asyncio.run(load_backup(load_settings().database_url, folder, manifest))
+        settings = load_settings()
+        decisions = asyncio.run(catch_up.read_decisions(settings))
+        placed, released = asyncio.run(
+            load_backup(settings.database_url, folder, manifest, decisions)
+        )
     except VerificationError as error:
         print(f"ledger restore: verification failed: {error}", file=sys.stderr)
         return FAILED
     except BackupError as error:
         return refuse("restore", str(error))
+    except KafkaError as error:
+        return refuse("restore", f"holds.v1 cannot be read: {error!r}")
     except (OSError, TimeoutError, asyncpg.PostgresConnectionError) as error:
         return refuse("restore", f"PostgreSQL is not reachable: {error!r}")
     except asyncpg.PostgresError as error:
@@ -308,6 +323,10 @@ def restore_main(args: argparse.Namespace) -> int:
         return FAILED
     for copy in manifest.tables:
         print(f"restore: {copy.table}: {copy.rows:,} rows")
+    print(
+        f"restore: holds.v1: {placed:,} holds placed and {released:,} released after the "
+        "backup's instant applied"
+    )
     print(
         f"restore: done; {sum(c.rows for c in manifest.tables):,} rows. Next: "
         "`ledger rebuild --yes`, then `ledger audit`"
