@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -13,7 +13,6 @@ from aiokafka.partitioner import DefaultPartitioner
 from hypothesis import given
 from hypothesis import strategies as st
 
-from schemas.debit_json import encode_debit, timestamp_text, uuid5_text
 from schemas.events import CreditsDebited, UsageRejected, dump
 from services.common.kafka import partition_for
 from services.common.settings import DEFAULT_PRICEBOOK
@@ -22,11 +21,15 @@ from services.pricing.debits import (
     DEBIT_NAMESPACE,
     MAX_PAYLOAD_BYTES,
     MAX_PAYLOAD_CHARS,
+    EncodedDebit,
     UsageMessage,
     debit_entry_id,
     price_message,
+    price_usage,
+    uuid5_text,
 )
 from services.pricing.pricebook import load_pricebook
+from tests.factories import usage_messages
 
 pytestmark = pytest.mark.unit
 
@@ -149,31 +152,16 @@ def test_a_huge_key_is_not_copied_to_the_dlq_but_keeps_its_partition() -> None:
     assert f"key of {len(key)} bytes is not kept" in json.loads(value)["detail"]
 
 
-identifiers = st.text(min_size=1, max_size=128)
-aware = st.datetimes(
-    min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30),
-    timezones=st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30)),
-                               timezone(timedelta(hours=-8))]),
-)  # fmt: skip
+@given(st.text(min_size=1, max_size=128))
+def test_the_entry_id_is_uuid5_of_the_event_id(event_id: str) -> None:
+    assert uuid5_text(DEBIT_NAMESPACE, event_id) == str(uuid.uuid5(DEBIT_NAMESPACE, event_id))
 
 
-@given(identifiers, identifiers, st.from_regex(r"[A-Za-z0-9._:@-]{1,128}", fullmatch=True),
-       st.decimals(min_value=0, max_value=1000, allow_nan=False, places=5),
-       st.integers(0, 10**12), st.integers(0, 2**62), aware, aware)  # fmt: skip
-def test_fast_encoder_writes_exactly_what_the_model_dumps(
-    event_id: str, model: str, account: str, multiplier: Decimal, billable: int,
-    credits: int, occurred_at: datetime, priced_at: datetime,
-) -> None:  # fmt: skip
-    fields: dict[str, Any] = {
-        "account_id": account, "usage_event_id": event_id, "model": model, "tier": model,
-        "multiplier": multiplier, "billable_tokens": billable, "credits": credits,
-        "price_version": event_id, "occurred_at": occurred_at,
-    }  # fmt: skip
-    expected = dump(CreditsDebited(entry_id=uuid.uuid5(DEBIT_NAMESPACE, event_id),
-                                   priced_at=priced_at, **fields))  # fmt: skip
-    encoded = encode_debit(entry_id=uuid5_text(DEBIT_NAMESPACE, event_id),
-                           priced_at=timestamp_text(priced_at), **fields)  # fmt: skip
-    assert encoded == expected
+@given(usage_messages())
+def test_what_pricing_writes_is_the_debit_models_own_json(value: bytes) -> None:
+    priced = price_usage(message(value), BOOK, NOW)
+    if isinstance(priced, EncodedDebit):
+        assert dump(CreditsDebited.model_validate_json(priced.value)) == priced.value
 
 
 @given(st.binary(min_size=1, max_size=200), st.integers(1, 100))
