@@ -145,16 +145,40 @@ _PRICED_AT = b',"priced_at":'
 def decode_usage(raw: bytes) -> UsageRecordedStruct:
     """Raises msgspec.ValidationError for JSON that breaks a rule, msgspec.DecodeError for
     anything that is not JSON."""
-    return _USAGE.decode(raw)
+    try:
+        return _USAGE.decode(raw)
+    except RecursionError as error:
+        raise _too_deep() from error
 
 
 def decode_ledger_entry(raw: bytes) -> Entry:
     """A debit as its Struct, a grant or an adjustment as its model. Raises msgspec's
     DecodeError (or its ValidationError) or pydantic's ValidationError."""
-    entry = _LEDGER.decode(raw)
+    try:
+        entry = _LEDGER.decode(raw)
+    except RecursionError as error:
+        raise _too_deep() from error
     if isinstance(entry, CreditsDebitedStruct):
         return entry
     return parse_ledger_entry(raw)
+
+
+def json_error(raw: bytes) -> msgspec.DecodeError | None:
+    """Why `raw` is not JSON at all; None when it is. The codecs check their rules while
+    they parse, so a rule may break before the JSON does: this tells the two apart."""
+    try:
+        msgspec.json.decode(raw)
+    except msgspec.DecodeError as error:
+        return error
+    except RecursionError:
+        return _too_deep()
+    return None
+
+
+def _too_deep() -> msgspec.DecodeError:
+    # msgspec parses by recursion; a message nested deeper than Python's limit is poison,
+    # refused like any other input that is not JSON the ledger can read.
+    return msgspec.DecodeError("JSON is malformed: nested too deeply")
 
 
 def encode(event: UsageRecordedStruct | CreditsDebitedStruct) -> bytes:
@@ -184,4 +208,5 @@ __all__ = [
     "decode_usage",
     "encode",
     "hold_of",
+    "json_error",
 ]

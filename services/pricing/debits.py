@@ -16,7 +16,7 @@ from uuid import UUID
 
 import msgspec
 
-from schemas.codec import CreditsDebitedStruct, decode_usage, encode
+from schemas.codec import CreditsDebitedStruct, decode_usage, encode, json_error
 from schemas.events import CreditsDebited, RejectionCode, SourcePosition, UsageRejected
 from services.pricing.pricebook import PriceBook, Rejection
 
@@ -142,11 +142,7 @@ def price_usage(
 def classify(error: msgspec.DecodeError, value: bytes) -> tuple[RejectionCode, str]:
     """The rejection code and detail of a message the usage codec refused."""
     if isinstance(error, msgspec.ValidationError):
-        # The codec checks while it parses: a rule may break before the JSON does.
-        try:
-            msgspec.json.decode(value)
-        except msgspec.DecodeError as not_json:
-            error = not_json
+        error = json_error(value) or error
     message = str(error)
     if not isinstance(error, msgspec.ValidationError):
         return "invalid_json", f"not valid UTF-8 JSON: {message}"
