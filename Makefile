@@ -15,7 +15,7 @@ DEV_LOCK := requirements-dev.lock
 LOCK_ARGS ?=
 COMPILE := $(BIN)/uv pip compile pyproject.toml --universal --generate-hashes --python-version 3.11 --quiet $(LOCK_ARGS)
 
-.PHONY: install lock up down test unit lint run stop bench schemas status clean soak cluster-up cluster-down chromium version
+.PHONY: install lock up down test unit lint run stop bench schemas status clean soak cluster-up cluster-down chromium npm version chart
 
 install: $(STAMP)
 
@@ -53,15 +53,36 @@ cluster-down:
 status:
 	@infra/kafka.sh status; infra/postgres.sh status; infra/run.sh status
 
-test: install up chromium
+test: install up chromium chart npm
 	$(BIN)/ruff check services schemas tests
 	$(BIN)/ruff format --check services schemas tests
 	$(BIN)/mypy
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+# The Helm chart: helm v4 (a Go module, built once into .local/go/bin) lints it and renders
+# it; kubernetes-validate checks the result against the Kubernetes schemas its package
+# carries (nothing is fetched at test time).
+HELM_VERSION := v4.3.2
+HELM := .local/go/bin/helm
+$(HELM):
+	GOBIN=$(CURDIR)/.local/go/bin go install helm.sh/helm/v4/cmd/helm@$(HELM_VERSION)
+
+chart: install $(HELM)
+	$(HELM) lint --strict infra/helm/credit-ledger
+	@mkdir -p .local
+	$(HELM) template ledger infra/helm/credit-ledger > .local/chart.yaml
+	$(HELM) template ledger infra/helm/credit-ledger --set secrets.kafkaCa=ledger-kafka-ca \
+		--set migrate.enabled=false --set config.extraEnv.LEDGER_WEBHOOK_ALLOW_PRIVATE=0 > .local/chart-variant.yaml
+	$(BIN)/kubernetes-validate --strict --quiet .local/chart.yaml .local/chart-variant.yaml
+
 # The browser tests (tests/browser) drive Debian's Chromium: installed when missing.
 chromium:
 	@tests/browser/install-chromium.sh
+
+# The TypeScript kit's tests (tests/e2e/test_typescript_kit.py runs them): its locked
+# dependencies, installed when missing.
+npm:
+	@test -d clients/typescript/node_modules || (cd clients/typescript && npm ci --no-audit --no-fund)
 
 unit: install
 	$(BIN)/pytest -m unit $(PYTEST_ARGS)

@@ -84,6 +84,8 @@ IdempotencyKey = Annotated[
     str, StringConstraints(min_length=1, max_length=255, pattern=r"^[^\x00]+$")
 ]
 PositiveCredits = Annotated[int, Field(strict=True, gt=0, le=2**62)]
+# A hold's credits: 0 too, the worst case of a free model, placed and settled like any other.
+HoldCredits = Annotated[int, Field(strict=True, ge=0, le=2**62)]
 
 
 def _absent(value: object) -> bool:
@@ -239,7 +241,7 @@ class HoldPlaced(Event):
     schema_version: Literal[1] = 1
     hold_id: HoldId
     account_id: AccountId
-    credits: PositiveCredits
+    credits: HoldCredits
     idempotency_key: IdempotencyKey
     expires_at: Timestamp
     occurred_at: Timestamp
@@ -252,7 +254,7 @@ class HoldRefused(Event):
     schema_version: Literal[1] = 1
     hold_id: HoldId
     account_id: AccountId
-    credits: PositiveCredits
+    credits: HoldCredits
     available: int
     idempotency_key: IdempotencyKey
     occurred_at: Timestamp
@@ -321,6 +323,7 @@ __all__ = [
     "CreditsDebited",
     "CreditsGranted",
     "EventTime",
+    "HoldCredits",
     "HoldEvent",
     "HoldPlaced",
     "HoldRefused",

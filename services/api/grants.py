@@ -42,7 +42,6 @@ from services.projector import within_limit
 # Fixed forever: entry ids derived from it are stored in the ledger.
 ENTRY_NAMESPACE = UUID("5b0c7f5e-1c7a-4f7e-9b1d-3c2e6a8d4f10")
 PUBLISH_TIMEOUT = 20.0  # seconds; the client gets a 503 and may retry with the same key
-MAX_KEY_LENGTH = 255
 # Fault point (LEDGER_FAULT): the process kills itself after a claim, before its publish.
 FAULT_AFTER_CLAIM = "api:after_claim"
 
@@ -96,19 +95,6 @@ def past_balance_limit(flows: tuple[int, int] | None, event: MoneyIn) -> str | N
         f"{event.credits} credits would take the account's total "
         f"{'inflow' if event.credits > 0 else 'outflow'} past {BALANCE_LIMIT}"
     )
-
-
-def check_key(idempotency_key: str | None) -> str:
-    if idempotency_key is None:
-        raise ApiError(400, "missing_idempotency_key", "the Idempotency-Key header is required")
-    printable = all(" " <= c != "\x7f" for c in idempotency_key)
-    if not (0 < len(idempotency_key) <= MAX_KEY_LENGTH and printable):
-        raise ApiError(
-            422,
-            "invalid_idempotency_key",
-            f"Idempotency-Key must be 1..{MAX_KEY_LENGTH} characters, none a control character",
-        )
-    return idempotency_key
 
 
 @dataclass(frozen=True)

@@ -31,8 +31,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.api.auth import Rule, admit, declared_rules
 from services.api.errors import ApiError, error_response
-from services.api.grants import check_key
 from services.api.holds.requests import BatchRequest, HoldRequest
+from services.api.idempotency import check_key
 from services.api.resources import Resources
 from services.api.routes import accounts, holds
 

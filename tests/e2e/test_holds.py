@@ -16,17 +16,20 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from services.common.settings import Settings
-from tests.e2e.faults import Pipeline
+from tests.e2e.faults import READ, Pipeline
 from tests.e2e.holding import (
+    GATEWAY,
     balance,
     counters,
     decide,
     fund,
     holds_pipeline,
     new_account,
+    place,
     publish,
     usage,
     wait_balance,
+    wait_hold_events,
 )
 from tests.namespaces import namespace
 
@@ -188,3 +191,41 @@ async def test_gateways_never_spend_more_than_was_bought(
     assert found["hold_settled"] == within.served + over.served
     assert found["hold_overruns"] >= 1
     assert deployment.pipeline.exited() == {}
+
+
+async def test_free_model_holds_are_placed_and_settled_through_the_pipeline(
+    deployment: Deployment, clients: list[httpx.AsyncClient]
+) -> None:
+    """A free model's hold (0 credits), alone and in a batch, is placed (201) and settled
+    by its usage's 0-credit debit, priced by the pricing service; its key asked again
+    answers 200 with status settled, which admits nothing."""
+    client = clients[0]
+    account = new_account("free")
+    await fund(client, account, 100)
+    request = {"model": "mimo-v2-tts", "input_tokens": 500, "max_output_tokens": 500}
+    alone = await place(client, account, request, key="tts-alone")
+    assert alone.status_code == 201, alone.text
+    assert (alone.json()["credits"], alone.json()["available"]) == (0, 100)
+    items = [{"account_id": account, "idempotency_key": f"tts-{n}", **request} for n in range(3)]
+    answer = await client.post("/v1/holds", json={"holds": items}, headers=GATEWAY)
+    assert [r["code"] for r in answer.json()["results"]] == [201, 201, 201]
+    ids = [alone.json()["hold_id"], *(r["body"]["hold_id"] for r in answer.json()["results"])]
+    events = [usage(account, hold_id, 500, 400) for hold_id in ids]
+    await publish(deployment.settings, *[e.model_copy(update={"model": "mimo-v2-tts"})
+                                         for e in events])  # fmt: skip
+    await wait_balance(client, account, "entries", 1 + len(ids))
+    listed = await client.get(f"/v1/accounts/{account}/holds?status=settled", headers=READ)
+    settled = {h["hold_id"]: h["settled_credits"] for h in listed.json()["holds"]}
+    assert settled == dict.fromkeys(ids, 0)
+    shown = await balance(client, account)
+    assert (shown["balance"], shown["spent"], shown["held"], shown["available"]) == (100, 0, 0, 100)
+    again = await place(client, account, request, key="tts-alone")
+    assert (again.status_code, again.json()["status"]) == (200, "settled")
+    answer = await client.post("/v1/holds", json={"holds": items[:1]}, headers=GATEWAY)
+    [result] = answer.json()["results"]
+    assert (result["code"], result["body"]["status"]) == (200, "settled")
+    # holds.v1 carries them as valid hold.placed events of 0 credits (the audit reads them).
+    placed = await wait_hold_events(deployment.settings, account, len(ids))
+    assert [(e.type, e.hold_id, e.credits) for e in placed if e.type == "hold.placed"] == [
+        ("hold.placed", hold_id, 0) for hold_id in ids
+    ]

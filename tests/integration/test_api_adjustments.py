@@ -123,6 +123,13 @@ async def test_missing_idempotency_key_is_400(client: httpx.AsyncClient) -> None
     assert answer.json()["error"] == "missing_idempotency_key"
 
 
+@pytest.mark.parametrize("key", ["", "k" * 256, "fix-1 ", "fix-1\t", "a\x00b", "a\x7fb"])
+async def test_a_bad_idempotency_key_is_400(client: httpx.AsyncClient, key: str) -> None:
+    answer = await client.post("/v1/accounts/acct-1/adjustments", json=BODY, headers=keyed(key))
+    assert answer.status_code == 400
+    assert answer.json()["error"] == "invalid_idempotency_key"
+
+
 async def set_flows(settings: Settings, account: str, inflow: int, outflow: int) -> None:
     conn = await asyncpg.connect(settings.database_url)
     try:

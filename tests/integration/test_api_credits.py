@@ -173,7 +173,23 @@ async def test_missing_idempotency_key_is_400(client: httpx.AsyncClient) -> None
     assert answer.json()["error"] == "missing_idempotency_key"
 
 
-async def test_overlong_idempotency_key_is_422(client: httpx.AsyncClient) -> None:
-    answer = await client.post("/v1/accounts/acct-1/credits", json=BODY, headers=keyed("k" * 256))
-    assert answer.status_code == 422
+@pytest.mark.parametrize(
+    "key", ["", "k" * 256, "order-1 ", " order-1", "order-1\t", "a\x00b", "a\x7fb", "a\x1bb"]
+)
+async def test_a_bad_idempotency_key_is_400(client: httpx.AsyncClient, key: str) -> None:
+    answer = await client.post("/v1/accounts/acct-1/credits", json=BODY, headers=keyed(key))
+    assert answer.status_code == 400
     assert answer.json()["error"] == "invalid_idempotency_key"
+
+
+async def test_a_key_with_a_trailing_space_is_no_second_grant(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    account = new_account("space")
+    url = f"/v1/accounts/{account}/credits"
+    assert (await client.post(url, json=BODY, headers=keyed("order-1"))).status_code == 202
+    for key in ("order-1 ", "order-1  ", "order-1\t", "caf\u00e9".encode().decode("latin-1")):
+        headers = ADMIN | {"Idempotency-Key": key.encode("latin-1")}  # type: ignore[dict-item]
+        answer = await client.post(url, json=BODY, headers=headers)
+        assert (answer.status_code, answer.json()["error"]) == (400, "invalid_idempotency_key")
+    assert len(await ledger_entries_for(settings, account)) == 1

@@ -52,7 +52,7 @@ async def funded(db: asyncpg.Connection, label: str, credits: int) -> str:
 async def hold(
     client: httpx.AsyncClient, account: str, body: dict[str, Any], key: str | None = None
 ) -> httpx.Response:
-    headers = {**GATEWAY, "Idempotency-Key": key or uuid.uuid4().hex}
+    headers = {**GATEWAY, "Idempotency-Key": uuid.uuid4().hex if key is None else key}
     return await client.post(f"/v1/accounts/{account}/holds", json=body, headers=headers)
 
 
@@ -264,3 +264,114 @@ async def test_a_batch_takes_the_credits_of_expired_holds(
     answer = await client.post("/v1/holds", json={"holds": items}, headers=GATEWAY)
     assert [r["code"] for r in answer.json()["results"]] == [201]
     assert (await balance(client, account))["held"] == 50
+
+
+async def test_a_free_model_holds_0_credits_alone_and_in_a_batch(
+    client: httpx.AsyncClient, db: asyncpg.Connection
+) -> None:
+    account = await funded(db, "free", 100)
+    free = {"model": "mimo-v2-tts", "input_tokens": 1000, "max_output_tokens": 1000}
+    placed = await hold(client, account, free, key="tts-1")
+    assert placed.status_code == 201, placed.text
+    assert (placed.json()["credits"], placed.json()["available"]) == (0, 100)
+    assert (await hold(client, account, {"credits": 0})).status_code == 201
+    again = await hold(client, account, free, key="tts-1")
+    assert (again.status_code, again.json()["status"]) == (200, "active")
+    items = [
+        {"account_id": account, "idempotency_key": "b-tts", **free},
+        {"account_id": account, "idempotency_key": "b-zero", "credits": 0},
+        {"account_id": account, "idempotency_key": "b-one", "credits": 1},
+        {"account_id": account, "idempotency_key": "tts-1", **free},
+    ]
+    answer = await client.post("/v1/holds", json={"holds": items}, headers=GATEWAY)
+    assert answer.status_code == 200, answer.text
+    results = answer.json()["results"]
+    assert [r["code"] for r in results] == [201, 201, 201, 200]
+    assert [r["body"]["credits"] for r in results] == [0, 0, 1, 0]
+    assert results[3]["body"]["hold_id"] == placed.json()["hold_id"]
+    shown = await balance(client, account)
+    assert (shown["held"], shown["available"]) == (1, 99)
+    listed = await client.get(f"/v1/accounts/{account}/holds?status=active", headers=READ)
+    assert sorted(h["credits"] for h in listed.json()["holds"]) == [0, 0, 0, 0, 1]
+
+
+async def test_0_credits_are_refused_only_when_available_is_below_0(
+    client: httpx.AsyncClient, db: asyncpg.Connection
+) -> None:
+    """Placed only when available >= credits: an account without credits may still hold 0
+    (available 0); an overdrawn one may not."""
+    empty = new_account("empty")
+    assert (await hold(client, empty, {"credits": 0})).status_code == 201
+    overdrawn = new_account("overdrawn")
+    await insert_balance(db, overdrawn, purchased=10, spent=15, entries=2)
+    refused = await hold(client, overdrawn, {"credits": 0}, key="free-call")
+    assert refused.status_code == 402
+    assert (refused.json()["available"], refused.json()["requested"]) == (-5, 0)
+    items = [{"account_id": overdrawn, "idempotency_key": "free-call", "credits": 0}]
+    answer = await client.post("/v1/holds", json={"holds": items}, headers=GATEWAY)
+    [result] = answer.json()["results"]
+    assert (result["code"], result["body"]["error"]) == (402, "insufficient_credits")
+
+
+async def test_the_key_of_a_finished_hold_answers_200_with_its_status(
+    client: httpx.AsyncClient, db: asyncpg.Connection
+) -> None:
+    """A gateway admits only on 201 or on 200 with status active: a repeated key of a
+    settled, released or expired hold answers its status, alone and in a batch."""
+    account = await funded(db, "finished", 1000)
+    body = {"credits": 10, "ttl_seconds": 1}
+    ids = {}
+    for name in ("settled", "released", "expired", "free-settled"):
+        fields = {"credits": 0, "ttl_seconds": 1} if name == "free-settled" else body
+        ids[name] = (await hold(client, account, fields, key=name)).json()["hold_id"]
+    settle = "UPDATE holds.holds SET status = 'settled', settled_credits = 0 WHERE hold_id = $1"
+    await db.execute(settle, ids["settled"])
+    await db.execute(settle, ids["free-settled"])
+    url = f"/v1/accounts/{account}/holds/{ids['released']}"
+    assert (await client.delete(url, headers=GATEWAY)).status_code == 200
+    await asyncio.sleep(1.2)  # "expired" passes its expires_at
+    for name, hold_id in ids.items():
+        fields = {"credits": 0, "ttl_seconds": 1} if name == "free-settled" else body
+        again = await hold(client, account, fields, key=name)
+        assert again.status_code == 200, again.text
+        assert (again.json()["hold_id"], again.json()["status"]) == (hold_id, name.split("-")[-1])
+    items = [{"account_id": account, "idempotency_key": name, **body} for name in ids]
+    items[-1] = {**items[-1], "credits": 0}
+    answer = await client.post("/v1/holds", json={"holds": items}, headers=GATEWAY)
+    results = answer.json()["results"]
+    assert [(r["code"], r["body"]["status"]) for r in results] == [
+        (200, "settled"), (200, "released"), (200, "expired"), (200, "settled"),
+    ]  # fmt: skip
+
+
+BAD_KEYS = ["", " ", "k ", " k", "k\t", "\tk", "a\x00b", "a\x7fb", "a\x1bb", "k" * 256]
+
+
+@pytest.mark.parametrize("key", BAD_KEYS)
+async def test_a_bad_key_is_400_alone_and_in_a_batch(
+    client: httpx.AsyncClient, db: asyncpg.Connection, key: str
+) -> None:
+    account = await funded(db, "badkey", 100)
+    answer = await hold(client, account, {"credits": 1}, key=key)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"] == "invalid_idempotency_key"
+    items = [
+        {"account_id": account, "idempotency_key": key, "credits": 1},
+        {"account_id": account, "idempotency_key": "good", "credits": 1},
+    ]
+    answer = await client.post("/v1/holds", json={"holds": items}, headers=GATEWAY)
+    results = answer.json()["results"]
+    assert [r["code"] for r in results] == [400, 201]
+    assert results[0]["body"]["error"] == "invalid_idempotency_key"
+    assert (await balance(client, account))["held"] == 1
+
+
+async def test_a_non_ascii_key_is_400(client: httpx.AsyncClient, db: asyncpg.Connection) -> None:
+    account = await funded(db, "utf8key", 100)
+    headers = {**GATEWAY, "Idempotency-Key": "caf\u00e9".encode()}
+    answer = await client.post(f"/v1/accounts/{account}/holds", json={"credits": 1},
+                               headers=headers)  # fmt: skip
+    assert (answer.status_code, answer.json()["error"]) == (400, "invalid_idempotency_key")
+    items = [{"account_id": account, "idempotency_key": "caf\u00e9", "credits": 1}]
+    answer = await client.post("/v1/holds", json={"holds": items}, headers=GATEWAY)
+    assert answer.json()["results"][0]["code"] == 400

@@ -98,13 +98,14 @@ async def test_refused_and_hostile_holds_answer_alike(
     await insert_balance(db, empty, purchased=0, spent=0, entries=0)
     path = f"/v1/accounts/{empty}/holds"
     await both(clients, "POST", path, json={"credits": 5}, headers=with_key(GATEWAY))
-    for content in (b"{", b"[]", b'{"credits": "5"}', b'{"credits": 0}', b'{"credits": 1.0}',
+    for content in (b"{", b"[]", b'{"credits": "5"}', b'{"credits": -1}', b'{"credits": 1.0}',
                     b'{"credits": 5, "x": 1}', b'{"credits": 99999999999999999999999}',
                     b'{"credits": NaN}', b'{"model": "m", "input_tokens": 1}', b""):  # fmt: skip
         await both(clients, "POST", path, content=content, headers={**with_key(GATEWAY), **J})
     body = {"credits": 5}
     await both(clients, "POST", path, json=body, headers=GATEWAY)  # no Idempotency-Key
-    await both(clients, "POST", path, json=body, headers={**GATEWAY, "Idempotency-Key": ""})
+    for key in ("", "k ", " k", "k\t", "a\x7fb", "k" * 256):
+        await both(clients, "POST", path, json=body, headers={**GATEWAY, "Idempotency-Key": key})
     await both(clients, "POST", path, json=body, headers=with_key(READ))
     await both(clients, "POST", path, json=body, headers=with_key({}))
     text = {**with_key(GATEWAY), "Content-Type": "text/plain"}
@@ -122,6 +123,11 @@ async def test_placements_answer_alike_on_replay(clients: Clients, db: asyncpg.C
         again = await second.post(path, json={"credits": 7}, headers=headers)
         assert (placed.status_code, again.status_code) == (201, 200)
         assert placed.content == again.content
+        free = with_key(GATEWAY)
+        placed = await first.post(path, json={"credits": 0}, headers=free)
+        again = await second.post(path, json={"credits": 0}, headers=free)
+        assert (placed.status_code, again.status_code) == (201, 200)
+        assert placed.content == again.content
         assert placed.headers["content-type"] == again.headers["content-type"]
         conflict = {"credits": 8}
         await both(clients, "POST", path, json=conflict, headers=headers)
@@ -136,6 +142,8 @@ async def test_batches_answer_alike(clients: Clients, db: asyncpg.Connection) ->
         {"account_id": "bad id", "idempotency_key": "k", "credits": 3},
         {"account_id": empty, "idempotency_key": "k2", "model": "nope", "input_tokens": 1,
          "max_output_tokens": 1},
+        {"account_id": empty, "idempotency_key": "k3 ", "credits": 0},
+        7,
     ]  # fmt: skip
     await both(clients, "POST", "/v1/holds", json={"holds": items}, headers=GATEWAY)
     for content in (b"{}", b'{"holds": []}', b'{"holds": [1]}', b"[", b'{"holds": {}}'):

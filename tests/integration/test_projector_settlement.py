@@ -162,3 +162,27 @@ async def test_a_replay_into_another_schema_changes_no_hold(
     assert await hold_row(pool, hold_id) == before
     assert await pool.fetchval("SELECT settled FROM holds.account_settlements") == 300
     assert {r["name"]: r["value"] for r in replayed}["hold_settled"] == 1
+
+
+async def test_a_free_models_hold_of_0_is_placed_and_settled_like_any_other(
+    pool: asyncpg.Pool,
+) -> None:
+    """Placed while available >= 0 (even with no credits at all), settled by its debit of
+    0 credits; refused once the account is overdrawn (available < 0)."""
+    log = Log()
+    free = await place(pool, 0)
+    assert await held(pool) == 0
+    debit = debited(0, free)
+    await apply_records(pool, log.records(granted(10), debit))
+    assert await hold_row(pool, free) == {
+        "status": "settled", "settled_credits": 0, "settled_entry_id": debit.entry_id,
+    }  # fmt: skip
+    assert await counters(pool) == {"hold_settled": 1}
+    await apply_records(pool, log.records(debited(15, None)))
+    refused = await pool.fetchrow("SELECT * FROM holds.place($1, 'free-2', 'd', 0, 600)", ACCOUNT)
+    assert refused is not None and (refused["outcome"], refused["available"]) == ("refused", -5)
+    many = await pool.fetch(
+        "SELECT * FROM holds.place_many($1, $2, $3, $4, $5)",
+        [ACCOUNT, "acct-other"], ["free-3", "free-4"], ["d", "d"], [0, 0], [600, 600],
+    )  # fmt: skip
+    assert [r["outcome"] for r in many] == ["refused", "placed"]

@@ -8,10 +8,8 @@ import pytest
 from pydantic import ValidationError
 
 from schemas.events import BALANCE_LIMIT, CreditsAdjusted, CreditsGranted
-from services.api.errors import ApiError
 from services.api.grants import (
     adjusted_event,
-    check_key,
     grant_entry_id,
     granted_event,
     past_balance_limit,
@@ -57,15 +55,6 @@ def test_request_accepts_what_the_event_accepts() -> None:
 def test_request_rejects_what_the_event_rejects(body: dict[str, object]) -> None:
     with pytest.raises(ValidationError):
         GrantRequest.model_validate(body)
-
-
-@pytest.mark.parametrize(
-    ("key", "status"), [(None, 400), ("", 422), ("k" * 256, 422), ("a\x00b", 422), ("a\nb", 422)]
-)
-def test_bad_keys_are_refused(key: str | None, status: int) -> None:
-    with pytest.raises(ApiError) as refused:
-        check_key(key)
-    assert refused.value.status_code == status
 
 
 def test_an_adjustment_and_a_grant_with_the_same_fields_differ() -> None:

@@ -9,13 +9,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from schemas.events import (
-    AccountId,
-    IdempotencyKey,
-    Identifier,
-    PositiveCredits,
-    TokenCount,
-)
+from schemas.events import AccountId, HoldCredits, Identifier, TokenCount
 from services.pricing.pricebook import PriceBook, Rejection
 
 DEFAULT_TTL_SECONDS = 600
@@ -25,11 +19,12 @@ TtlSeconds = Annotated[int, Field(strict=True, ge=1, le=MAX_TTL_SECONDS)]
 
 
 class HoldRequest(BaseModel):
-    """`{"credits"}`, or a request to price like a quote with output = max_output_tokens."""
+    """`{"credits"}` (0 too: a free model), or a request to price like a quote with
+    output = max_output_tokens."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    credits: PositiveCredits | None = None
+    credits: HoldCredits | None = None
     model: Identifier | None = None
     input_tokens: TokenCount | None = None
     max_output_tokens: TokenCount | None = None
@@ -72,15 +67,18 @@ class HoldRequest(BaseModel):
 
 
 class BatchItem(HoldRequest):
-    """One hold of POST /v1/holds: a single route's body with its account and key."""
+    """One hold of POST /v1/holds: a single route's body with its account and key. The key
+    is any text here: the route checks it by the header's rule (services/api/idempotency.py),
+    so a bad one is that item's 400 `invalid_idempotency_key`, as the header's would be."""
 
     account_id: AccountId
-    idempotency_key: IdempotencyKey
+    idempotency_key: str
 
 
 class BatchRequest(BaseModel):
-    """Items are read one by one (BatchItem), so a bad item gets its own 422 result."""
+    """Items are read one by one (BatchItem), so a bad item, even one that is not a JSON
+    object, gets its own result."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    holds: Annotated[list[dict[str, Any]], Field(min_length=1, max_length=MAX_BATCH)]
+    holds: Annotated[list[Any], Field(min_length=1, max_length=MAX_BATCH)]

@@ -15,7 +15,7 @@ from services.api.authenticate import ScopedRoute
 from services.api.cursor import InvalidCursor, decode_cursor, encode_cursor
 from services.api.database import connection
 from services.api.errors import ApiError
-from services.api.grants import check_key
+from services.api.idempotency import check_key
 from services.api.models import (
     AdjustmentRequest,
     Balance,

@@ -17,10 +17,10 @@ from services.api.authenticate import ScopedRoute
 from services.api.cursor import InvalidCursor, decode_cursor, encode_cursor
 from services.api.database import connection
 from services.api.errors import ApiError
-from services.api.grants import check_key
 from services.api.holds import answers, store
 from services.api.holds.answers import Answer
 from services.api.holds.requests import BatchItem, BatchRequest, HoldRequest
+from services.api.idempotency import INVALID, check_key, key_problem
 from services.api.models import ErrorBody
 from services.api.resources import Resources, resources
 from services.pricing.pricebook import Rejection
@@ -59,9 +59,12 @@ async def post_hold(
     opened: Opened,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> JSONResponse:
-    """Holds `credits` (or the request's worst-case price) when the account's available
-    credits cover it: 201; the same key and body again: 200 with the hold as it is now;
-    402 `insufficient_credits` with `available` and `requested`; 409 `idempotency_conflict`."""
+    """Holds `credits` (0 for a free model, or the request's worst-case price) when the
+    account's available credits cover it: 201; the same key and body again: 200 with the
+    hold as it is now, whose `status` says whether it still admits (only `active` does);
+    402 `insufficient_credits` with `available` and `requested`; 409 `idempotency_conflict`;
+    400 `invalid_idempotency_key` for a key that is not 1..255 printable ASCII characters
+    without a leading or trailing space."""
     key = check_key(idempotency_key)
     return _respond(await place_one(opened, account_id, key, body))
 
@@ -127,7 +130,7 @@ async def get_holds(
 )
 async def post_holds(body: BatchRequest, opened: Opened) -> dict[str, Any]:
     """Up to 1,000 holds decided in one round trip; `results` in the order given, each
-    `{"code", "body"}` as the single route would answer it."""
+    `{"code", "body"}` as the single route would answer it (a bad item is its own 4xx)."""
     return await place_batch(opened, body)
 
 
@@ -163,11 +166,16 @@ async def place_batch(opened: Resources, body: BatchRequest) -> dict[str, Any]:
     return {"results": [{"code": r.code, "body": r.body} for r in results if r is not None]}
 
 
-def _read_item(raw: dict[str, Any]) -> BatchItem | Answer:
+def _read_item(raw: Any) -> BatchItem | Answer:
+    """The item, or its answer as the single route would give it: a body that breaks its
+    rules is 422 `validation_error`, then a bad key 400 `invalid_idempotency_key`."""
     try:
-        return BatchItem.model_validate(raw)
+        item = BatchItem.model_validate(raw)
     except ValidationError as error:
         return answers.error(422, "validation_error", _describe(error))
+    if (problem := key_problem(item.idempotency_key)) is not None:
+        return answers.error(400, INVALID, problem)
+    return item
 
 
 def _describe(error: ValidationError) -> str:
