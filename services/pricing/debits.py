@@ -15,9 +15,17 @@ from typing import NamedTuple, Protocol
 from uuid import UUID
 
 import msgspec
+from asyncpg.pgproto.pgproto import UUID as PgUUID
 
-from schemas.codec import CreditsDebitedStruct, decode_usage, encode, json_error
+from schemas.codec import (
+    CreditsDebitedStruct,
+    UsageRecordedStruct,
+    decode_usage,
+    encode,
+    json_error,
+)
 from schemas.events import CreditsDebited, RejectionCode, SourcePosition, UsageRejected
+from services.pricing.credits import billable_tokens
 from services.pricing.pricebook import PriceBook, Rejection
 
 # Fixed forever: changing it would give every replayed usage event a new entry_id.
@@ -33,8 +41,10 @@ MAX_DETAIL_CHARS = 2048
 
 def debit_entry_id(event_id: str) -> UUID:
     """The debit's entry_id: uuid5(DEBIT_NAMESPACE, event_id), so a redelivered or re-sent
-    usage event yields the same entry and the projector settles it."""
-    return UUID(uuid5_text(DEBIT_NAMESPACE, event_id))
+    usage event yields the same entry and the projector settles it. asyncpg's UUID: a
+    uuid.UUID (equal, of the same hash and text) that C code builds five times faster."""
+    entry_id: UUID = PgUUID(uuid5_text(DEBIT_NAMESPACE, event_id))
+    return entry_id
 
 
 def uuid5_text(namespace: UUID, name: str) -> str:
@@ -113,6 +123,37 @@ def price_usage(
         usage = decode_usage(value)
     except msgspec.DecodeError as error:
         return reject(record, *classify(error, value), now)
+    # The codec has checked what quote() would (counts >= 0, cached <= input, a time zone),
+    # so the hot path asks price(), and quote() only says why when there is no price.
+    priced = book.price(
+        model=usage.model,
+        input_tokens=usage.input_tokens,
+        cached_input_tokens=usage.cached_input_tokens,
+        output_tokens=usage.output_tokens,
+        at=usage.occurred_at,
+    )
+    if priced is None:
+        return reject(record, *_unpriced(book, usage), now)
+    version, tier, credits = priced
+    debit = CreditsDebitedStruct(
+        entry_id=debit_entry_id(usage.event_id),
+        account_id=usage.account_id,
+        usage_event_id=usage.event_id,
+        model=usage.model,
+        tier=tier.name,
+        multiplier=tier.multiplier,
+        billable_tokens=billable_tokens(usage.input_tokens, usage.output_tokens),
+        credits=credits,
+        price_version=version.version,
+        occurred_at=usage.occurred_at,
+        hold_id=usage.hold_id,
+        priced_at=now,
+    )
+    return EncodedDebit(usage.account_id, encode(debit))
+
+
+def _unpriced(book: PriceBook, usage: UsageRecordedStruct) -> tuple[RejectionCode, str]:
+    """Why the price book has no price for `usage` (unknown model, over context)."""
     quote = book.quote(
         model=usage.model,
         input_tokens=usage.input_tokens,
@@ -121,22 +162,8 @@ def price_usage(
         at=usage.occurred_at,
     )
     if isinstance(quote, Rejection):
-        return reject(record, quote.code, quote.detail, now)
-    debit = CreditsDebitedStruct(
-        entry_id=debit_entry_id(usage.event_id),
-        account_id=usage.account_id,
-        usage_event_id=usage.event_id,
-        model=usage.model,
-        tier=quote.tier,
-        multiplier=quote.multiplier,
-        billable_tokens=quote.billable_tokens,
-        credits=quote.credits,
-        price_version=quote.price_version,
-        occurred_at=usage.occurred_at,
-        hold_id=usage.hold_id,
-        priced_at=now,
-    )
-    return EncodedDebit(usage.account_id, encode(debit))
+        return quote.code, quote.detail
+    raise RuntimeError(f"price book: quote() priced what price() did not: {usage}")
 
 
 def classify(error: msgspec.DecodeError, value: bytes) -> tuple[RejectionCode, str]:
