@@ -3,10 +3,13 @@
 # combined nodes (broker and controller) forming one controller quorum, for trials and fault
 # tests. Internal topics are replicated three times with min ISR 2, as the ledger's topics
 # are with LEDGER_REPLICATION_FACTOR=3 (docs/operations.md).
-# Usage: infra/cluster.sh start|stop|status|bootstrap|cafile|kill NODE
+# Usage: infra/cluster.sh start|stop|status|bootstrap|cafile|kill NODE|acls [PREFIX]|credentials NAME
 #   start      starts every node that is not running (again, after `kill`) and waits for all
 #   kill NODE  SIGKILLs one node (1, 2 or 3): a broker fault for tests; `start` brings it back
 #   cafile     prints the CA file clients need with KAFKA_CLUSTER_TLS=1 (KAFKA_SSL_CAFILE)
+#   acls [PREFIX]     with KAFKA_CLUSTER_ACLS=1: creates the components' ACLs for a topic
+#                     prefix (default LEDGER_TOPIC_PREFIX); `start` does it for that prefix
+#   credentials NAME  prints the KAFKA_* settings a user (ledger-pricing, ...) runs with
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -19,15 +22,35 @@ SCRAM_USERS="${KAFKA_CLUSTER_SCRAM_USERS:-}"
 # 1: the client listener speaks TLS (SSL, or SASL_SSL with SCRAM users), with a certificate
 # for 127.0.0.1 signed by a CA made for this cluster (`cafile` prints where it is).
 TLS="${KAFKA_CLUSTER_TLS:-0}"
+# 1: StandardAuthorizer with one SCRAM principal per component (ledger-pricing, ...), each
+# allowed only what it needs (services/common/kafka_acls.py, docs/operations.md); the first user is the brokers'
+# own and the only super user. Without KAFKA_CLUSTER_SCRAM_USERS, users are made once with
+# random passwords and kept in .local/cluster/scram-users (`credentials NAME` prints them).
+ACLS="${KAFKA_CLUSTER_ACLS:-0}"
+COMPONENTS="pricing projector api webhooks gateway audit"
 HEAP="${KAFKA_HEAP:--Xms128m -Xmx384m}"
 HOME_DIR="$LOCAL/cluster"
 TIMEOUT="${KAFKA_START_TIMEOUT:-120}"
 
+[[ "$ACLS" =~ ^[01]$ ]] || die "KAFKA_CLUSTER_ACLS must be 0 or 1, not '$ACLS'"
 [[ "$NODES" =~ ^[1-9]$ ]] || die "KAFKA_CLUSTER_NODES must be 1 to 9, not '$NODES'"
 REPLICAS=$((NODES < 3 ? NODES : 3))
 MIN_ISR=$((NODES < 2 ? NODES : 2))
 
 TLS_DIR="$HOME_DIR/tls"
+USERS_FILE="$HOME_DIR/scram-users"
+
+generated_users() {  # the admin and one user per component, random passwords, made once
+  if [ ! -f "$USERS_FILE" ]; then
+    mkdir -p "$HOME_DIR"
+    local name
+    (umask 077; for name in admin $COMPONENTS; do
+      echo "ledger-$name:$(head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+    done >"$USERS_FILE")
+  fi
+  tr '\n' ' ' <"$USERS_FILE"
+}
+if [ "$ACLS" = 1 ] && [ -z "$SCRAM_USERS" ]; then SCRAM_USERS=$(generated_users); fi
 node_dir() { echo "$HOME_DIR/node-$1"; }
 port() { echo $((FIRST_PORT + $1 - 1)); }
 controller_port() { echo $((FIRST_CONTROLLER_PORT + $1 - 1)); }
@@ -60,7 +83,7 @@ listeners=CLIENT://127.0.0.1:$(port "$n"),CONTROLLER://127.0.0.1:$(controller_po
 advertised.listeners=CLIENT://127.0.0.1:$(port "$n")
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=CLIENT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,CLIENT:$protocol
+listener.security.protocol.map=CONTROLLER:$(controller_protocol),CLIENT:$protocol
 log.dirs=$dir/data
 
 offsets.topic.replication.factor=$REPLICAS
@@ -84,7 +107,63 @@ num.io.threads=2
 PROPERTIES
   [ -n "$SCRAM_USERS" ] && write_sasl_config "$dir/server.properties"
   [ "$TLS" = 1 ] && write_tls_config "$dir/server.properties"
+  [ "$ACLS" = 1 ] && write_acl_config "$dir/server.properties"
   return 0
+}
+
+controller_protocol() {
+  if [ "$ACLS" = 1 ]; then echo SASL_PLAINTEXT; else echo PLAINTEXT; fi
+}
+
+write_acl_config() {  # write_acl_config FILE: the authorizer; nodes speak as the first user
+  [ -n "$SCRAM_USERS" ] || die "KAFKA_CLUSTER_ACLS=1 needs SCRAM users"
+  local first=${SCRAM_USERS%% *} login
+  # Controllers cannot read SCRAM users before their metadata is loaded: between nodes the
+  # controller listener uses PLAIN with the first user, so no anonymous principal is trusted.
+  login="org.apache.kafka.common.security.plain.PlainLoginModule required"
+  login+=" username=\"${first%%:*}\" password=\"${first#*:}\" user_${first%%:*}=\"${first#*:}\";"
+  cat >>"$1" <<PROPERTIES
+
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+allow.everyone.if.no.acl.found=false
+super.users=User:${first%%:*}
+sasl.mechanism.controller.protocol=PLAIN
+listener.name.controller.sasl.enabled.mechanisms=PLAIN
+listener.name.controller.plain.sasl.jaas.config=$login
+PROPERTIES
+}
+
+user_password() {  # user_password NAME
+  local user
+  for user in $SCRAM_USERS; do
+    [ "${user%%:*}" = "$1" ] && { echo "${user#*:}"; return; }
+  done
+  die "no SCRAM user '$1' on this cluster (users: $(user_names | sed 's/ $//'))"
+}
+
+user_names() { local user; for user in $SCRAM_USERS; do printf '%s ' "${user%%:*}"; done; }
+
+credentials() {  # credentials NAME: the settings a component runs with on this cluster
+  local name=${1:?usage: $0 credentials NAME} password
+  password=$(user_password "$name") || exit 1
+  echo "KAFKA_BOOTSTRAP_SERVERS=$(bootstrap)"
+  echo "KAFKA_SECURITY_PROTOCOL=$(client_protocol)"
+  echo "KAFKA_SASL_MECHANISM=SCRAM-SHA-256"
+  echo "KAFKA_SASL_USERNAME=$name"
+  echo "KAFKA_SASL_PASSWORD=$password"
+  [ "$TLS" = 1 ] && echo "KAFKA_SSL_CAFILE=$TLS_DIR/ca.pem"
+  return 0
+}
+
+grant_acls() {  # grant_acls [PREFIX]: services/common/kafka_acls.py as the cluster's admin
+  [ "$ACLS" = 1 ] || die "the cluster runs without ACLs (KAFKA_CLUSTER_ACLS=1 starts it with them)"
+  local python="$ROOT/.venv/bin/python" first=${SCRAM_USERS%% *}
+  [ -x "$python" ] || die "no $python: run make install first"
+  (
+    # shellcheck disable=SC2046  # one KEY=value per line, none with spaces
+    export $(credentials "${first%%:*}")
+    cd "$ROOT" && "$python" -m services.common.kafka_acls "${1-${LEDGER_TOPIC_PREFIX:-}}"
+  ) || die "creating the ACLs failed"
 }
 
 client_protocol() {
@@ -150,12 +229,15 @@ scram_options() {  # one --add-scram per user and mechanism, for StorageTool for
   done
 }
 
+random_uuid() {  # what `StorageTool random-uuid` prints (16 random bytes, base64url), no JVM
+  head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '='
+}
+
 cluster_ids() {  # one cluster id and a metadata directory id per node, made once and kept
-  [ -f "$HOME_DIR/cluster.id" ] || java_run kafka.tools.StorageTool random-uuid >"$HOME_DIR/cluster.id"
+  [ -f "$HOME_DIR/cluster.id" ] || random_uuid >"$HOME_DIR/cluster.id"
   local n
   for n in $(all_nodes); do
-    [ -f "$(node_dir "$n")/directory.id" ] \
-      || java_run kafka.tools.StorageTool random-uuid >"$(node_dir "$n")/directory.id"
+    [ -f "$(node_dir "$n")/directory.id" ] || random_uuid >"$(node_dir "$n")/directory.id"
   done
 }
 
@@ -207,6 +289,12 @@ start() {
   [ "$TLS" = 1 ] && make_certificates
   for n in $(all_nodes); do write_config "$n"; done
   cluster_ids
+  # Formatting starts a JVM per node: all at once (start_node formats only what is not yet).
+  local formats=()
+  for n in $(all_nodes); do
+    node_pid "$n" >/dev/null || { format_node "$n" & formats+=($!); }
+  done
+  for pid in "${formats[@]}"; do wait "$pid" || die "formatting a node failed"; done
   for n in $(all_nodes); do
     if pid=$(node_pid "$n"); then continue; fi
     start_node "$n"
@@ -218,6 +306,10 @@ start() {
     die "the cluster did not become ready within ${TIMEOUT}s (KAFKA_START_TIMEOUT)"
   }
   [ "$started" -gt 0 ] || say "already running on $(bootstrap)"
+  if [ "$ACLS" = 1 ]; then
+    say "ACLs for topic prefix '${LEDGER_TOPIC_PREFIX:-}': $(grant_acls)"
+    say "principals: $(user_names)(infra/cluster.sh credentials NAME prints one's settings)"
+  fi
 }
 
 stop() {
@@ -249,5 +341,7 @@ status() {
 case "${1:-}" in
   start) start ;; stop) stop ;; status) status ;; bootstrap) bootstrap ;;
   cafile) echo "$TLS_DIR/ca.pem" ;; kill) kill_node "${2:-}" ;;
-  *) echo "usage: $0 start|stop|status|bootstrap|cafile|kill NODE" >&2; exit 2 ;;
+  acls) grant_acls "${@:2}" ;; credentials) credentials "${2:-}" ;;
+  *) echo "usage: $0 start|stop|status|bootstrap|cafile|kill NODE|acls [PREFIX]|credentials NAME" >&2
+     exit 2 ;;
 esac

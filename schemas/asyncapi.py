@@ -62,7 +62,8 @@ WRITERS = (
     Writer(
         "pricing-debits", TOPICS.ledger, CreditsDebited,
         "`ledger serve pricing`: one debit per usage event, in a Kafka transaction together "
-        "with the consumed usage.v1 offsets; entry_id is uuid5 of the usage event_id.",
+        "with the consumed usage.v1 offsets; entry_id is uuid5 of account_id and the usage "
+        "event_id.",
     ),
     Writer(
         "api-grants", TOPICS.ledger, CreditsGranted,

@@ -15,6 +15,7 @@ keyword-only and in the models' order, so a Struct writes the bytes the model wr
 from __future__ import annotations
 
 import hashlib
+from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, ClassVar, Literal
 from uuid import UUID
@@ -186,6 +187,11 @@ def encode(event: UsageRecordedStruct | CreditsDebitedStruct) -> bytes:
     return _ENCODER.encode(event)
 
 
+def timestamp_text(at: datetime) -> str:
+    """A time as the codecs write it: RFC 3339, "Z" for UTC."""
+    return _ENCODER.encode(at)[1:-1].decode()
+
+
 def debit_digest(debit: CreditsDebitedStruct) -> str:
     """sha256 of the debit's JSON without priced_at (the projector's content digest)."""
     encoded = _ENCODER.encode(debit)
@@ -209,4 +215,5 @@ __all__ = [
     "encode",
     "hold_of",
     "json_error",
+    "timestamp_text",
 ]

@@ -167,7 +167,14 @@ class CreditsAdjusted(Event):
     occurred_at: Timestamp
 
 
-RejectionCode = Literal["invalid_json", "invalid_event", "unknown_model", "exceeds_context"]
+RejectionCode = Literal[
+    "invalid_json",
+    "invalid_event",
+    "unknown_model",
+    "exceeds_context",
+    "no_price_version",
+    "outside_dedup_window",
+]
 
 
 class SourcePosition(Event):

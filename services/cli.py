@@ -9,6 +9,7 @@ import importlib
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime
 
 from services import __version__
 from services.common.settings import load_settings
@@ -23,12 +24,24 @@ COMMANDS = {
     "record": "services.traffic.record:main",
     "audit": "services.audit.audit:main",
     "reprice": "services.audit.reprice:main",
+    "redrive": "services.pricing.redrive:main",
     "rebuild": "services.audit.rebuild:main",
     "bench": "services.bench.bench:main",
 }
 # The subcommands that talk to Kafka: each checks that the brokers accept its settings first.
 KAFKA_COMMANDS = frozenset(
-    {"serve", "topics", "loadgen", "replay", "record", "audit", "reprice", "rebuild", "bench"}
+    {
+        "serve",
+        "topics",
+        "loadgen",
+        "replay",
+        "record",
+        "audit",
+        "reprice",
+        "rebuild",
+        "bench",
+        "redrive",
+    }
 )
 
 
@@ -76,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
         cmd = sub.add_parser(name, help=text)
         cmd.add_argument("--json", action="store_true")
 
+    add_redrive_parser(sub)
     rebuild = sub.add_parser("rebuild", help="rebuild the live projection from ledger.v1")
     rebuild.add_argument("--yes", action="store_true", help="confirm")
 
@@ -114,6 +128,46 @@ def serve_main(args: argparse.Namespace) -> int:
     from services.api.app import run as run_api
 
     return run_api(args.host, args.port, args.workers)
+
+
+def add_redrive_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`ledger redrive` (services/pricing/redrive.py, which this does not import: building
+    the parser stays quick for every other command)."""
+    from typing import get_args
+
+    from schemas.events import RejectionCode
+
+    codes = get_args(RejectionCode)
+    cmd = sub.add_parser("redrive", help="re-publish the usage of DLQ records to usage.v1")
+    cmd.add_argument(
+        "--error",
+        action="append",
+        choices=codes,
+        metavar="CODE",
+        help=f"only records with this code (repeatable; one of {', '.join(codes)}); "
+        "default: every code but invalid_json",
+    )
+    cmd.add_argument("--from", dest="start", type=instant, help="only rejected_at >= this time")
+    cmd.add_argument("--to", dest="end", type=instant, help="only rejected_at < this time")
+    cmd.add_argument("--dry-run", action="store_true", help="publish nothing; print what would be")
+    cmd.add_argument(
+        "--again",
+        action="store_true",
+        help="also re-publish records redriven before (still billed once)",
+    )
+
+
+def instant(text: str) -> datetime:
+    """An RFC 3339 instant with a time zone, or a date (its midnight, UTC)."""
+    try:
+        if len(text) == 10:
+            return datetime.combine(date.fromisoformat(text), datetime.min.time(), UTC)
+        at = datetime.fromisoformat(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date or an RFC 3339 time") from error
+    if at.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no time zone (add Z or +hh:mm)")
+    return at
 
 
 def add_keys_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

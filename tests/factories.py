@@ -28,8 +28,9 @@ HALF = 2**62  # the largest credits one entry may carry
 
 
 def usage_fields(model: str = "mimo-v2-omni", **changes: Any) -> dict[str, Any]:
-    """A usage.recorded as the JSON object a gateway sends, with a fresh event_id; `changes`
-    replace or add fields (an invalid event on purpose, too)."""
+    """A usage.recorded as the JSON object a gateway sends, with a fresh event_id, occurred
+    now (inside the dedup window whenever the test runs); `changes` replace or add fields
+    (an invalid event on purpose, too)."""
     return {
         "type": "usage.recorded",
         "schema_version": 1,
@@ -39,7 +40,7 @@ def usage_fields(model: str = "mimo-v2-omni", **changes: Any) -> dict[str, Any]:
         "input_tokens": 1000,
         "cached_input_tokens": 0,
         "output_tokens": 200,
-        "occurred_at": "2026-11-27T19:00:00Z",
+        "occurred_at": datetime.now(UTC).isoformat(),
         "gateway_id": "gw-test",
         **changes,
     }
@@ -275,3 +276,10 @@ _usage_usual: dict[str, st.SearchStrategy[Any]] = {
     "request_id": st.one_of(st.just(_ABSENT), st.none(), st.text(min_size=1, max_size=20)),
     "hold_id": st.one_of(st.just(_ABSENT), st.none(), st.uuids().map(str)),
 }
+
+
+def repeats_a_key(value: bytes) -> bool:
+    """Whether a JSON object in `value` (valid JSON) names a key twice."""
+    keys: list[list[str]] = []
+    json.loads(value, object_pairs_hook=lambda pairs: keys.append([k for k, _ in pairs]))
+    return any(len(names) != len(set(names)) for names in keys)

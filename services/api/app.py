@@ -23,6 +23,7 @@ from services.api.limits import BodySizeLimit
 from services.api.metrics import ApiMetrics, RequestMetrics
 from services.api.resources import open_resources
 from services.api.routes import accounts, alerts, dashboard, health, holds, keys, pricing, usage
+from services.api.server import tls_problem, uvicorn_options
 from services.common.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
@@ -116,21 +117,32 @@ def run_workers(host: str, port: int, workers: int) -> int:
         lifespan="on",
         access_log=False,  # one line per request would cost more than many a request
         log_config=worker_logging(load_settings().ledger_log_level),
+        **uvicorn_options(),
     )
     Multiprocess(config, sockets=[config.bind_socket()]).run()
     return 0
 
 
 def run(host: str, port: int, workers: int = 1) -> int:
+    settings = load_settings()
     try:
-        app = create_app(load_settings())
+        app = create_app(settings)
     except AuthConfigError as exc:
         print(f"ledger serve api: refusing to start: {exc}", file=sys.stderr)
+        return 2
+    if (problem := tls_problem(settings)) is not None:
+        print(f"ledger serve api: refusing to start: {problem}", file=sys.stderr)
         return 2
     if workers > 1:
         return run_workers(host, port, workers)
     config = uvicorn.Config(
-        app, host=host, port=port, lifespan="on", access_log=False, log_config=None
+        app,
+        host=host,
+        port=port,
+        lifespan="on",
+        access_log=False,
+        log_config=None,
+        **uvicorn_options(),
     )
     server = Server(config)
 

@@ -1,6 +1,9 @@
 """POST /v1/usage: gateways that cannot reach Kafka hand their usage events to the API.
 
-A batch is validated event by event against the contract; the valid ones are published to
+A batch is checked event by event against the contract and against what pricing would
+reject (services/pricing/admission.py, the very rule pricing applies, with the price book
+this API loaded, judged against the time of arrival), so a gateway learns at once which
+usage cannot be billed. The events that pass are published to
 usage.v1 in one Kafka transaction, keyed by account, and the answer waits for its commit.
 Pricing reads with `read_committed`, so a batch whose transaction did not commit is never
 seen: a failure publishes nothing, never half a batch. If the commit's outcome is unknown
@@ -14,6 +17,7 @@ import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -23,10 +27,13 @@ from schemas.events import UsageRecorded, dump
 from services.common import kafka
 from services.common.kafka import account_key
 from services.common.settings import Settings
+from services.pricing.admission import judge_usage
+from services.pricing.pricebook import PriceBook, Rejection
 
 log = logging.getLogger(__name__)
 
 MAX_EVENTS = 1000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # The client gets a 503 after this long and sends the batch again.
 PUBLISH_TIMEOUT_S = 15.0
 
@@ -48,15 +55,24 @@ class CheckedBatch:
     rejected: tuple[RejectedEvent, ...]
 
 
-def check_batch(items: Sequence[object]) -> CheckedBatch:
-    """Each item against `usage.recorded`; a rejected item names its index and the reason."""
+def check_batch(
+    items: Sequence[object], book: PriceBook, received: datetime, window: timedelta
+) -> CheckedBatch:
+    """Each item against `usage.recorded`, then against pricing's rule at `received`; a
+    rejected item names its index and pricing's code."""
     valid: list[UsageRecorded] = []
     rejected: list[RejectedEvent] = []
     for index, item in enumerate(items):
         try:
-            valid.append(UsageRecorded.model_validate(item))
+            usage = UsageRecorded.model_validate(item)
         except ValidationError as error:
             rejected.append(RejectedEvent(index, "invalid_event", _describe(error)))
+            continue
+        verdict = judge_usage(usage, book, received, window)
+        if isinstance(verdict, Rejection):
+            rejected.append(RejectedEvent(index, verdict.code, verdict.detail))
+        else:
+            valid.append(usage)
     return CheckedBatch(tuple(valid), tuple(rejected))
 
 
@@ -78,28 +94,39 @@ class UsageIngest:
     def __init__(self, settings: Settings, topic: str) -> None:
         self._settings = settings
         self.topic = topic
+        self.window = settings.dedup_window  # what check_batch judges occurred_at by
         self._producer: AIOKafkaProducer | None = None
         self._turn = asyncio.Lock()
 
-    async def publish(self, events: Sequence[UsageRecorded]) -> None:
-        """Returns once the broker committed every event; raises IngestUnavailable otherwise."""
+    async def publish(self, events: Sequence[UsageRecorded], received: datetime) -> None:
+        """Returns once the broker committed every event; raises IngestUnavailable otherwise.
+
+        Each record carries `received` as its Kafka timestamp: the instant check_batch judged
+        the events against is the one pricing judges them against, so an event accepted
+        here is never rejected by pricing for its time."""
+        timestamp_ms = (received - _EPOCH) // timedelta(milliseconds=1)
         async with self._turn:
             try:
                 async with asyncio.timeout(PUBLISH_TIMEOUT_S):
                     producer = await self._started()
-                    await self._publish_in_transaction(producer, events)
+                    await self._publish_in_transaction(producer, events, timestamp_ms)
             except (KafkaError, TimeoutError, OSError) as error:
                 log.warning("usage batch of %d not published: %r", len(events), error)
                 await self._discard()
                 raise IngestUnavailable(f"could not publish to {self.topic}: {error!r}") from error
 
     async def _publish_in_transaction(
-        self, producer: AIOKafkaProducer, events: Sequence[UsageRecorded]
+        self, producer: AIOKafkaProducer, events: Sequence[UsageRecorded], timestamp_ms: int
     ) -> None:
         await producer.begin_transaction()
         try:
             sent = [
-                await producer.send(self.topic, dump(e), key=account_key(e.account_id))
+                await producer.send(
+                    self.topic,
+                    dump(e),
+                    key=account_key(e.account_id),
+                    timestamp_ms=timestamp_ms,
+                )
                 for e in events
             ]
             await asyncio.gather(*sent)

@@ -86,7 +86,7 @@ EXAMPLES = 20
 
 
 def compare_outcomes(now: Mapping[UUID, Outcome], then: Mapping[UUID, Outcome]) -> DriftReport:
-    """Debit by debit, by entry_id (the debit's id derived from the usage event_id)."""
+    """Debit by debit, by entry_id (the debit's id, derived from account and usage event_id)."""
     report = DriftReport()
     for entry_id, current in now.items():
         drift = report.model(current.model)

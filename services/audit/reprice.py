@@ -12,7 +12,7 @@ import argparse
 import asyncio
 import json
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 import msgspec
@@ -37,6 +37,7 @@ async def price_usage_topic(
     book: PriceBook,
     summary: RepriceSummary,
     progress: ProgressReport,
+    window: timedelta,
 ) -> dict[UUID, Outcome]:
     now = datetime.now(UTC)
     outcomes: dict[UUID, Outcome] = {}
@@ -44,12 +45,13 @@ async def price_usage_topic(
     async for records in reader.read_range(topic, {}, targets, BATCH_RECORDS):
         for record in records:
             summary.usage_messages += 1
-            priced = price_message(record, book, now)
+            # Judged against the record's own Kafka timestamp, as pricing judged it.
+            priced = price_message(record, book, now, window)
             if isinstance(priced, CreditsDebited):
                 outcomes.setdefault(priced.entry_id, Outcome(priced.model, priced.credits))
             elif (event := _event(record.value)) is not None:
                 rejection = Outcome(event.model, None, priced.error)
-                outcomes.setdefault(debit_entry_id(event.event_id), rejection)
+                outcomes.setdefault(debit_entry_id(event.account_id, event.event_id), rejection)
             else:
                 summary.unparseable_usage += 1
         progress.advance(len(records))
@@ -89,7 +91,9 @@ async def run_reprice(
     topics = Topics.from_settings(settings)
     summary = RepriceSummary(versions=[v.version for v in book.versions])
     async with LogReader(settings) as reader:
-        now = await price_usage_topic(reader, topics.usage, book, summary, progress)
+        now = await price_usage_topic(
+            reader, topics.usage, book, summary, progress, settings.dedup_window
+        )
         then = await recorded_debits(reader, topics.ledger, summary, progress)
     summary.elapsed = progress.elapsed()
     return compare_outcomes(now, then), summary

@@ -22,14 +22,15 @@ from services.traffic.sending import KeyedMessage
 SCHEMA = """
 CREATE SCHEMA IF NOT EXISTS baseline;
 CREATE TABLE IF NOT EXISTS baseline.spend (
-    event_id        text PRIMARY KEY,
+    event_id        text NOT NULL,
     account_id      text NOT NULL,
     model           text NOT NULL,
     billable_tokens bigint NOT NULL,
     credits         bigint NOT NULL,
     price_version   text NOT NULL,
     occurred_at     timestamptz NOT NULL,
-    recorded_at     timestamptz NOT NULL DEFAULT now()
+    recorded_at     timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (account_id, event_id)  -- event ids are unique per account
 );
 CREATE TABLE IF NOT EXISTS baseline.balances (
     account_id text PRIMARY KEY,

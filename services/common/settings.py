@@ -3,11 +3,12 @@ process. Every variable the services and commands read goes through `Settings`."
 
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_PRICEBOOK = Path(__file__).resolve().parent.parent / "pricing" / "pricebook.toml"
@@ -49,10 +50,10 @@ class Settings(BaseSettings):
     kafka_sasl_password: SecretStr = SecretStr("")
     kafka_ssl_cafile: Path | None = None
 
-    @field_validator("kafka_ssl_cafile", mode="before")
+    @field_validator("kafka_ssl_cafile", "ledger_api_tls_cert", "ledger_api_tls_key", mode="before")
     @classmethod
-    def _no_cafile_when_empty(cls, value: object) -> object:
-        # An empty KAFKA_SSL_CAFILE means the system's CAs, not the current directory.
+    def _no_file_when_empty(cls, value: object) -> object:
+        # An empty path means none (the system's CAs, plain HTTP), not the current directory.
         return None if value == "" else value
 
     # The LiteLLM callback (services/gateway/litellm_callback.py): where the ledger API is, its
@@ -61,7 +62,8 @@ class Settings(BaseSettings):
     # call goes ahead when the ledger cannot be reached (docs/contracts.md, Configuration).
     ledger_api_url: str = "http://127.0.0.1:8000"
     ledger_api_key: str = ""
-    ledger_litellm_account: str = "end_user"
+    # The authenticated LiteLLM key's team by default: `end_user` trusts the client's `user`.
+    ledger_litellm_account: str = "team_id"
     ledger_litellm_models: str = ""
     ledger_litellm_max_output_tokens: int = Field(default=4096, ge=1, le=10**9)
     ledger_litellm_fail_open: bool = False
@@ -94,6 +96,27 @@ class Settings(BaseSettings):
             raise ValueError("LEDGER_WEBHOOK_RETRY_SECONDS takes delays >= 0, e.g. 5,30,300")
         return value
 
+    # One API process's connections (services/api/server.py, docs/operations.md): at most
+    # this many open (past it a request gets a 503 `overloaded`), a request begun must be
+    # sent whole within the header timeout, a connection without a request is closed after
+    # the idle timeout.
+    ledger_api_max_connections: int = Field(default=10_000, ge=1, le=10_000_000)
+    ledger_api_header_timeout_seconds: float = Field(default=10.0, gt=0, le=3600)
+    ledger_api_idle_timeout_seconds: float = Field(default=15.0, gt=0, le=3600)
+    # HTTPS (services/api/server.py): the API's certificate chain and private key, PEM files;
+    # both or neither.
+    ledger_api_tls_cert: Path | None = None
+    ledger_api_tls_key: Path | None = None
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Settings:
+        if (self.ledger_api_tls_cert is None) != (self.ledger_api_tls_key is None):
+            raise ValueError("LEDGER_API_TLS_CERT and LEDGER_API_TLS_KEY go together")
+        for path in (self.ledger_api_tls_cert, self.ledger_api_tls_key):
+            if path is not None and not path.is_file():
+                raise ValueError(f"{path} (LEDGER_API_TLS_*) is not a readable file")
+        return self
+
     def service_environment(self) -> dict[str, str]:
         """The variables a `ledger` child process needs to join the same Kafka topics and
         database as these settings (the tests and the benchmark start services this way)."""
@@ -103,6 +126,7 @@ class Settings(BaseSettings):
             "LEDGER_TOPIC_PREFIX": self.ledger_topic_prefix,
             "LEDGER_PARTITIONS": str(self.ledger_partitions),
             "LEDGER_PRICEBOOK": str(self.ledger_pricebook),
+            "LEDGER_DEDUP_WINDOW_DAYS": str(self.ledger_dedup_window_days),
             "LEDGER_REPLICATION_FACTOR": str(self.ledger_replication_factor),
             "KAFKA_SECURITY_PROTOCOL": self.kafka_security_protocol,
             "KAFKA_SASL_MECHANISM": self.kafka_sasl_mechanism,
@@ -111,6 +135,21 @@ class Settings(BaseSettings):
             "KAFKA_SSL_CAFILE": str(self.kafka_ssl_cafile or ""),
             "PYTHONUNBUFFERED": "1",
         }
+
+    # The gateway kit's durable spool (services/gateway/spool.py): where each call's usage is
+    # written before it is sent, and the size at which new calls are refused (503).
+    ledger_spool_dir: Path = Path(".local/spool")
+    ledger_spool_max_mb: float = Field(default=256.0, gt=0)
+
+    # The dedup window (docs/contracts.md, Configuration): usage whose occurred_at is more
+    # than this many days before it reached the ledger is refused (outside_dedup_window),
+    # at POST /v1/usage and by pricing. It stays below the journal's retention (400 days),
+    # so the first copy of any event the ledger still accepts is still in PostgreSQL.
+    ledger_dedup_window_days: int = Field(default=30, ge=1, le=399)
+
+    @property
+    def dedup_window(self) -> timedelta:
+        return timedelta(days=self.ledger_dedup_window_days)
 
 
 @lru_cache(maxsize=1)

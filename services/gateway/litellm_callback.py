@@ -5,19 +5,23 @@ Registered in the proxy's config.yaml (examples/litellm/config.yaml):
     litellm_settings:
       callbacks: services.gateway.litellm_callback.ledger_callback
 
-Before a call it places a hold for the worst case (the counted input tokens plus max_tokens
-or LEDGER_LITELLM_MAX_OUTPUT_TOKENS); the ledger's 402 reaches the client as 402
-`insufficient_credits`. After a success it publishes `usage.recorded` with the hold's id and
-LiteLLM's call id as `event_id`, so a callback that fires twice is a duplicate, not a second
-debit. After a failure it releases the hold. docs/contracts.md, Gateway integration, has the
-settings and what a client sees when the ledger cannot be reached.
+Before a call it makes the call's own UUID (never the client's `x-litellm-call-id` nor the
+provider's response id) and places a hold for the worst case (the counted input tokens plus
+max_tokens or LEDGER_LITELLM_MAX_OUTPUT_TOKENS) under `<gateway id>:<uuid>`; the ledger's 402
+reaches the client as 402 `insufficient_credits`. After a success it writes `usage.recorded`
+with that UUID as `event_id` to the durable spool (services/gateway/spool.py), whose sender
+delivers it until acknowledged; a callback that fires twice spools the same bytes. When the
+spool is full, calls are refused (503 `spool_full`) rather than served unbilled. After a
+failure it releases the hold. docs/contracts.md, Gateway integration, has the settings and
+what a client sees when the ledger cannot be reached.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import litellm
@@ -45,9 +49,9 @@ from services.gateway.litellm_ledger import (
     KafkaUsageSink,
     LedgerClient,
     LedgerUnavailable,
-    UsageSink,
 )
 from services.gateway.openai_usage import InvalidUsage, token_counts
+from services.gateway.spool import Spool, SpoolSink
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +83,7 @@ class LedgerCallback(CustomLogger):
         settings: Settings | None = None,
         *,
         client: LedgerClient | None = None,
-        sink: UsageSink | None = None,
+        sink_factory: Callable[[], SpoolSink] | None = None,
         registry: CollectorRegistry = REGISTRY,
     ) -> None:
         super().__init__()
@@ -89,12 +93,27 @@ class LedgerCallback(CustomLogger):
         self.client = client or LedgerClient(
             self.settings.ledger_api_url, self.settings.ledger_api_key
         )
-        self.sink = sink or (
-            KafkaUsageSink(self.settings)
-            if self.settings.kafka_configured()
-            else HttpUsageSink(self.client)
-        )
         self.metrics = LedgerMetrics(registry)
+        # The sender runs in a thread and event loop of its own: its sink is made there.
+        self.spool = Spool(
+            self.settings.ledger_spool_dir,
+            int(self.settings.ledger_spool_max_mb * 1024 * 1024),
+            sink_factory or self._default_sink,
+            registry,
+        )
+
+    def _default_sink(self) -> SpoolSink:
+        if self.settings.kafka_configured():
+            return KafkaUsageSink(self.settings)
+        return HttpUsageSink(
+            LedgerClient(self.settings.ledger_api_url, self.settings.ledger_api_key)
+        )
+
+    def resume(self) -> None:
+        """Starts the sender now when an earlier run left usage unsent (else on the first
+        call): a restarted proxy delivers it without waiting for traffic."""
+        if self.spool.has_pending():
+            self.spool.start()
 
     # --- before the call ------------------------------------------------------------------
 
@@ -102,12 +121,18 @@ class LedgerCallback(CustomLogger):
         self, user_api_key_dict: Any, cache: Any, data: dict[str, Any], call_type: str
     ) -> dict[str, Any]:
         try:
+            self._spool_ready()
             admission = await self._admit(user_api_key_dict, data)
         except CallRefused as refused:
             self.metrics.holds.labels(refused.code).inc()
             raise HTTPException(status_code=refused.status, detail=refused.body()) from refused
         data.setdefault(internal_metadata_field(data), {})[STASH] = admission.as_stash()
         return data
+
+    def _spool_ready(self) -> None:
+        self.spool.start()  # a no-op once this process runs the sender
+        if self.spool.full():
+            raise CallRefused(503, "spool_full", "unsent usage has filled the gateway's spool")
 
     async def _admit(self, key: Any, data: dict[str, Any]) -> Admission:
         account = account_of(self.account_source, key, data)
@@ -120,20 +145,22 @@ class LedgerCallback(CustomLogger):
                 data, self.settings.ledger_litellm_max_output_tokens
             ),
         }
-        call_id = data.setdefault("litellm_call_id", str(uuid.uuid4()))
+        # The kit's own id: a client's x-litellm-call-id would let it replay an old hold.
+        call_id = str(uuid.uuid4())
         idempotency_key = f"{self.settings.ledger_litellm_gateway_id}:{call_id}"
         try:
             hold_id = await self.client.place_hold(account, idempotency_key, body)
         except LedgerUnavailable as error:
-            return self._unreachable(account, model, error)
+            return self._unreachable(Admission(call_id, account, model, None), error)
         self.metrics.holds.labels("placed").inc()
-        return Admission(account, model, hold_id)
+        return Admission(call_id, account, model, hold_id)
 
-    def _unreachable(self, account: str, model: str, error: LedgerUnavailable) -> Admission:
+    def _unreachable(self, unheld: Admission, error: LedgerUnavailable) -> Admission:
+        account = unheld.account_id
         if self.settings.ledger_litellm_fail_open:
             self.metrics.unreachable.labels("admitted").inc()
             log.warning("ledger unreachable, call for %s admitted unheld: %s", account, error)
-            return Admission(account, model, None)
+            return unheld
         self.metrics.unreachable.labels("refused").inc()
         log.error("ledger unreachable, call for %s refused: %s", account, error)
         raise CallRefused(503, "ledger_unavailable", "the credit ledger cannot be reached")
@@ -163,29 +190,26 @@ class LedgerCallback(CustomLogger):
             return  # not admitted by this callback (e.g. a health check)
         # For a stream LiteLLM calls this once, with the assembled response and its final
         # usage; chunks go to async_log_stream_event, which the ledger does not need.
-        standard = kwargs.get("standard_logging_object") or {}
-        call_id = str(standard.get("id") or kwargs.get("litellm_call_id"))
         try:
             tokens = token_counts(getattr(response_obj, "usage", None) or {})
         except InvalidUsage as error:
             self.metrics.usage.labels("invalid").inc()
-            log.error("call %s for %s has no usable usage: %s", call_id, admission, error)
+            log.error("call %s for %s has no usable usage: %s", admission.call_id, admission,
+                      error)  # fmt: skip
             return
         event = usage_event(
-            call_id,
-            admission,
-            tokens,
-            occurred_at(end_time),
-            self.settings.ledger_litellm_gateway_id,
+            admission, tokens, occurred_at(end_time), self.settings.ledger_litellm_gateway_id
         )
         try:
-            await self.sink.send(event)
-        except LedgerUnavailable as error:
+            # fsync is blocking I/O: off the proxy's event loop.
+            await asyncio.to_thread(self.spool.write, event)
+        except OSError as error:
             self.metrics.usage.labels("unsent").inc()
             # The whole event, so an operator can replay it (`ledger replay`).
-            log.error("usage not sent: %s; event: %s", error, event.model_dump_json())
+            log.error("usage not spooled: %r; event: %s", error, event.model_dump_json())
             return
-        self.metrics.usage.labels("sent").inc()
+        self.metrics.usage.labels("spooled").inc()
+        self.spool.start()
 
     async def async_log_failure_event(
         self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
@@ -221,5 +245,7 @@ def _call_metadata(kwargs: Mapping[str, Any]) -> dict[str, object]:
     return request_metadata(params) if isinstance(params, Mapping) else {}
 
 
-# What config.yaml names. Building it opens nothing: clients start on the first call.
+# What config.yaml names. Building it opens nothing: clients start on the first call, and
+# the spool's sender at once only when an earlier run left usage unsent.
 ledger_callback = LedgerCallback()
+ledger_callback.resume()

@@ -109,24 +109,32 @@ def max_output_tokens(data: Mapping[str, object], default: int) -> int:
 
 @dataclass(frozen=True)
 class Admission:
-    """What the pre-call hook decided, carried to the success and failure callbacks."""
+    """What the pre-call hook decided, carried to the success and failure callbacks.
 
+    `call_id` is the kit's own UUID for the call, made at admission: the hold's
+    Idempotency-Key (with the gateway id) and the usage `event_id`. Neither the client's
+    `x-litellm-call-id` nor the provider's response id is trusted for either.
+    """
+
+    call_id: str
     account_id: str
     model: str
     hold_id: str | None
 
     def as_stash(self) -> dict[str, str | None]:
-        return {"account_id": self.account_id, "model": self.model, "hold_id": self.hold_id}
+        return {"call_id": self.call_id, "account_id": self.account_id, "model": self.model,
+                "hold_id": self.hold_id}  # fmt: skip
 
     @classmethod
     def from_metadata(cls, metadata: Mapping[str, object]) -> Admission | None:
         stash = metadata.get(STASH)
         if not isinstance(stash, Mapping):
             return None
-        account, model, hold = stash.get("account_id"), stash.get("model"), stash.get("hold_id")
-        if not isinstance(account, str) or not isinstance(model, str):
+        call, account = stash.get("call_id"), stash.get("account_id")
+        model, hold = stash.get("model"), stash.get("hold_id")
+        if not (isinstance(call, str) and isinstance(account, str) and isinstance(model, str)):
             return None
-        return cls(account, model, hold if isinstance(hold, str) else None)
+        return cls(call, account, model, hold if isinstance(hold, str) else None)
 
 
 def occurred_at(end_time: object) -> datetime:
@@ -140,14 +148,13 @@ def occurred_at(end_time: object) -> datetime:
 
 
 def usage_event(
-    call_id: str,
     admission: Admission,
     tokens: TokenCounts,
     at: datetime,
     gateway_id: str,
 ) -> UsageRecorded:
     return UsageRecorded(
-        event_id=call_id,
+        event_id=admission.call_id,
         account_id=admission.account_id,
         model=admission.model,
         input_tokens=tokens.input_tokens,
@@ -155,6 +162,6 @@ def usage_event(
         output_tokens=tokens.output_tokens,
         occurred_at=at,
         gateway_id=gateway_id,
-        request_id=call_id,
+        request_id=admission.call_id,
         hold_id=admission.hold_id,
     )

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from schemas.events import UsageRejected, dump
 from services.common.kafka import account_key, partition_for
+from services.pricing.admission import DEFAULT_DEDUP_WINDOW
 from services.pricing.debits import ConsumedRecord, price_usage
 from services.pricing.pricebook import PriceBook
 
@@ -38,11 +39,12 @@ def price_batch(
     *,
     ledger_partitions: int,
     dlq_partitions: int,
+    window: timedelta = DEFAULT_DEDUP_WINDOW,
 ) -> PricedBatch:
     """Prices records in order; each account's debits keep their order within a partition."""
     out = PricedBatch()
     for record in records:
-        outcome = price_usage(record, book, now)
+        outcome = price_usage(record, book, now, window)
         if isinstance(outcome, UsageRejected):
             append_rejection(out, record, outcome, dlq_partitions)
         else:

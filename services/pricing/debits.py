@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import lru_cache
 from json.encoder import encode_basestring
 from typing import NamedTuple, Protocol
@@ -17,15 +17,9 @@ from uuid import UUID
 import msgspec
 from asyncpg.pgproto.pgproto import UUID as PgUUID
 
-from schemas.codec import (
-    CreditsDebitedStruct,
-    UsageRecordedStruct,
-    decode_usage,
-    encode,
-    json_error,
-)
+from schemas.codec import CreditsDebitedStruct, decode_usage, encode, json_error
 from schemas.events import CreditsDebited, RejectionCode, SourcePosition, UsageRejected
-from services.pricing.credits import billable_tokens
+from services.pricing.admission import DEFAULT_DEDUP_WINDOW, judge_usage, received_at
 from services.pricing.pricebook import PriceBook, Rejection
 
 # Fixed forever: changing it would give every replayed usage event a new entry_id.
@@ -39,11 +33,18 @@ MAX_PAYLOAD_BYTES = 128 * 1024
 MAX_DETAIL_CHARS = 2048
 
 
-def debit_entry_id(event_id: str) -> UUID:
-    """The debit's entry_id: uuid5(DEBIT_NAMESPACE, event_id), so a redelivered or re-sent
-    usage event yields the same entry and the projector settles it. asyncpg's UUID: a
-    uuid.UUID (equal, of the same hash and text) that C code builds five times faster."""
-    entry_id: UUID = PgUUID(uuid5_text(DEBIT_NAMESPACE, event_id))
+def debit_entry_text(account_id: str, event_id: str) -> str:
+    """The debit's entry_id: uuid5(DEBIT_NAMESPACE, account_id + "\n" + event_id), so a
+    redelivered or re-sent usage event yields the same entry and the projector settles it,
+    while the same event_id on two accounts (event ids are unique per account) gives two.
+    An account id never holds a line break (ACCOUNT_ID_PATTERN), so no two pairs meet."""
+    return uuid5_text(DEBIT_NAMESPACE, f"{account_id}\n{event_id}")
+
+
+def debit_entry_id(account_id: str, event_id: str) -> UUID:
+    """debit_entry_text as asyncpg's UUID: a uuid.UUID (equal, of the same hash and text)
+    that C code builds five times faster."""
+    entry_id: UUID = PgUUID(debit_entry_text(account_id, event_id))
     return entry_id
 
 
@@ -86,6 +87,11 @@ class ConsumedRecord(Protocol):
     def key(self) -> bytes | None: ...
     @property
     def value(self) -> bytes | None: ...
+    # Milliseconds since the epoch (the broker's or producer's clock); -1 when absent. The
+    # time an event is judged against (services/pricing/admission.py), so pricing stays a
+    # pure function of the log.
+    @property
+    def timestamp(self) -> int | None: ...
 
 
 @dataclass(frozen=True)
@@ -97,22 +103,31 @@ class UsageMessage:
     offset: int
     key: bytes | None
     value: bytes | None
+    timestamp: int | None = None  # None: not judged by time
 
 
 def price_message(
-    record: ConsumedRecord, book: PriceBook, now: datetime
+    record: ConsumedRecord,
+    book: PriceBook,
+    now: datetime,
+    window: timedelta = DEFAULT_DEDUP_WINDOW,
 ) -> CreditsDebited | UsageRejected:
     """The model form of `price_usage`, for callers that want objects rather than bytes."""
-    outcome = price_usage(record, book, now)
+    outcome = price_usage(record, book, now, window)
     if isinstance(outcome, UsageRejected):
         return outcome
     return CreditsDebited.model_validate_json(outcome.value)
 
 
 def price_usage(
-    record: ConsumedRecord, book: PriceBook, now: datetime
+    record: ConsumedRecord,
+    book: PriceBook,
+    now: datetime,
+    window: timedelta = DEFAULT_DEDUP_WINDOW,
 ) -> EncodedDebit | UsageRejected:
-    """The usage event's debit, priced at `now`, or why it has none."""
+    """The usage event's debit, or why it has none. `now` only stamps priced_at and
+    rejected_at: what is billed depends on the record alone (its bytes and its Kafka
+    timestamp), so a replay decides the same."""
     value = record.value
     if value is None:
         detail = "empty message: a tombstone (null value), not a usage event"
@@ -123,47 +138,24 @@ def price_usage(
         usage = decode_usage(value)
     except msgspec.DecodeError as error:
         return reject(record, *classify(error, value), now)
-    # The codec has checked what quote() would (counts >= 0, cached <= input, a time zone),
-    # so the hot path asks price(), and quote() only says why when there is no price.
-    priced = book.price(
-        model=usage.model,
-        input_tokens=usage.input_tokens,
-        cached_input_tokens=usage.cached_input_tokens,
-        output_tokens=usage.output_tokens,
-        at=usage.occurred_at,
-    )
-    if priced is None:
-        return reject(record, *_unpriced(book, usage), now)
-    version, tier, credits = priced
+    quote = judge_usage(usage, book, received_at(record.timestamp), window)
+    if isinstance(quote, Rejection):
+        return reject(record, quote.code, quote.detail, now)
     debit = CreditsDebitedStruct(
-        entry_id=debit_entry_id(usage.event_id),
+        entry_id=debit_entry_id(usage.account_id, usage.event_id),
         account_id=usage.account_id,
         usage_event_id=usage.event_id,
         model=usage.model,
-        tier=tier.name,
-        multiplier=tier.multiplier,
-        billable_tokens=billable_tokens(usage.input_tokens, usage.output_tokens),
-        credits=credits,
-        price_version=version.version,
+        tier=quote.tier,
+        multiplier=quote.multiplier,
+        billable_tokens=quote.billable_tokens,
+        credits=quote.credits,
+        price_version=quote.price_version,
         occurred_at=usage.occurred_at,
         hold_id=usage.hold_id,
         priced_at=now,
     )
     return EncodedDebit(usage.account_id, encode(debit))
-
-
-def _unpriced(book: PriceBook, usage: UsageRecordedStruct) -> tuple[RejectionCode, str]:
-    """Why the price book has no price for `usage` (unknown model, over context)."""
-    quote = book.quote(
-        model=usage.model,
-        input_tokens=usage.input_tokens,
-        output_tokens=usage.output_tokens,
-        cached_input_tokens=usage.cached_input_tokens,
-        at=usage.occurred_at,
-    )
-    if isinstance(quote, Rejection):
-        return quote.code, quote.detail
-    raise RuntimeError(f"price book: quote() priced what price() did not: {usage}")
 
 
 def classify(error: msgspec.DecodeError, value: bytes) -> tuple[RejectionCode, str]:

@@ -13,6 +13,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Literal
 
+from schemas.events import RejectionCode
 from services.pricing.credits import billable_tokens
 from services.pricing.pricebook_toml import read_versions
 from services.pricing.versions import ModelPrice, PriceBookError, PriceVersion, Tier
@@ -31,7 +32,9 @@ class Quote:
 
 @dataclass(frozen=True)
 class Rejection:
-    code: Literal["unknown_model", "exceeds_context"]
+    """Why an event cannot be priced, with the code pricing writes on the DLQ."""
+
+    code: RejectionCode
     detail: str
 
 
@@ -72,7 +75,8 @@ class PriceBook:
         cached_input_tokens: int,
         at: datetime,
     ) -> Quote | Rejection:
-        """Prices one request; a time before the first version counts as an unknown model."""
+        """Prices one request: `no_price_version` before the first version, `unknown_model`
+        for a model the version in force lacks, `exceeds_context` over its context."""
         if input_tokens < cached_input_tokens or min(output_tokens, cached_input_tokens) < 0:
             raise ValueError("token counts must be >= 0 and cached_input_tokens <= input_tokens")
         if at.tzinfo is None:
@@ -100,7 +104,7 @@ class PriceBook:
         try:
             version = self.version_at(at)
         except LookupError as error:
-            return Rejection("unknown_model", f"model {model!r} has no price: {error}")
+            return Rejection("no_price_version", f"model {model!r} has no price: {error}")
         price = version.models.get(model)
         if price is None:
             known = ", ".join(sorted(version.models))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
@@ -75,14 +75,17 @@ async def serve(settings: Settings, book: PriceBook, instance: str) -> int:
     guard = RebalanceGuard(
         f"consuming {topics.usage} as group {group_id(prefix)}, transactional id "
         f"{transactional_id(prefix, instance)}, price book {settings.ledger_pricebook} "
-        f"(versions {', '.join(v.version for v in book.versions)})"
+        f"(versions {', '.join(v.version for v in book.versions)}), "
+        f"dedup window {settings.ledger_dedup_window_days} days"
     )
     consumer.subscribe([topics.usage], listener=guard)
     await producer.start()
     try:
         await consumer.start()
         try:
-            pricing = Pricing(consumer, producer, book, topics, group_id(prefix), guard)
+            pricing = Pricing(
+                consumer, producer, book, topics, group_id(prefix), guard, settings.dedup_window
+            )
             await pricing.run(stop)
         finally:
             await consumer.stop()
@@ -103,6 +106,7 @@ class Pricing:
         topics: Topics,
         group: str,
         guard: RebalanceGuard,
+        window: timedelta,
     ) -> None:
         self.consumer = consumer
         self.producer = producer
@@ -111,6 +115,8 @@ class Pricing:
         self.group = group
         self.guard = guard
         self.positions: dict[TopicPartition, int] = {}
+        # LEDGER_DEDUP_WINDOW_DAYS; usage older than this when it reached Kafka is rejected.
+        self.window = window
         self.throughput = Throughput("pricing", "events", time.monotonic(), ("rejections",))
         self.priced = 0  # since start
 
@@ -139,6 +145,7 @@ class Pricing:
                         datetime.now(UTC),
                         ledger_partitions=ledger_partitions,
                         dlq_partitions=dlq_partitions,
+                        window=self.window,
                     )
                     priced_at = time.monotonic()
                     await commit_batch(self.producer, self.topics, self.group, priced)

@@ -24,10 +24,19 @@ NOT_FOR_LITELLM = ("DATABASE_URL",)
 class LiteLLMProxy:
     """`litellm --config CONFIG` on 127.0.0.1:`port`; env joins it to a test's ledger."""
 
-    def __init__(self, config: Path, port: int, env: dict[str, str], log_dir: Path) -> None:
+    def __init__(
+        self,
+        config: Path,
+        port: int,
+        env: dict[str, str],
+        log_dir: Path,
+        without: tuple[str, ...] = (),
+    ) -> None:
+        """`without`: variables of the test's own environment the proxy must not inherit
+        (KAFKA_BOOTSTRAP_SERVERS, for a callback that uses POST /v1/usage)."""
         self.config = config
         self.port = port
-        base = {k: v for k, v in os.environ.items() if k not in NOT_FOR_LITELLM}
+        base = {k: v for k, v in os.environ.items() if k not in NOT_FOR_LITELLM + without}
         self.env = {
             **{k: v for k, v in env.items() if k not in NOT_FOR_LITELLM},
             **{k: v for k, v in base.items() if k not in env},
@@ -45,7 +54,7 @@ class LiteLLMProxy:
     def start(self, timeout: float = 120.0) -> LiteLLMProxy:
         args = [str(LITELLM), "--config", str(self.config), "--host", "127.0.0.1",
                 "--port", str(self.port)]  # fmt: skip
-        with self.log_path.open("wb") as log:
+        with self.log_path.open("ab") as log:  # a restarted proxy's log follows the first
             self.proc = subprocess.Popen(
                 args, env=self.env, stdout=log, stderr=log, stdin=subprocess.DEVNULL
             )
@@ -62,6 +71,12 @@ class LiteLLMProxy:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-6000:]
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown hook runs, nothing is flushed."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:

@@ -121,11 +121,11 @@ async def test_duplicates_settle_once_and_conflicts_are_never_applied(
     assert len(entry_ids) == 1
     assert [(r["credits"], r["billable_tokens"]) for r in debits] == [(-1200, 1200)]
     assert balance["balance"] == 5000 - 1200
-    assert [r["entry_id"] for r in conflicts] == [debit_entry_id(first["event_id"])]
+    assert [r["entry_id"] for r in conflicts] == [debit_entry_id(account, first["event_id"])]
     assert gauge == 1
     assert code == 0, document
     assert [c["entry_id"] for c in document["conflicts"]] == [
-        str(debit_entry_id(first["event_id"]))
+        str(debit_entry_id(account, first["event_id"]))
     ]
     assert exited == {}, f"services exited on their own: {exited}\n{pipeline.logs()}"
     assert unclean == {}, f"SIGTERM did not stop cleanly: {unclean}"

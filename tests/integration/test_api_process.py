@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from services import __version__
 from services.common.settings import Settings
 from tests.integration.api_harness import ADMIN, READ, TOKENS, new_account
 from tests.processes import LEDGER, ServiceProcess, free_port, service_env
@@ -33,7 +34,7 @@ def api(settings: Settings, tmp_path: Path) -> Iterator[tuple[ServiceProcess, st
 def test_served_process_answers_and_stops_cleanly(api: tuple[ServiceProcess, str]) -> None:
     process, url = api
     with httpx.Client(base_url=url, timeout=30) as client:
-        assert client.get("/healthz").json() == {"status": "ok"}
+        assert client.get("/healthz").json() == {"status": "ok", "version": __version__}
         ready = client.get("/readyz")
         assert ready.status_code == 200, ready.text
         assert client.get("/v1/pricebook").status_code == 401

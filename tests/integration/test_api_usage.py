@@ -7,7 +7,7 @@ import dataclasses
 import json
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -37,6 +37,34 @@ def event(account: str, **fields: Any) -> dict[str, Any]:
         "cached_input_tokens": 0, "output_tokens": 300,
         "occurred_at": datetime.now(UTC).isoformat(), "gateway_id": "gw-test", **fields,
     }  # fmt: skip
+
+
+async def test_what_pricing_would_reject_is_refused_per_index_with_its_code(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    a = new_account("ingest-refused")
+    now = datetime.now(UTC)
+    refused = [
+        (event(a, model="gpt-4o"), "unknown_model"),
+        (event(a, occurred_at="2020-01-01T00:00:00Z"), "outside_dedup_window"),
+        (event(a, occurred_at="9999-12-31T00:00:00Z"), "invalid_event"),
+        (event(a, occurred_at=(now + timedelta(hours=25)).isoformat()), "invalid_event"),
+        (event(a, input_tokens=1_048_577), "exceeds_context"),
+        (event(a, occurred_at=(now - timedelta(days=31)).isoformat()), "outside_dedup_window"),
+    ]
+    good = [event(a), event(a, occurred_at=(now - timedelta(days=29)).isoformat()), event(a)]
+    items = [good[0], *(e for e, _ in refused[:3]), good[1], *(e for e, _ in refused[3:]), good[2]]
+    answer = await client.post("/v1/usage", json={"events": items}, headers=GATEWAY)
+    assert answer.status_code == 202, answer.text
+    body = answer.json()
+    assert body["accepted"] == len(good)
+    codes = [code for _, code in refused]
+    assert [(r["index"], r["error"]) for r in body["rejected"]] == list(
+        zip([1, 2, 3, 5, 6, 7], codes, strict=True)
+    )
+    assert all(r["detail"] for r in body["rejected"])
+    ids = {e["event_id"] for e in items}
+    assert set(await landed(settings, ids)) == {e["event_id"] for e in good}
 
 
 async def landed(settings: Settings, event_ids: set[str]) -> dict[str, tuple[bytes, Any]]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -55,7 +56,7 @@ async def test_each_model_and_tier_is_priced_exactly(
     for event, (tier, multiplier, credits) in zip(events, expected, strict=True):
         debit = got[event["event_id"]]
         assert (debit.tier, str(debit.multiplier), debit.credits) == (tier, multiplier, credits)
-        assert debit.entry_id == debit_entry_id(event["event_id"])
+        assert debit.entry_id == debit_entry_id("acct-1", event["event_id"])
         assert debit.billable_tokens == event["input_tokens"] + event["output_tokens"]
         assert (debit.price_version, debit.account_id) == ("2026-04-03", "acct-1")
 
@@ -71,6 +72,8 @@ async def test_every_rejection_lands_on_the_dlq_and_the_next_event_is_priced(
         (json.dumps(usage(input_tokens=-5)).encode(), "invalid_event"),
         (json.dumps(usage("gpt-9")).encode(), "unknown_model"),
         (json.dumps(usage("mimo-v2-omni", input_tokens=262_145)).encode(), "exceeds_context"),
+        (json.dumps(usage(occurred_at="9999-01-01T00:00:00Z")).encode(), "invalid_event"),
+        (json.dumps(usage(occurred_at="2020-01-01T00:00:00Z")).encode(), "outside_dedup_window"),
     ]
     goods = [usage(output_tokens=i) for i in range(len(bad))]
     values: list[bytes | None] = []
@@ -98,26 +101,29 @@ async def test_every_rejection_lands_on_the_dlq_and_the_next_event_is_priced(
 async def test_a_later_price_book_version_prices_by_occurred_at(
     isolated_settings: Settings, tmp_path: Path
 ) -> None:
+    # The switch lies in the recent past: usage must fall inside the dedup window.
+    switch = datetime.now(UTC).replace(microsecond=0) - timedelta(days=2)
     book = tmp_path / "pricebook.toml"
     book.write_text(
-        """
+        f"""
 [[versions]]
 version = "2026-04-03"
 effective_from = 2026-04-03T00:00:00Z
 [versions.models.mimo-v2-omni]
-tiers = [{ name = "256k", max_input_tokens = 262144, multiplier = "1" }]
+tiers = [{{ name = "256k", max_input_tokens = 262144, multiplier = "1" }}]
 
 [[versions]]
-version = "2027-01-01"
-effective_from = 2027-01-01T00:00:00Z
+version = "next"
+effective_from = {switch.isoformat().replace("+00:00", "Z")}
 [versions.models.mimo-v2-omni]
 output_weight = "2"
-tiers = [{ name = "256k", max_input_tokens = 262144, multiplier = "0.75" }]
+tiers = [{{ name = "256k", max_input_tokens = 262144, multiplier = "0.75" }}]
 """
     )
-    before = usage(occurred_at="2026-12-31T23:59:59.999999Z")
-    at_switch = usage(occurred_at="2027-01-01T01:00:00+01:00")
-    after = usage(occurred_at="2027-03-01T00:00:00Z")
+    plus_one = timezone(timedelta(hours=1))
+    before = usage(occurred_at=(switch - timedelta(microseconds=1)).isoformat())
+    at_switch = usage(occurred_at=switch.astimezone(plus_one).isoformat())
+    after = usage(occurred_at=(switch + timedelta(days=1)).isoformat())
     service = ServiceProcess(
         "pricing", isolated_settings, tmp_path, LEDGER_PRICEBOOK=str(book)
     ).start()
@@ -131,8 +137,8 @@ tiers = [{ name = "256k", max_input_tokens = 262144, multiplier = "0.75" }]
     # 0.75 * (1000 + 200 * 2) = 1050
     assert [(d.price_version, str(d.multiplier), d.credits) for d in got] == [
         ("2026-04-03", "1", 1200),
-        ("2027-01-01", "0.75", 1050),
-        ("2027-01-01", "0.75", 1050),
+        ("next", "0.75", 1050),
+        ("next", "0.75", 1050),
     ]
 
 

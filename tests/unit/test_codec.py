@@ -38,7 +38,7 @@ from services.pricing.debits import UsageMessage, classify, price_message
 from services.pricing.pricebook import load_pricebook
 from services.projector.columns import journal_copy
 from services.projector.ledger import RejectedMessage, SourcedEntry, content_digest, read_message
-from tests.factories import extreme_moments, usage_messages
+from tests.factories import extreme_moments, repeats_a_key, usage_messages
 
 pytestmark = pytest.mark.unit
 
@@ -92,12 +92,6 @@ def _code(error: ValidationError, value: bytes) -> RejectionCode:
     return "invalid_event"
 
 
-def _repeats_a_key(value: bytes) -> bool:
-    keys: list[str] = []
-    json.loads(value, object_pairs_hook=lambda pairs: keys.extend(k for k, _ in pairs))
-    return len(keys) != len(set(keys))
-
-
 def _not_json(constant: str) -> None:
     raise ValueError(f"{constant} is not JSON")
 
@@ -110,7 +104,7 @@ def usage_agrees(value: bytes) -> None:
             decode_usage(value)
         assert classify(refused.value, value)[0] == _code(error, value)
         return
-    if _repeats_a_key(value):
+    if repeats_a_key(value):
         # Both keep a repeated key's last value, but the codec checks each one as it reads
         # it: an earlier value that breaks a rule is refused (pydantic never looks at it).
         with contextlib.suppress(msgspec.ValidationError):

@@ -76,10 +76,12 @@ def test_worst_case_output_is_the_call_limit_or_the_default() -> None:
 
 
 def test_admission_round_trips_through_the_call_metadata() -> None:
-    admission = Admission("acct-1", "mimo-v2-pro", "hold-1")
+    admission = Admission("c-1", "acct-1", "mimo-v2-pro", "hold-1")
     assert Admission.from_metadata({STASH: admission.as_stash()}) == admission
     assert Admission.from_metadata({}) is None
     assert Admission.from_metadata({STASH: {"account_id": 1, "model": "m"}}) is None
+    # Without the kit's call id there is no event id to bill under: not this kit's call.
+    assert Admission.from_metadata({STASH: {"account_id": "a", "model": "m"}}) is None
 
 
 def test_occurred_at_is_an_aware_instant_and_the_same_for_the_same_end_time() -> None:
@@ -91,10 +93,10 @@ def test_occurred_at_is_an_aware_instant_and_the_same_for_the_same_end_time() ->
     assert occurred_at(aware.timestamp()) == aware
 
 
-def test_usage_event_carries_the_hold_and_the_call_id() -> None:
+def test_usage_event_carries_the_hold_and_the_kits_call_id() -> None:
     at = datetime(2026, 11, 27, 19, 0, tzinfo=UTC)
     event = usage_event(
-        "call-1", Admission("acct-1", "mimo-v2-pro", "hold-1"), TokenCounts(10, 4, 5), at, "gw"
+        Admission("call-1", "acct-1", "mimo-v2-pro", "hold-1"), TokenCounts(10, 4, 5), at, "gw"
     )
     assert (event.event_id, event.account_id, event.model, event.hold_id) == (
         "call-1",

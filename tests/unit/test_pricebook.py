@@ -105,7 +105,7 @@ def test_before_the_first_version_nothing_has_a_price(book: PriceBook) -> None:
     with pytest.raises(LookupError, match="2026-04-03"):
         book.version_at(START - timedelta(microseconds=1))
     result = quote(book, "mimo-v2-omni", 1, at=START - timedelta(days=1))
-    assert isinstance(result, Rejection) and result.code == "unknown_model"
+    assert isinstance(result, Rejection) and result.code == "no_price_version"
 
 
 def test_a_version_takes_effect_at_exactly_its_instant() -> None:

@@ -10,12 +10,14 @@ from typing import Any
 
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
-from hypothesis import given
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
-from schemas.events import CreditsDebited, UsageRejected, dump
+from schemas.events import CreditsDebited, UsageRecorded, UsageRejected, dump
 from services.common.kafka import partition_for
 from services.common.settings import DEFAULT_PRICEBOOK
+from services.pricing.admission import DEFAULT_DEDUP_WINDOW, judge_usage, received_at
 from services.pricing.batch import MAX_DLQ_KEY_BYTES, price_batch
 from services.pricing.debits import (
     DEBIT_NAMESPACE,
@@ -24,17 +26,20 @@ from services.pricing.debits import (
     EncodedDebit,
     UsageMessage,
     debit_entry_id,
+    debit_entry_text,
     price_message,
     price_usage,
     uuid5_text,
 )
-from services.pricing.pricebook import load_pricebook
-from tests.factories import usage_messages
+from services.pricing.pricebook import Rejection, load_pricebook
+from tests.factories import repeats_a_key, usage_messages
 
 pytestmark = pytest.mark.unit
 
 BOOK = load_pricebook(DEFAULT_PRICEBOOK)
 NOW = datetime(2026, 11, 27, 20, 0, 0, 123456, tzinfo=UTC)
+identifiers = st.text(min_size=1, max_size=128)
+account_ids = st.from_regex(r"[A-Za-z0-9._:@-]{1,128}", fullmatch=True)
 USAGE: dict[str, Any] = {
     "type": "usage.recorded",
     "schema_version": 1,
@@ -60,7 +65,7 @@ def usage(**changes: Any) -> bytes:
 def test_design_example_becomes_the_design_debit() -> None:
     debit = price_message(message(usage()), BOOK, NOW)
     assert debit == CreditsDebited(
-        entry_id=uuid.uuid5(DEBIT_NAMESPACE, USAGE["event_id"]),
+        entry_id=uuid.uuid5(DEBIT_NAMESPACE, f"acct-42\n{USAGE['event_id']}"),
         account_id="acct-42",
         usage_event_id=USAGE["event_id"],
         model="mimo-v2-pro",
@@ -80,9 +85,25 @@ def test_tts_gives_a_zero_credit_debit() -> None:
     assert (debit.credits, debit.tier, debit.multiplier) == (0, "any", Decimal(0))
 
 
-def test_entry_id_is_uuid5_of_the_event_id_and_stable() -> None:
-    assert debit_entry_id("e-1") == uuid.uuid5(DEBIT_NAMESPACE, "e-1")
-    assert debit_entry_id("e-1") == debit_entry_id("e-1") != debit_entry_id("e-2")
+@given(account_ids, identifiers)
+def test_entry_id_is_uuid5_of_account_newline_event_id_and_stable(account: str, event: str) -> None:
+    expected = uuid.uuid5(DEBIT_NAMESPACE, f"{account}\n{event}")
+    assert debit_entry_id(account, event) == expected == debit_entry_id(account, event)
+    assert debit_entry_text(account, event) == str(expected)
+
+
+@given(account_ids, account_ids, identifiers, identifiers)
+def test_entry_ids_differ_when_account_or_event_id_differs(a: str, b: str, e: str, f: str) -> None:
+    # An account id holds no line break, so "a\ne" names one pair only.
+    assert (debit_entry_id(a, e) == debit_entry_id(b, f)) == ((a, e) == (b, f))
+
+
+def test_the_same_event_id_on_two_accounts_is_two_debits() -> None:
+    one = price_message(message(usage(account_id="acct-1")), BOOK, NOW)
+    two = price_message(message(usage(account_id="acct-2")), BOOK, NOW)
+    assert isinstance(one, CreditsDebited) and isinstance(two, CreditsDebited)
+    assert one.usage_event_id == two.usage_event_id and one.entry_id != two.entry_id
+    assert one.entry_id == debit_entry_id("acct-1", USAGE["event_id"])
 
 
 @pytest.mark.parametrize(
@@ -101,7 +122,7 @@ def test_entry_id_is_uuid5_of_the_event_id_and_stable() -> None:
         (usage(occurred_at="2026-11-27T19:00:00"), "invalid_event", "occurred_at"),
         (usage(cached_input_tokens=1201), "invalid_event", "cached_input_tokens"),
         (usage(model="gpt-9"), "unknown_model", "gpt-9"),
-        (usage(occurred_at="2020-01-01T00:00:00Z"), "unknown_model", "no price"),
+        (usage(occurred_at="2020-01-01T00:00:00Z"), "no_price_version", "no price"),
         (usage(input_tokens=1_048_577), "exceeds_context", "1048576"),
         (usage(model="mimo-v2-omni", input_tokens=262_145), "exceeds_context", "262144"),
     ],
@@ -153,8 +174,8 @@ def test_a_huge_key_is_not_copied_to_the_dlq_but_keeps_its_partition() -> None:
 
 
 @given(st.text(min_size=1, max_size=128))
-def test_the_entry_id_is_uuid5_of_the_event_id(event_id: str) -> None:
-    assert uuid5_text(DEBIT_NAMESPACE, event_id) == str(uuid.uuid5(DEBIT_NAMESPACE, event_id))
+def test_uuid5_text_is_uuid5(name: str) -> None:
+    assert uuid5_text(DEBIT_NAMESPACE, name) == str(uuid.uuid5(DEBIT_NAMESPACE, name))
 
 
 @given(usage_messages())
@@ -162,6 +183,41 @@ def test_what_pricing_writes_is_the_debit_models_own_json(value: bytes) -> None:
     priced = price_usage(message(value), BOOK, NOW)
     if isinstance(priced, EncodedDebit):
         assert dump(CreditsDebited.model_validate_json(priced.value)) == priced.value
+
+
+# Kafka timestamps around the generated occurred_at, and exactly at the window's edges.
+_MS = int(NOW.timestamp() * 1000)
+_EDGES = [_MS + d for d in (0, 24 * 3600_000, -30 * 86_400_000)]
+kafka_timestamps = st.one_of(
+    st.none(),
+    st.just(-1),
+    st.integers(_MS - 400 * 86_400_000, _MS + 400 * 86_400_000),
+    st.sampled_from(_EDGES).flatmap(lambda ms: st.integers(ms - 2, ms + 2)),
+)
+
+
+@settings(max_examples=800)
+@given(usage_messages(), kafka_timestamps)
+def test_pricing_judges_an_event_as_post_usage_does(value: bytes, timestamp: int | None) -> None:
+    """The API judges the model with judge_usage, pricing the codec's Struct: one verdict."""
+    priced = price_usage(UsageMessage("usage.v1", 3, 7, b"k", value, timestamp), BOOK, NOW)
+    try:
+        usage = UsageRecorded.model_validate_json(value)
+    except ValidationError:
+        assert isinstance(priced, UsageRejected)
+        assert priced.error in ("invalid_json", "invalid_event")
+        return
+    assume(not repeats_a_key(value))  # the codec checks every value of a repeated key
+    verdict = judge_usage(usage, BOOK, received_at(timestamp), DEFAULT_DEDUP_WINDOW)
+    if isinstance(verdict, Rejection):
+        assert isinstance(priced, UsageRejected)
+        assert (priced.error, priced.detail) == (verdict.code, verdict.detail)
+    else:
+        assert isinstance(priced, EncodedDebit)
+        debit = CreditsDebited.model_validate_json(priced.value)
+        assert (debit.credits, debit.tier, debit.price_version) == (
+            verdict.credits, verdict.tier, verdict.price_version,
+        )  # fmt: skip
 
 
 @given(st.binary(min_size=1, max_size=200), st.integers(1, 100))

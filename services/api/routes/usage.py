@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
@@ -49,12 +50,18 @@ class UsageAccepted(BaseModel):
 )
 async def post_usage(body: UsageBatch, opened: Opened) -> UsageAccepted:
     """Publishes the valid events to usage.v1, keyed by account, and answers once Kafka has
-    committed them all; invalid events are listed and not published. A 503 published
-    nothing; sending the same batch again is safe, since event ids are deduplicated."""
-    checked = check_batch(body.events)
+    committed them all. An event that is invalid or that pricing would reject
+    (`unknown_model`, `no_price_version`, `exceeds_context`, `outside_dedup_window`;
+    `invalid_event` also for occurred_at more than 24 h ahead) is listed by index with that
+    code and not published. A 503 published nothing; sending the same batch again is safe,
+    since event ids are deduplicated per account."""
+    # In whole milliseconds, the precision of the Kafka timestamp it becomes.
+    now = datetime.now(UTC)
+    received = now.replace(microsecond=now.microsecond // 1000 * 1000)
+    checked = check_batch(body.events, opened.pricebook, received, opened.usage.window)
     if checked.valid:
         try:
-            await opened.usage.publish(checked.valid)
+            await opened.usage.publish(checked.valid, received)
         except IngestUnavailable as error:
             raise ApiError(503, "kafka_unavailable", str(error)) from error
     return UsageAccepted(
