@@ -40,6 +40,7 @@ demo_applied() { [ "$(demo_entries)" -ge "$1" ]; }
 
 start() {
   "$LEDGER" topics create
+  "$LEDGER" migrate  # the database first (docs/operations.md, Upgrades); services would too
   start_service pricing
   start_service projector
   start_service api --port "$API_PORT"

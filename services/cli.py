@@ -27,6 +27,7 @@ COMMANDS = {
     "redrive": "services.pricing.redrive:main",
     "rebuild": "services.audit.rebuild:main",
     "bench": "services.bench.bench:main",
+    "migrate": "services.common.migrations:main",
 }
 # The subcommands that talk to Kafka: each checks that the brokers accept its settings first.
 KAFKA_COMMANDS = frozenset(
@@ -88,6 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         cmd = sub.add_parser(name, help=text)
         cmd.add_argument("--json", action="store_true")
+
+    migrate = sub.add_parser(
+        "migrate", help="apply every component's pending database migrations, under one lock"
+    )
+    migrate.add_argument(
+        "--check", action="store_true", help="list the pending ones, apply nothing; exit 1 if any"
+    )
 
     add_redrive_parser(sub)
     rebuild = sub.add_parser("rebuild", help="rebuild the live projection from ledger.v1")
