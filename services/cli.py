@@ -19,6 +19,7 @@ COMMANDS = {
     "serve": "services.cli:serve_main",
     "topics": "services.cli:topics_main",
     "keys": "services.api.keys.command:main",
+    "entry-keys": "services.common.entry_keys:main",
     "loadgen": "services.traffic.loadgen:main",
     "replay": "services.traffic.replay:main",
     "record": "services.traffic.record:main",
@@ -61,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     topics.add_argument("action", choices=["create"])
 
     add_keys_parser(sub)
+    add_entry_keys_parser(sub)
 
     loadgen = sub.add_parser("loadgen", help="publish synthetic usage")
     loadgen.add_argument("--accounts", type=int, default=100)
@@ -189,6 +191,12 @@ def add_keys_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     listing.add_argument("--json", action="store_true", help="one JSON object per line")
     revoke = actions.add_parser("revoke", help="revoke a key on every API process at once")
     revoke.add_argument("key_id")
+
+
+def add_entry_keys_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from services.common.entry_keys import add_parser
+
+    add_parser(sub)
 
 
 def topics_main(args: argparse.Namespace) -> int:

@@ -16,6 +16,7 @@ import uvicorn
 from fastapi import FastAPI
 from uvicorn.supervisors import Multiprocess
 
+from schemas.entry_signing import EntryKeyError, read_signing_key
 from services.api.auth import AuthConfigError, parse_tokens
 from services.api.errors import install_error_handlers
 from services.api.hot_paths import HotPaths
@@ -126,8 +127,11 @@ def run_workers(host: str, port: int, workers: int) -> int:
 def run(host: str, port: int, workers: int = 1) -> int:
     settings = load_settings()
     try:
+        # The lifespan reads the key again for the claims; here a missing one stops the
+        # start with one line instead of a lifespan traceback.
+        read_signing_key(settings.ledger_entry_signing_key)
         app = create_app(settings)
-    except AuthConfigError as exc:
+    except (AuthConfigError, EntryKeyError) as exc:
         print(f"ledger serve api: refusing to start: {exc}", file=sys.stderr)
         return 2
     if (problem := tls_problem(settings)) is not None:

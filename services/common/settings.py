@@ -134,6 +134,32 @@ class Settings(BaseSettings):
             "KAFKA_SASL_PASSWORD": self.kafka_sasl_password.get_secret_value(),
             "KAFKA_SSL_CAFILE": str(self.kafka_ssl_cafile or ""),
             "PYTHONUNBUFFERED": "1",
+            **self.entry_key_environment(),
+        }
+
+    # Signed money-in entries (docs/contracts.md, Configuration): the API's Ed25519 private
+    # key (PEM) and the public keys the projector, the audit and the rebuild verify with
+    # (comma-separated PEM paths; a retired key's file names where it stops verifying).
+    ledger_entry_signing_key: Path | None = None
+    ledger_entry_verify_keys: Annotated[tuple[Path, ...], NoDecode] = ()
+
+    @field_validator("ledger_entry_signing_key", mode="before")
+    @classmethod
+    def _no_signing_key_when_empty(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("ledger_entry_verify_keys", mode="before")
+    @classmethod
+    def _paths(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = tuple(Path(part.strip()) for part in value.split(",") if part.strip())
+        return value
+
+    def entry_key_environment(self) -> dict[str, str]:
+        """LEDGER_ENTRY_SIGNING_KEY and LEDGER_ENTRY_VERIFY_KEYS as a child process reads them."""
+        return {
+            "LEDGER_ENTRY_SIGNING_KEY": str(self.ledger_entry_signing_key or ""),
+            "LEDGER_ENTRY_VERIFY_KEYS": ",".join(map(str, self.ledger_entry_verify_keys)),
         }
 
     # The gateway kit's durable spool (services/gateway/spool.py): where each call's usage is

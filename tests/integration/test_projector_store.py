@@ -19,7 +19,7 @@ from services.projector.apply import apply as apply_batch
 from services.projector.apply import prepare_records
 from services.projector.ledger import RejectedMessage, SourcedEntry
 from services.projector.store import open_projection
-from tests.factories import T0, adjusted, debited, granted
+from tests.factories import T0, adjusted, debited, granted, sign
 from tests.integration.projector_harness import BALANCES, Log
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -103,7 +103,7 @@ async def test_a_redelivered_batch_changes_nothing_and_counts_duplicates(
 
 async def test_duplicates_and_conflicts_within_one_batch(pool: asyncpg.Pool) -> None:
     entry = granted("a", 100)
-    other = entry.model_copy(update={"credits": 999})
+    other = sign(entry.model_copy(update={"credits": 999}))
     records = Log().records(entry, entry, other, other)
 
     result = await apply(pool, records)
@@ -184,9 +184,11 @@ async def test_journal_rows_hold_every_value_exactly_whatever_the_text(pool: asy
             "priced_at": datetime(1, 1, 2, tzinfo=UTC),
         }
     )  # fmt: skip
-    grant = granted("a:b@c.d-e_f", 7).model_copy(update={"reference": ODD_TEXT})
-    fix = CreditsAdjusted(
-        entry_id=uuid.uuid4(), account_id="z", credits=-3, reason=ODD_TEXT, occurred_at=T0
+    grant = sign(granted("a:b@c.d-e_f", 7).model_copy(update={"reference": ODD_TEXT}))
+    fix = sign(
+        CreditsAdjusted(
+            entry_id=uuid.uuid4(), account_id="z", credits=-3, reason=ODD_TEXT, occurred_at=T0
+        )
     )
     records = Log().records(debit, grant, fix)
     assert (await apply(pool, records)).applied == 3

@@ -38,6 +38,7 @@ from services.pricing.debits import UsageMessage, classify, price_message
 from services.pricing.pricebook import load_pricebook
 from services.projector.columns import journal_copy
 from services.projector.ledger import RejectedMessage, SourcedEntry, content_digest, read_message
+from tests.entry_keys import VERIFY_KEYS
 from tests.factories import extreme_moments, repeats_a_key, usage_messages
 
 pytestmark = pytest.mark.unit
@@ -247,7 +248,7 @@ def test_the_ledger_reader_accepts_what_the_ledger_model_accepts(
 def test_the_projector_writes_a_debit_as_it_wrote_the_model(entry: CreditsDebited) -> None:
     """The journal row and digest from the Struct (by field name) equal those of the model."""
     raw = dump(entry)
-    record = read_message(raw, 3, 7)
+    record = read_message(raw, 3, 7, VERIFY_KEYS)
     if isinstance(record, RejectedMessage):  # PostgreSQL text cannot hold NUL
         assert record.reason == "refused" and b"\\u0000" in raw
         return
@@ -279,4 +280,4 @@ def test_json_nested_past_the_recursion_limit_is_refused_not_raised(raw: bytes) 
     now = datetime(2026, 11, 27, 20, tzinfo=UTC)
     rejected = price_message(UsageMessage("usage.v1", 0, 0, None, raw), book, now)
     assert isinstance(rejected, UsageRejected) and rejected.error == "invalid_json"
-    assert isinstance(read_message(raw, 0, 0), RejectedMessage)
+    assert isinstance(read_message(raw, 0, 0, VERIFY_KEYS), RejectedMessage)
