@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import ipaddress
 import ssl
-import subprocess
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,7 +21,7 @@ from cryptography.x509.oid import NameOID
 from services import __version__
 from services.common.settings import Settings
 from tests.integration.api_harness import TOKENS
-from tests.processes import LEDGER, ServiceProcess, free_port, service_env
+from tests.processes import ServiceProcess, free_port, refused_start
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -126,18 +125,12 @@ def test_api_serves_https_with_the_configured_certificate(
 def test_a_key_that_is_not_the_certificates_stops_the_api_at_start(
     settings: Settings, pki: Pki
 ) -> None:
-    env = service_env(
+    done = refused_start(
         settings,
+        "api",
         LEDGER_API_TOKENS=TOKENS,
         LEDGER_API_TLS_CERT=str(pki.cert),
         LEDGER_API_TLS_KEY=str(pki.other_key),
-    )
-    done = subprocess.run(
-        [*LEDGER, "serve", "api", "--port", str(free_port())],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
     )
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
@@ -145,13 +138,8 @@ def test_a_key_that_is_not_the_certificates_stops_the_api_at_start(
 
 
 def test_a_certificate_without_its_key_is_refused(settings: Settings, pki: Pki) -> None:
-    env = service_env(settings, LEDGER_API_TOKENS=TOKENS, LEDGER_API_TLS_CERT=str(pki.cert))
-    done = subprocess.run(
-        [*LEDGER, "serve", "api", "--port", str(free_port())],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
+    done = refused_start(
+        settings, "api", LEDGER_API_TOKENS=TOKENS, LEDGER_API_TLS_CERT=str(pki.cert)
     )
     assert done.returncode == 2
     assert "LEDGER_API_TLS_CERT and LEDGER_API_TLS_KEY go together" in done.stderr
