@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from schemas.codec import decode_ledger_entry, decode_usage, encode
+from schemas.entry_signing import VerifyKeys
 from schemas.events import CreditsDebited, UsageRecorded, dump
 from services.common.settings import DEFAULT_PRICEBOOK
 from services.pricing.batch import price_batch
@@ -49,6 +50,7 @@ def main() -> None:
     debits = [value for _, value in priced.ledger[0]]
     structs = [decode_ledger_entry(raw) for raw in debits]
     models = [CreditsDebited.model_validate_json(raw) for raw in debits]
+    keys = VerifyKeys()  # debits carry no signature: no key is asked for
     figures = [
         ("usage read: msgspec Struct", per_message(decode_usage, usage)),
         ("usage read: pydantic", per_message(UsageRecorded.model_validate_json, usage)),
@@ -59,7 +61,7 @@ def main() -> None:
         ("debit write: msgspec Struct", per_message(encode, structs)),
         ("debit write: pydantic", per_message(dump, models)),
         ("pricing: price_usage", per_message(lambda r: price_usage(r, book, now), records)),
-        ("projector: read_message", per_message(lambda raw: read_message(raw, 0, 0), debits)),
+        ("projector: read_message", per_message(lambda raw: read_message(raw, 0, 0, keys), debits)),
     ]
     print(f"us per message, {len(usage)} messages, best of {ROUNDS}")
     for name, figure in figures:
