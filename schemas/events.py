@@ -6,14 +6,17 @@ integers, timestamps must carry a time zone, and `type`/`schema_version` are fix
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 from uuid import UUID
 
+import msgspec
 from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -35,16 +38,43 @@ Identifier = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 Text = Annotated[str, StringConstraints(max_length=1024)]
 TokenCount = Annotated[int, Field(strict=True, ge=0, le=MAX_TOKENS)]
 Credits = Annotated[int, Field(strict=True, ge=-(2**62), le=2**62)]
-Timestamp = AwareDatetime
+# A timestamp is RFC 3339 text with an offset, read by msgspec's parser: the hot path's
+# Structs (schemas/codec.py) read it so, and the models read it the same way (pydantic's own
+# parser would also take Unix numbers, "19:00" without seconds and other ISO 8601 forms).
+EventTime = Annotated[datetime, msgspec.Meta(tz=True)]
 
 
-def _finite(value: Decimal) -> Decimal:
+def _event_time(value: object) -> object:
+    return value if isinstance(value, datetime) else msgspec.convert(value, EventTime)
+
+
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_event_time)]
+
+
+def _integer(value: object) -> object:
+    if type(value) is not int:
+        raise ValueError("Input should be the integer 1")
+    return value
+
+
+# `schema_version` is the integer 1: not 1.0, not true (pydantic alone would take both).
+SchemaVersion = Annotated[Literal[1], BeforeValidator(_integer)]
+
+
+def check_multiplier(value: Decimal) -> Decimal:
+    """The multiplier rule, for the model and the debit's Struct alike."""
     if not value.is_finite() or value < 0:
         raise ValueError("multiplier must be a finite, non-negative decimal")
     return value
 
 
-Multiplier = Annotated[Decimal, AfterValidator(_finite)]
+def check_cached_within_input(cached_input_tokens: int, input_tokens: int) -> None:
+    """The usage rule across fields, for the model and the usage Struct alike."""
+    if cached_input_tokens > input_tokens:
+        raise ValueError("cached_input_tokens must not exceed input_tokens")
+
+
+Multiplier = Annotated[Decimal, AfterValidator(check_multiplier)]
 # Any identifier, not only a UUID: a usage event naming a hold the ledger never placed is
 # still billed (as an unknown hold), never rejected.
 HoldId = Identifier
@@ -70,7 +100,7 @@ class UsageRecorded(Event):
     """A gateway served a request; `event_id` is the gateway's idempotency key."""
 
     type: Literal["usage.recorded"] = "usage.recorded"
-    schema_version: Literal[1] = 1
+    schema_version: SchemaVersion = 1
     event_id: Identifier
     account_id: AccountId
     model: Identifier
@@ -86,8 +116,7 @@ class UsageRecorded(Event):
 
     @model_validator(mode="after")
     def _cached_within_input(self) -> UsageRecorded:
-        if self.cached_input_tokens > self.input_tokens:
-            raise ValueError("cached_input_tokens must not exceed input_tokens")
+        check_cached_within_input(self.cached_input_tokens, self.input_tokens)
         return self
 
 
@@ -95,7 +124,7 @@ class CreditsDebited(Event):
     """Pricing turned one usage event into a debit (zero credits for free models)."""
 
     type: Literal["credits.debited"] = "credits.debited"
-    schema_version: Literal[1] = 1
+    schema_version: SchemaVersion = 1
     entry_id: UUID
     account_id: AccountId
     usage_event_id: Identifier
@@ -107,7 +136,7 @@ class CreditsDebited(Event):
     price_version: Identifier
     occurred_at: Timestamp
     # Copied from the usage event. Before priced_at on purpose: priced_at stays the last
-    # field, which the projector's content digest relies on (services/projector/ledger.py).
+    # field, which the debit's content digest relies on (schemas/codec.py).
     hold_id: HoldId | None = Field(default=None, exclude_if=_absent)
     priced_at: Timestamp
 
@@ -329,6 +358,7 @@ __all__ = [
     "CreditsAdjusted",
     "CreditsDebited",
     "CreditsGranted",
+    "EventTime",
     "GrantCategory",
     "GrantReason",
     "HoldCredits",
@@ -342,6 +372,8 @@ __all__ = [
     "SourcePosition",
     "UsageRecorded",
     "UsageRejected",
+    "check_cached_within_input",
+    "check_multiplier",
     "dump",
     "parse_alert",
     "parse_hold_event",

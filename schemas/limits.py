@@ -1,8 +1,8 @@
 """The limits of an event's fields, read from the pydantic models in schemas/events.py.
 
-The hand-written codecs beside this module (usage_json.py, debit_json.py) check the same
-rules as the models without building them; reading the limits from the models keeps one
-definition of each rule. A field whose rule takes a form read here nowhere fails at import.
+The msgspec Structs of schemas/codec.py check the same rules as the models without building
+them; reading the limits from the models keeps one definition of each rule. A field whose
+rule takes a form read here nowhere fails at import.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ the tests. Builders take the fields a test cares about and fill the rest with va
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
@@ -14,7 +15,14 @@ from typing import Any
 from hypothesis import strategies as st
 
 from schemas.entry_signing import signed
-from schemas.events import CreditsAdjusted, CreditsDebited, CreditsGranted, LedgerEntry
+from schemas.events import (
+    MAX_TOKENS,
+    CreditsAdjusted,
+    CreditsDebited,
+    CreditsGranted,
+    LedgerEntry,
+    UsageRecorded,
+)
 from tests.entry_keys import SIGNING_KEY
 
 T0 = datetime(2026, 11, 27, 19, 0, tzinfo=UTC)
@@ -166,3 +174,128 @@ extreme_entries = st.one_of(
         st.text(min_size=1, max_size=1024),
     ),
 )  # fmt: skip
+
+
+# Usage messages as gateways may send them, valid or not: every field's usual values, its
+# edges, other types, other timestamp spellings, unknown, missing and repeated keys, cut JSON.
+# For the usage codec against the model (tests/unit/test_codec.py).
+_USAGE_ZONES = [UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-8)),
+                timezone(timedelta(hours=23, minutes=59)), timezone(timedelta(0))]  # fmt: skip
+_ORDER = [*UsageRecorded.model_fields, "colour", "Model", "event_id "]
+
+
+def _u_spellings(at: datetime) -> st.SearchStrategy[Any]:
+    """Ways a gateway may write a time: RFC 3339 and others (a Unix number, no seconds, ...)."""
+    iso = at.isoformat()
+    return st.sampled_from([
+        iso, iso.replace("+00:00", "Z"), iso.replace("+00:00", "-00:00"), iso.replace("T", " "),
+        iso.replace("T", "t"), iso.replace("+00:00", "z"), iso[:19], iso[:19] + ".1234567Z",
+        iso[:10], iso[:16] + "Z", iso[:19] + ".5+05:30", iso[:19] + "+24:00", iso[:17] + "60Z",
+        at.timestamp(), int(at.timestamp()), "", "yesterday",
+    ])  # fmt: skip
+
+
+_u_moments = st.datetimes(
+    min_value=datetime(1, 1, 2),
+    max_value=datetime(9999, 12, 30),
+    timezones=st.sampled_from(_USAGE_ZONES),
+)
+_u_recent = st.datetimes(
+    min_value=datetime(2026, 1, 1),
+    max_value=datetime(2028, 1, 1),
+    timezones=st.sampled_from(_USAGE_ZONES),
+)
+_u_timestamps = st.one_of(_u_recent, _u_moments).flatmap(_u_spellings)
+_u_weird = st.one_of(
+    st.none(), st.booleans(), st.floats(allow_nan=False), st.integers(-(2**70), 2**70),
+    st.text(max_size=5), st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(), st.none(), max_size=1),
+)  # fmt: skip
+_u_identifiers = st.one_of(
+    st.text(min_size=1, max_size=20),
+    st.text(min_size=120, max_size=135),
+    st.just(""),
+    st.just('tab\t"quoted" \\ \u2028 é😀'),
+    _u_weird,
+)
+_u_accounts = st.one_of(
+    st.from_regex(r"[A-Za-z0-9._:@-]{1,128}", fullmatch=True),
+    st.sampled_from(["acct-42", "acct-42\n", "", "a" * 129, "bad id!", "ünï"]),
+    _u_weird,
+)
+_u_models = st.one_of(
+    st.sampled_from(["mimo-v2-omni", "mimo-v2-pro", "mimo-v2-tts", "gpt-9", "MIMO-V2-PRO"]),
+    _u_identifiers,
+)
+_u_tokens = st.one_of(
+    st.integers(0, 2_000_000),
+    st.sampled_from([0, 262_144, 262_145, 1_048_576, 1_048_577, MAX_TOKENS, MAX_TOKENS + 1, -1]),
+    st.integers(-(2**70), 2**70),
+    st.sampled_from([1.0, 12.5, True, False, "12", None]),
+)
+_ABSENT = object()
+_usage_values: dict[str, st.SearchStrategy[Any]] = {
+    "type": st.sampled_from(["usage.recorded", _ABSENT, "credits.debited", None]),
+    "schema_version": st.sampled_from([1, _ABSENT, 2, 1.0, True, "1"]),
+    "event_id": _u_identifiers,
+    "account_id": _u_accounts,
+    "model": _u_models,
+    "input_tokens": _u_tokens,
+    "cached_input_tokens": st.one_of(st.just(_ABSENT), _u_tokens),
+    "output_tokens": _u_tokens,
+    "occurred_at": _u_timestamps,
+    "gateway_id": _u_identifiers,
+    "request_id": st.one_of(st.just(_ABSENT), st.none(), _u_identifiers),
+    "hold_id": st.one_of(st.just(_ABSENT), st.none(), _u_identifiers),
+}
+
+
+@st.composite
+def usage_messages(draw: st.DrawFn) -> bytes:
+    event: dict[str, Any] = {}
+    for name, values in _usage_values.items():
+        # Mostly well-formed values, so that many events get priced and are compared too.
+        if draw(st.integers(0, 19)) < 17 and name not in ("type", "schema_version"):
+            value = draw(_usage_usual[name])
+        else:
+            value = draw(values)
+        if value is not _ABSENT:
+            event[name] = value
+    if draw(st.integers(0, 19)) == 0:
+        event[draw(st.sampled_from(["colour", "Model", "event_id "]))] = 1
+    if draw(st.integers(0, 19)) == 0 and event:
+        del event[draw(st.sampled_from(sorted(event)))]
+    # Often the canonical form (the model's order, no space): what the services write.
+    canonical = draw(st.booleans())
+    names = sorted(event, key=_ORDER.index) if canonical else draw(st.permutations(list(event)))
+    text = json.dumps(
+        {n: event[n] for n in names},
+        ensure_ascii=draw(st.booleans()),
+        separators=(",", ":") if canonical else None,
+    )
+    if draw(st.integers(0, 19)) == 0:  # a repeated key: JSON readers keep the last one
+        text = text[:-1] + f', "event_id": {json.dumps(draw(st.text(max_size=8)))}}}'
+    if draw(st.integers(0, 29)) == 0:
+        text = text[: draw(st.integers(0, len(text)))]
+    return text.encode("utf-8", "surrogatepass")
+
+
+_usage_usual: dict[str, st.SearchStrategy[Any]] = {
+    "event_id": st.text(min_size=1, max_size=40),
+    "account_id": st.from_regex(r"[A-Za-z0-9._:@-]{1,40}", fullmatch=True),
+    "model": st.sampled_from(["mimo-v2-omni", "mimo-v2-pro", "mimo-v2-tts"]),
+    "input_tokens": st.integers(0, 1_100_000),
+    "cached_input_tokens": st.one_of(st.just(_ABSENT), st.integers(0, 1000)),
+    "output_tokens": st.integers(0, 100_000),
+    "occurred_at": _u_recent.map(lambda at: at.isoformat().replace("+00:00", "Z")),
+    "gateway_id": st.text(min_size=1, max_size=20),
+    "request_id": st.one_of(st.just(_ABSENT), st.none(), st.text(min_size=1, max_size=20)),
+    "hold_id": st.one_of(st.just(_ABSENT), st.none(), st.uuids().map(str)),
+}
+
+
+def repeats_a_key(value: bytes) -> bool:
+    """Whether a JSON object in `value` (valid JSON) names a key twice."""
+    keys: list[list[str]] = []
+    json.loads(value, object_pairs_hook=lambda pairs: keys.append([k for k, _ in pairs]))
+    return any(len(names) != len(set(names)) for names in keys)

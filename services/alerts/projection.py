@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import asyncpg
 
-from schemas.debit_json import Entry
+from schemas.codec import Entry
 from schemas.events import BALANCE_LIMIT, dump
 from services.alerts.crossings import Crossing, Movement, Span, crossings, spans
 

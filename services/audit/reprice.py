@@ -15,10 +15,12 @@ import sys
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
+import msgspec
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
-from schemas.events import CreditsDebited, UsageRecorded, parse_ledger_entry
+from schemas.codec import DEBITS, UsageRecordedStruct, decode_ledger_entry, decode_usage
+from schemas.events import CreditsDebited
 from services.audit.drift import DriftReport, Outcome, compare_outcomes
 from services.audit.reading import BATCH_RECORDS, LogReader
 from services.audit.reprice_report import RepriceSummary
@@ -56,11 +58,11 @@ async def price_usage_topic(
     return outcomes
 
 
-def _event(value: bytes | None) -> UsageRecorded | None:
+def _event(value: bytes | None) -> UsageRecordedStruct | None:
     """The usage event behind a rejection, when it is one (unknown model, over context)."""
     try:
-        return UsageRecorded.model_validate_json(value or b"")
-    except ValidationError:
+        return decode_usage(value or b"")
+    except msgspec.DecodeError:
         return None
 
 
@@ -72,10 +74,10 @@ async def recorded_debits(
     async for records in reader.read_range(topic, {}, targets, BATCH_RECORDS):
         for record in records:
             try:
-                entry = parse_ledger_entry(record.value or b"")
-            except ValidationError:
+                entry = decode_ledger_entry(record.value or b"")
+            except (msgspec.DecodeError, ValidationError):
                 continue
-            if isinstance(entry, CreditsDebited):
+            if isinstance(entry, DEBITS):
                 summary.ledger_debits += 1
                 debits.setdefault(entry.entry_id, Outcome(entry.model, entry.credits))
         progress.advance(len(records))

@@ -18,13 +18,13 @@ from datetime import UTC, datetime
 
 import httpx
 
-from schemas.usage_json import json_tail, usage_json
 from services.bench.figures import FreshnessFigure, rate
 from services.bench.pipeline import Pipeline
 from services.bench.processes import BenchError
 from services.common.settings import Settings
 from services.gateway.publisher import UsagePublisher
 from services.traffic.sending import KeyedMessage
+from services.traffic.traffic import usage_json
 
 PROBES_PER_S = 10
 PROBE_ACCOUNTS = 5
@@ -107,7 +107,7 @@ async def _steady_load(
 
 
 async def _publish_probe(publisher: UsagePublisher, probe: ProbeAccount) -> None:
-    tail = json_tail(datetime.now(UTC), "gw-bench")
+    tail = (datetime.now(UTC), "gw-bench")
     value = usage_json(str(uuid.uuid4()), probe.account_id, "mimo-v2-omni", (1000, 0, 100), tail)
     probe.sent_at.append(time.monotonic())
     await publisher.publish_many([(probe.account_id.encode(), value)])

@@ -9,9 +9,8 @@ reject). Nothing here reads a clock.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
 
-from schemas.debit_json import timestamp_text
+from schemas.codec import UsageRecordedStruct, timestamp_text
 from schemas.events import UsageRecorded
 from services.pricing.pricebook import PriceBook, Quote, Rejection
 
@@ -27,17 +26,6 @@ def received_at(timestamp_ms: int | None) -> datetime | None:
     if timestamp_ms is None or timestamp_ms < 0:
         return None
     return _EPOCH + timedelta(milliseconds=timestamp_ms)
-
-
-@lru_cache(maxsize=256)
-def in_time(timestamp_ms: int | None, window: timedelta) -> tuple[datetime, datetime] | None:
-    """For pricing's hot path: the earliest and latest occurred_at judge_time accepts for a
-    record with this Kafka timestamp, None when it is not judged by time. Cached: the
-    records of one producer batch mostly share their millisecond."""
-    received = received_at(timestamp_ms)
-    if received is None:
-        return None
-    return received - window, received + MAX_AHEAD
 
 
 def judge_time(
@@ -65,7 +53,10 @@ def judge_time(
 
 
 def judge_usage(
-    usage: UsageRecorded, book: PriceBook, received: datetime | None, window: timedelta
+    usage: UsageRecorded | UsageRecordedStruct,
+    book: PriceBook,
+    received: datetime | None,
+    window: timedelta,
 ) -> Quote | Rejection:
     """The quote of a valid event, or why pricing rejects it (the code pricing writes)."""
     late_or_early = judge_time(usage.occurred_at, received, window)

@@ -6,7 +6,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from schemas.debit_json import timestamp_text
 from schemas.events import UsageRejected, dump
 from services.common.kafka import account_key, partition_for
 from services.pricing.admission import DEFAULT_DEDUP_WINDOW
@@ -44,9 +43,8 @@ def price_batch(
 ) -> PricedBatch:
     """Prices records in order; each account's debits keep their order within a partition."""
     out = PricedBatch()
-    now_text = timestamp_text(now)
     for record in records:
-        outcome = price_usage(record, book, now, now_text, window)
+        outcome = price_usage(record, book, now, window)
         if isinstance(outcome, UsageRejected):
             append_rejection(out, record, outcome, dlq_partitions)
         else:

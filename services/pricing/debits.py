@@ -6,6 +6,7 @@ original bytes, so the pipeline keeps going and nothing is dropped.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -13,26 +14,13 @@ from json.encoder import encode_basestring
 from typing import NamedTuple, Protocol
 from uuid import UUID
 
-from pydantic import ValidationError
+import msgspec
+from asyncpg.pgproto.pgproto import UUID as PgUUID
 
-from schemas.debit_json import (
-    debit_bytes,
-    encode_debit,
-    hold_fragment,
-    model_fields,
-    timestamp_text,
-    uuid5_text,
-)
-from schemas.events import (
-    CreditsDebited,
-    RejectionCode,
-    SourcePosition,
-    UsageRecorded,
-    UsageRejected,
-)
-from schemas.usage_json import PlainUsage, read_plain_usage
-from services.pricing.admission import DEFAULT_DEDUP_WINDOW, in_time, judge_usage, received_at
-from services.pricing.pricebook import PriceBook, Rejection, Tier
+from schemas.codec import CreditsDebitedStruct, decode_usage, encode, json_error
+from schemas.events import CreditsDebited, RejectionCode, SourcePosition, UsageRejected
+from services.pricing.admission import DEFAULT_DEDUP_WINDOW, judge_usage, received_at
+from services.pricing.pricebook import PriceBook, Rejection
 
 # Fixed forever: changing it would give every replayed usage event a new entry_id.
 DEBIT_NAMESPACE = UUID("5b0f3c52-8a7e-4d1b-9c0e-6f2a1d3e4b57")
@@ -54,8 +42,29 @@ def debit_entry_text(account_id: str, event_id: str) -> str:
 
 
 def debit_entry_id(account_id: str, event_id: str) -> UUID:
-    """debit_entry_text as a UUID."""
-    return UUID(debit_entry_text(account_id, event_id))
+    """debit_entry_text as asyncpg's UUID: a uuid.UUID (equal, of the same hash and text)
+    that C code builds five times faster."""
+    entry_id: UUID = PgUUID(debit_entry_text(account_id, event_id))
+    return entry_id
+
+
+def uuid5_text(namespace: UUID, name: str) -> str:
+    """str(uuid.uuid5(namespace, name)), without building UUID objects."""
+    hashed = _namespace_hash(namespace.int).copy()
+    hashed.update(name.encode())
+    h = hashed.hexdigest()
+    # The 13th hex digit is the version (5); the 17th carries the RFC 4122 variant bits 10.
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
+
+
+_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
+
+
+@lru_cache(maxsize=8)
+def _namespace_hash(namespace: int) -> hashlib._Hash:
+    """sha1 already fed with the namespace (its UUID's int: a UUID hashes in Python code,
+    an int in C); copying it saves hashing those bytes again."""
+    return hashlib.sha1(namespace.to_bytes(16, "big"))
 
 
 class EncodedDebit(NamedTuple):
@@ -104,7 +113,7 @@ def price_message(
     window: timedelta = DEFAULT_DEDUP_WINDOW,
 ) -> CreditsDebited | UsageRejected:
     """The model form of `price_usage`, for callers that want objects rather than bytes."""
-    outcome = price_usage(record, book, now, timestamp_text(now), window)
+    outcome = price_usage(record, book, now, window)
     if isinstance(outcome, UsageRejected):
         return outcome
     return CreditsDebited.model_validate_json(outcome.value)
@@ -114,91 +123,26 @@ def price_usage(
     record: ConsumedRecord,
     book: PriceBook,
     now: datetime,
-    now_text: str,
     window: timedelta = DEFAULT_DEDUP_WINDOW,
 ) -> EncodedDebit | UsageRejected:
-    """`now_text` is `now` formatted once per batch; the hot path should not redo it.
-    `now` only stamps priced_at and rejected_at: what is billed depends on the record alone
-    (its bytes and its Kafka timestamp), so a replay decides the same."""
-    value = record.value
-    if value:
-        plain = read_plain_usage(value)
-        # Out of time, or not priced: price_validated says why (judge_time).
-        bounds = in_time(record.timestamp, window)
-        if plain is not None and (bounds is None or bounds[0] <= plain.occurred_at <= bounds[1]):
-            debit = encode_priced(plain, book, now_text)
-            if debit is not None:
-                return debit
-    # Anything unusual, and every rejection, takes the authoritative pydantic way.
-    return price_validated(record, book, now, now_text, window)
-
-
-def encode_priced(usage: PlainUsage, book: PriceBook, now_text: str) -> EncodedDebit | None:
-    """The debit of an event read_plain_usage accepted, as the bytes encode_debit writes
-    (unit tests compare them); None when the price book rejects it."""
-    priced = book.price(
-        model=usage.model,
-        input_tokens=usage.input_tokens,
-        cached_input_tokens=usage.cached_input_tokens,
-        output_tokens=usage.output_tokens,
-        at=usage.occurred_at,
-    )
-    if priced is None:
-        return None
-    version, tier, credits = priced
-    model_tier, price_version = _fragments(version.version, usage.model, tier)
-    event_id = usage.event_id
-    # account_id keeps ACCOUNT_ID_PATTERN (checked), so it needs no JSON escaping.
-    encoded = debit_bytes(
-        debit_entry_text(usage.account_id, event_id),
-        f'"{usage.account_id}"',
-        encode_basestring(event_id),
-        model_tier,
-        usage.input_tokens + usage.output_tokens,
-        credits,
-        price_version,
-        usage.occurred_text,
-        hold_fragment(usage.hold_id),
-        now_text,
-    )
-    return EncodedDebit(usage.account_id, encoded)
-
-
-@lru_cache(maxsize=1024)
-def _fragments(version: str, model: str, tier: Tier) -> tuple[str, str]:
-    """The debit's JSON for model, tier and multiplier, and for price_version: the same for
-    every event priced at one tier of one version, so written once."""
-    return model_fields(model, tier.name, tier.multiplier), encode_basestring(version)
-
-
-def price_validated(
-    record: ConsumedRecord,
-    book: PriceBook,
-    now: datetime,
-    now_text: str,
-    window: timedelta = DEFAULT_DEDUP_WINDOW,
-) -> EncodedDebit | UsageRejected:
-    """price_usage with pydantic validating the event: the authority on what is invalid."""
+    """The usage event's debit, or why it has none. `now` only stamps priced_at and
+    rejected_at: what is billed depends on the record alone (its bytes and its Kafka
+    timestamp), so a replay decides the same."""
     value = record.value
     if value is None:
-        return reject(
-            record,
-            "invalid_json",
-            "empty message: a tombstone (null value), not a usage event",
-            now,
-        )
+        detail = "empty message: a tombstone (null value), not a usage event"
+        return reject(record, "invalid_json", detail, now)
     if not value:
         return reject(record, "invalid_json", "empty message (no bytes)", now)
     try:
-        usage = UsageRecorded.model_validate_json(value)
-    except ValidationError as error:
-        code, detail = classify(error)
-        return reject(record, code, detail, now)
+        usage = decode_usage(value)
+    except msgspec.DecodeError as error:
+        return reject(record, *classify(error, value), now)
     quote = judge_usage(usage, book, received_at(record.timestamp), window)
     if isinstance(quote, Rejection):
         return reject(record, quote.code, quote.detail, now)
-    encoded = encode_debit(
-        entry_id=debit_entry_text(usage.account_id, usage.event_id),
+    debit = CreditsDebitedStruct(
+        entry_id=debit_entry_id(usage.account_id, usage.event_id),
         account_id=usage.account_id,
         usage_event_id=usage.event_id,
         model=usage.model,
@@ -208,21 +152,24 @@ def price_validated(
         credits=quote.credits,
         price_version=quote.price_version,
         occurred_at=usage.occurred_at,
-        priced_at=now_text,
         hold_id=usage.hold_id,
+        priced_at=now,
     )
-    return EncodedDebit(usage.account_id, encoded)
+    return EncodedDebit(usage.account_id, encode(debit))
 
 
-def classify(error: ValidationError) -> tuple[RejectionCode, str]:
-    errors = error.errors(include_url=False, include_input=False)
-    first = errors[0]
-    if first["type"] == "json_invalid":
-        return "invalid_json", f"not valid UTF-8 JSON: {first['msg']}"
-    if first["type"] == "model_type" and not first["loc"]:
+def classify(error: msgspec.DecodeError, value: bytes) -> tuple[RejectionCode, str]:
+    """The rejection code and detail of a message the usage codec refused."""
+    if isinstance(error, msgspec.ValidationError):
+        error = json_error(value) or error
+    message = str(error)
+    if not isinstance(error, msgspec.ValidationError):
+        return "invalid_json", f"not valid UTF-8 JSON: {message}"
+    problem, _, path = message.partition(" - at `$")
+    if not path and problem.startswith("Expected `object`"):
         return "invalid_json", "the JSON value is not an object"
-    problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(event)'}: {e['msg']}" for e in errors)
-    return "invalid_event", _cap(f"not a valid usage.recorded event: {problems}")
+    where = path.rstrip("`").removeprefix(".") or "(event)"
+    return "invalid_event", _cap(f"not a valid usage.recorded event: {where}: {problem}")
 
 
 def reject(

@@ -8,7 +8,7 @@ nothing is ever formatted into SQL.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -18,7 +18,6 @@ from services.projector.ledger import (
     DEBITS,
     BatchPlan,
     Entry,
-    Fields,
     RejectedMessage,
     SourcedEntry,
     next_offsets,
@@ -145,57 +144,29 @@ _COLUMN = {"credits.granted": 0, "credits.adjusted": 1, "credits.debited": 2}
 
 def journal_copy(rows: Sequence[SourcedEntry]) -> bytes:
     """The COPY input (text format) of the journal or its staging table, one line per entry
-    in log order; its columns are store.JOURNAL_COPY_COLUMNS.
-
-    Values come from the entries' canonical JSON (never bytes in another spelling, which
-    PostgreSQL might read differently), so PostgreSQL reads the very text the schema
-    serializes. COPY costs PostgreSQL about half the CPU of parsing the same rows out of one
-    JSON document.
-    """
-    # Canonical JSON escapes every character COPY reads as syntax (backslash, tab, newline,
-    # CR): text fields without a backslash in the JSON need no escaping, nearly all of them.
-    return "".join(map(_journal_line, rows)).encode()
+    in log order; its columns are store.JOURNAL_COPY_COLUMNS. COPY costs PostgreSQL about
+    half the CPU of parsing the same rows out of one JSON document."""
+    return "".join(map(journal_line, rows)).encode()
 
 
-def _journal_line(r: SourcedEntry) -> str:
-    fields = r.fields
-    if isinstance(fields, dict):
-        return journal_line(fields, r, copy_text if "\\" in r.canonical else _as_is)
-    return codec_debit_line(fields, r)
-
-
-def codec_debit_line(match: re.Match[str], r: SourcedEntry) -> str:
-    """journal_line of a debit the codec read (schemas/debit_json.py), from its match in
-    one call: its texts need no escape (the codec reads none that has one)."""
-    (
-        _, _, entry_id, account_id, usage_event_id, model, tier, multiplier, tokens, credits,
-        price_version, occurred_at, _, priced_at,
-    ) = match.groups()  # fmt: skip
-    return (
-        f"{entry_id}\t{account_id}\tdebited\t-{credits}\t{model}\t{tier}\t{multiplier}\t"
-        f"{tokens}\t{price_version}\t{usage_event_id}\t\\N\t\\N\t{occurred_at}\t{priced_at}\t"
-        f"{r.digest}\t{r.partition}\t{r.offset}\n"
-    )
-
-
-def journal_line(e: Fields, r: SourcedEntry, text: Callable[[str], str]) -> str:
-    """One COPY line of journal_copy; `text` escapes the free-text fields (or not)."""
-    kind = e["type"][8:]  # "credits.debited" -> "debited": the journal's kind
-    if kind == "debited":
+def journal_line(r: SourcedEntry) -> str:
+    """One COPY line of journal_copy, from the entry's fields by name."""
+    e = r.entry
+    # A JSON text holds a backslash, tab, newline or CR of a string only as an escape, with
+    # a backslash: without one in the bytes, no text field needs COPY's escaping.
+    text = copy_text if b"\\" in r.raw else _as_is
+    if isinstance(e, DEBITS):
         tail = (
-            f"-{e['credits']}\t{text(e['model'])}\t{text(e['tier'])}\t{e['multiplier']}\t"
-            f"{e['billable_tokens']}\t{text(e['price_version'])}\t"
-            f"{text(e['usage_event_id'])}\t\\N\t\\N\t{e['occurred_at']}\t{e['priced_at']}"
+            f"debited\t-{e.credits}\t{text(e.model)}\t{text(e.tier)}\t{e.multiplier}\t"
+            f"{e.billable_tokens}\t{text(e.price_version)}\t{text(e.usage_event_id)}\t"
+            f"\\N\t\\N\t{e.occurred_at.isoformat()}\t{e.priced_at.isoformat()}"
         )
     else:
         tail = (
-            f"{e['credits']}\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t{text(e['reason'])}\t"
-            f"{text(e['reference'])}\t{e['occurred_at']}\t\\N"
-        )
-    return (
-        f"{e['entry_id']}\t{text(e['account_id'])}\t{kind}\t{tail}\t{r.digest}\t"
-        f"{r.partition}\t{r.offset}"
-    ) + "\n"
+            f"{e.type[8:]}\t{e.credits}\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t"
+            f"{text(e.reason)}\t{text(e.reference)}\t{e.occurred_at.isoformat()}\t\\N"
+        )  # e.type[8:]: "credits.granted" -> "granted", the journal's kind
+    return f"{e.entry_id}\t{text(e.account_id)}\t{tail}\t{r.digest}\t{r.partition}\t{r.offset}\n"
 
 
 # What COPY's text format reads as syntax inside a field; NUL never gets here (read_message).

@@ -7,29 +7,20 @@ what these functions compute; the SQL only adds the results to what is already s
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Iterable, Mapping, Sequence, Set
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any, Literal, get_args
+from typing import Literal, get_args
 from uuid import UUID
 
+import msgspec
 import orjson
-from asyncpg.pgproto.pgproto import UUID as PgUUID
 from pydantic import ValidationError
 
-# Entry: a debit read by the codec (the hot path: pydantic would give the same values) or
-# any entry pydantic read.
-from schemas.debit_json import DEBITS, Entry, PlainDebit, read_plain_debit
+# Entry: a debit as the codec's Struct (what read_message gives), or any entry as its model.
+from schemas.codec import DEBITS, CreditsDebitedStruct, Entry, debit_digest, decode_ledger_entry
 from schemas.entry_signing import VerifyKeys
-from schemas.events import (
-    BALANCE_LIMIT,
-    CreditsDebited,
-    LedgerEntry,
-    MoneyIn,
-    ledger_entry_adapter,
-)
-from schemas.events import parse_ledger_entry as parse_entry
+from schemas.events import BALANCE_LIMIT, LedgerEntry, MoneyIn, ledger_entry_adapter
 
 Status = Literal["active", "exhausted"]
 
@@ -37,38 +28,21 @@ Status = Literal["active", "exhausted"]
 DIGEST_EXCLUDES = frozenset({"priced_at"})
 
 
-def content_digest(entry: LedgerEntry) -> str:
-    """sha256 of the entry's canonical JSON without priced_at (field order is the schema's)."""
+def content_digest(entry: Entry) -> str:
+    """sha256 of the entry's canonical JSON without priced_at (field order is the schema's):
+    what tells a duplicate (the same digest) from a conflict (another one)."""
+    if isinstance(entry, CreditsDebitedStruct):
+        return debit_digest(entry)
     canonical = entry.model_dump_json(exclude=set(DIGEST_EXCLUDES))
     return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def digest_of_canonical(entry: LedgerEntry, canonical: str) -> str:
-    """content_digest(entry) from `canonical`, the entry's model_dump_json(), which the hot
-    path needs anyway: one serialization per entry instead of two.
-
-    priced_at is the last field of a debit, so dropping it leaves what the excluding dump
-    writes. Inside a JSON string every quote is escaped, so the last `,"priced_at":` is
-    the field itself.
-    """
-    if isinstance(entry, CreditsDebited):
-        canonical = canonical[: canonical.rindex(',"priced_at":')] + "}"
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-# An entry's fields by name: its JSON decoded, or the debit codec's match of its JSON text,
-# whose values are the fields' texts. Either formats each value as its JSON text shows it.
-Fields = dict[str, Any] | re.Match[str]
 
 
 @dataclass(slots=True)
 class SourcedEntry:
     """A parsed ledger entry, the bytes it came from and where it sits in ledger.v1.
 
-    `digest`, `canonical` and `fields` are computed from a pydantic entry when not given;
-    the codec's reader gives them from the bytes, which are then their own canonical form.
-    Nothing changes one after that; it is not a frozen dataclass only because one's
-    __init__ costs 0.6 us more per entry, a twentieth of projecting it.
+    `digest` is content_digest(entry) unless given. Nothing changes one after that; it is
+    not a frozen dataclass only because one's __init__ costs 0.6 us more per entry.
     """
 
     entry: Entry
@@ -76,17 +50,10 @@ class SourcedEntry:
     partition: int
     offset: int
     digest: str = ""
-    # The entry's model_dump_json(), and its fields (that JSON decoded, or the codec's match
-    # of it): the journal row is written from them (columns.py).
-    canonical: str = field(default="", repr=False, compare=False)
-    fields: Fields = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if self.digest or isinstance(self.entry, PlainDebit):
-            return
-        self.canonical = canonical = self.entry.model_dump_json()
-        self.digest = digest_of_canonical(self.entry, canonical)
-        self.fields = orjson.loads(canonical)
+        if not self.digest:
+            self.digest = content_digest(self.entry)
 
 
 # Why a message on ledger.v1 is in the rejected entries instead of the journal:
@@ -115,25 +82,19 @@ class RejectedMessage:
 def read_message(
     raw: bytes | None, partition: int, offset: int, keys: VerifyKeys
 ) -> SourcedEntry | RejectedMessage:
-    """Parses one ledger.v1 message; anything unparseable, and every grant or adjustment
-    that `keys` do not authenticate, becomes a RejectedMessage.
-
-    A debit's entry_id is asyncpg's UUID, the type asyncpg reads uuid columns as: a
-    uuid.UUID (equal to it, of the same hash and text) that C code builds from the text in
-    0.14 us instead of 0.85."""
+    """Parses one ledger.v1 message (schemas/codec.py); anything unparseable, and every
+    grant or adjustment that `keys` do not authenticate, becomes a RejectedMessage."""
     if raw is None:
         return RejectedMessage(b"", partition, offset, "message has no value")
-    plain = read_plain_debit(raw, PgUUID)
-    if plain is not None:
-        debit, fields, digest = plain
-        return SourcedEntry(debit, raw, partition, offset, digest, fields.string, fields)
     try:
-        entry = parse_entry(raw)
+        entry = decode_ledger_entry(raw)
+    except msgspec.DecodeError as error:
+        return RejectedMessage(raw, partition, offset, str(error))
     except ValidationError as error:
         detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
         return RejectedMessage(raw, partition, offset, detail or str(error))
     # PostgreSQL text cannot hold NUL; such an entry could never be stored, so it is rejected.
-    if b"\\u0000" in raw and any("\x00" in str(v) for v in entry.model_dump().values()):
+    if b"\\u0000" in raw and any("\x00" in str(v) for v in _values(entry)):
         detail = "a text field contains a NUL character, which PostgreSQL text cannot hold"
         return RejectedMessage(raw, partition, offset, detail, "refused")
     if isinstance(entry, MoneyIn):
@@ -141,6 +102,12 @@ def read_message(
         if why is not None:
             return RejectedMessage(raw, partition, offset, why, "unauthenticated")
     return SourcedEntry(entry, raw, partition, offset)
+
+
+def _values(entry: Entry) -> Iterable[object]:
+    if isinstance(entry, CreditsDebitedStruct):
+        return msgspec.structs.astuple(entry)
+    return entry.model_dump().values()
 
 
 def unauthenticated(
@@ -293,12 +260,10 @@ __all__ = [
     "REJECT_REASONS",
     "BatchPlan",
     "Entry",
-    "Fields",
     "RejectReason",
     "RejectedMessage",
     "SourcedEntry",
     "content_digest",
-    "digest_of_canonical",
     "flows_of",
     "next_offsets",
     "plan_batch",

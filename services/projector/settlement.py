@@ -23,6 +23,7 @@ from typing import Any
 
 import asyncpg
 
+from schemas.codec import hold_of
 from services.projector.ledger import DEBITS, SourcedEntry
 
 COUNTERS = (
@@ -94,13 +95,12 @@ ON CONFLICT (name) DO UPDATE SET value = projector_counters.value + EXCLUDED.val
 
 def hold_debits(applied: Iterable[SourcedEntry]) -> tuple[list[Any], ...] | None:
     """SETTLE's parameters for the applied debits that carry a hold_id; None without any."""
-    debits = [
-        r.entry for r in applied if isinstance(r.entry, DEBITS) and r.entry.hold_id is not None
-    ]
+    debits = [r.entry for r in applied if isinstance(r.entry, DEBITS)]
+    debits = [d for d in debits if hold_of(d) is not None]
     if not debits:
         return None
     return (
-        [d.hold_id for d in debits],
+        [hold_of(d) for d in debits],
         [d.account_id for d in debits],
         [d.entry_id for d in debits],
         [d.credits for d in debits],

@@ -1,9 +1,10 @@
 """Synthetic gateway traffic: seeded, heavy-tailed usage events, duplicates and bad input.
 
 Pure: no I/O. The same plan gives the same events with the same event ids; only
-`occurred_at` follows the clock passed in. Messages come out serialized, through a fast path
-whose bytes equal `UsageRecorded.model_dump_json()`: building a pydantic object per event
-would cost more than the whole publishing path (`generate_usage` gives objects).
+`occurred_at` follows the clock passed in. Messages come out serialized by the usage event's
+codec (schemas/codec.py), whose bytes equal `UsageRecorded.model_dump_json()`: building a
+pydantic object per event would cost more than the whole publishing path (`generate_usage`
+gives objects).
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from itertools import accumulate
 from random import Random
 from typing import Literal, NamedTuple
 
+from schemas.codec import UsageRecordedStruct, encode
 from schemas.events import ACCOUNT_ID_PATTERN, UsageRecorded
-from schemas.usage_json import json_tail, usage_json
 from services.traffic.token_profiles import CONTEXT_1M, TABLE_BITS, TokenProfile, token_profile
 
 Kind = Literal["usage", "duplicate", "malformed"]
@@ -42,6 +43,7 @@ ZIPF_EXPONENT = 1.1
 _MASK = (1 << TABLE_BITS) - 1
 _MixEntry = tuple[str, TokenProfile]
 _Account = tuple[bytes, str]
+_Tail = tuple[datetime, str]  # occurred_at, gateway_id
 
 
 def _utc_now() -> datetime:
@@ -106,7 +108,22 @@ def uuid4_text(random_hex: str, variant: int) -> str:
     return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[variant & 3]}{h[17:20]}-{h[20:32]}"
 
 
-def _usage_value(account: _Account, event_hex: str, bits: int, mix: _MixEntry, tail: str) -> bytes:
+def usage_json(
+    event_id: str, account_id: str, model: str, tokens: tuple[int, int, int], tail: _Tail
+) -> bytes:
+    """A usage event's JSON; `tail` is (occurred_at, gateway_id). Unchecked: the malformed
+    kinds write negative token counts on purpose."""
+    inp, cached, out = tokens
+    event = UsageRecordedStruct(
+        event_id=event_id, account_id=account_id, model=model, input_tokens=inp,
+        cached_input_tokens=cached, output_tokens=out, occurred_at=tail[0], gateway_id=tail[1],
+    )  # fmt: skip
+    return encode(event)
+
+
+def _usage_value(
+    account: _Account, event_hex: str, bits: int, mix: _MixEntry, tail: _Tail
+) -> bytes:
     """One well-formed event; the 32 random `bits` pick tokens, cache share and id variant."""
     model, profile = mix
     inp = profile.inputs[bits & _MASK]
@@ -140,7 +157,7 @@ class _Sampler:
         rng = self.rng
         accounts = rng.choices(self.accounts, cum_weights=self.account_cum, k=n)
         mixes = rng.choices(self.mix, cum_weights=self.mix_cum, k=n)
-        tails = rng.choices([json_tail(occurred_at, gw) for gw in GATEWAYS], k=n)
+        tails = rng.choices([(occurred_at, gw) for gw in GATEWAYS], k=n)
         randbytes, getrandbits = rng.randbytes, rng.getrandbits
         return [
             (account[0], _usage_value(account, randbytes(16).hex(), getrandbits(32), mix, tail))
@@ -153,7 +170,7 @@ class _Sampler:
         key, acct = rng.choices(self.accounts, cum_weights=self.account_cum)[0]
         kind = MALFORMED_KINDS[rng.randrange(len(MALFORMED_KINDS))]
         eid = uuid4_text(rng.randbytes(16).hex(), rng.getrandbits(2))
-        tail = json_tail(occurred_at, GATEWAYS[0])
+        tail = (occurred_at, GATEWAYS[0])
         if kind == "unknown_model":
             return key, usage_json(eid, acct, UNKNOWN_MODEL, (1_000, 0, 100), tail)
         if kind == "over_context":

@@ -4,30 +4,35 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
-from hypothesis import given
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
-from schemas.debit_json import encode_debit, timestamp_text
-from schemas.events import CreditsDebited, UsageRejected, dump
+from schemas.events import CreditsDebited, UsageRecorded, UsageRejected, dump
 from services.common.kafka import partition_for
 from services.common.settings import DEFAULT_PRICEBOOK
+from services.pricing.admission import DEFAULT_DEDUP_WINDOW, judge_usage, received_at
 from services.pricing.batch import MAX_DLQ_KEY_BYTES, price_batch
 from services.pricing.debits import (
     DEBIT_NAMESPACE,
     MAX_PAYLOAD_BYTES,
     MAX_PAYLOAD_CHARS,
+    EncodedDebit,
     UsageMessage,
     debit_entry_id,
     debit_entry_text,
     price_message,
+    price_usage,
+    uuid5_text,
 )
-from services.pricing.pricebook import load_pricebook
+from services.pricing.pricebook import Rejection, load_pricebook
+from tests.factories import repeats_a_key, usage_messages
 
 pytestmark = pytest.mark.unit
 
@@ -168,30 +173,51 @@ def test_a_huge_key_is_not_copied_to_the_dlq_but_keeps_its_partition() -> None:
     assert f"key of {len(key)} bytes is not kept" in json.loads(value)["detail"]
 
 
-aware = st.datetimes(
-    min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30),
-    timezones=st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30)),
-                               timezone(timedelta(hours=-8))]),
-)  # fmt: skip
+@given(st.text(min_size=1, max_size=128))
+def test_uuid5_text_is_uuid5(name: str) -> None:
+    assert uuid5_text(DEBIT_NAMESPACE, name) == str(uuid.uuid5(DEBIT_NAMESPACE, name))
 
 
-@given(identifiers, identifiers, st.from_regex(r"[A-Za-z0-9._:@-]{1,128}", fullmatch=True),
-       st.decimals(min_value=0, max_value=1000, allow_nan=False, places=5),
-       st.integers(0, 10**12), st.integers(0, 2**62), aware, aware)  # fmt: skip
-def test_fast_encoder_writes_exactly_what_the_model_dumps(
-    event_id: str, model: str, account: str, multiplier: Decimal, billable: int,
-    credits: int, occurred_at: datetime, priced_at: datetime,
-) -> None:  # fmt: skip
-    fields: dict[str, Any] = {
-        "account_id": account, "usage_event_id": event_id, "model": model, "tier": model,
-        "multiplier": multiplier, "billable_tokens": billable, "credits": credits,
-        "price_version": event_id, "occurred_at": occurred_at,
-    }  # fmt: skip
-    expected = dump(CreditsDebited(entry_id=uuid.uuid5(DEBIT_NAMESPACE, f"{account}\n{event_id}"),
-                                   priced_at=priced_at, **fields))  # fmt: skip
-    encoded = encode_debit(entry_id=debit_entry_text(account, event_id),
-                           priced_at=timestamp_text(priced_at), **fields)  # fmt: skip
-    assert encoded == expected
+@given(usage_messages())
+def test_what_pricing_writes_is_the_debit_models_own_json(value: bytes) -> None:
+    priced = price_usage(message(value), BOOK, NOW)
+    if isinstance(priced, EncodedDebit):
+        assert dump(CreditsDebited.model_validate_json(priced.value)) == priced.value
+
+
+# Kafka timestamps around the generated occurred_at, and exactly at the window's edges.
+_MS = int(NOW.timestamp() * 1000)
+_EDGES = [_MS + d for d in (0, 24 * 3600_000, -30 * 86_400_000)]
+kafka_timestamps = st.one_of(
+    st.none(),
+    st.just(-1),
+    st.integers(_MS - 400 * 86_400_000, _MS + 400 * 86_400_000),
+    st.sampled_from(_EDGES).flatmap(lambda ms: st.integers(ms - 2, ms + 2)),
+)
+
+
+@settings(max_examples=800)
+@given(usage_messages(), kafka_timestamps)
+def test_pricing_judges_an_event_as_post_usage_does(value: bytes, timestamp: int | None) -> None:
+    """The API judges the model with judge_usage, pricing the codec's Struct: one verdict."""
+    priced = price_usage(UsageMessage("usage.v1", 3, 7, b"k", value, timestamp), BOOK, NOW)
+    try:
+        usage = UsageRecorded.model_validate_json(value)
+    except ValidationError:
+        assert isinstance(priced, UsageRejected)
+        assert priced.error in ("invalid_json", "invalid_event")
+        return
+    assume(not repeats_a_key(value))  # the codec checks every value of a repeated key
+    verdict = judge_usage(usage, BOOK, received_at(timestamp), DEFAULT_DEDUP_WINDOW)
+    if isinstance(verdict, Rejection):
+        assert isinstance(priced, UsageRejected)
+        assert (priced.error, priced.detail) == (verdict.code, verdict.detail)
+    else:
+        assert isinstance(priced, EncodedDebit)
+        debit = CreditsDebited.model_validate_json(priced.value)
+        assert (debit.credits, debit.tier, debit.price_version) == (
+            verdict.credits, verdict.tier, verdict.price_version,
+        )  # fmt: skip
 
 
 @given(st.binary(min_size=1, max_size=200), st.integers(1, 100))

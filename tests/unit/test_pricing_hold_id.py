@@ -1,5 +1,5 @@
-"""Pricing copies a usage event's hold_id to its debit, on the fast path and the pydantic
-path alike, and a debit without one keeps the bytes it always had."""
+"""Pricing copies a usage event's hold_id to its debit, and a debit without one keeps the
+bytes it always had."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def priced(value: bytes) -> CreditsDebited:
 @pytest.mark.parametrize(
     "text",
     [
-        json.dumps({**USAGE, "hold_id": "h-1"}),  # the fast path
+        json.dumps({**USAGE, "hold_id": "h-1"}),
         json.dumps({**USAGE, "hold_id": "h-1"}, indent=1).replace("19:00:00Z", "19:00:00+00:00"),
     ],
 )
