@@ -10,7 +10,19 @@ API_PORT="${LEDGER_API_PORT:-8000}"
 ADMIN_TOKEN="${LEDGER_DEV_ADMIN_TOKEN:-dev-admin-token}"
 READ_TOKEN="${LEDGER_DEV_READ_TOKEN:-dev-read-token}"
 export LEDGER_API_TOKENS="${LEDGER_API_TOKENS:-$ADMIN_TOKEN:admin,$READ_TOKEN:read}"
+# The dev key pair for signed money-in entries (docs/operations.md, Entry signing keys): made
+# once under .local/, unless the caller names keys of their own.
+KEYS="$LOCAL/entry-keys"
+export LEDGER_ENTRY_SIGNING_KEY="${LEDGER_ENTRY_SIGNING_KEY:-$KEYS/entry-signing.pem}"
+export LEDGER_ENTRY_VERIFY_KEYS="${LEDGER_ENTRY_VERIFY_KEYS:-$KEYS/entry-signing.pub.pem}"
 mkdir -p "$RUN"
+
+dev_keys() {
+  if [ ! -f "$KEYS/entry-signing.pub.pem" ]; then
+    "$LEDGER" entry-keys create "$KEYS" >/dev/null
+    say "made the dev entry signing key pair in $KEYS"
+  fi
+}
 
 service_pid() { [ -f "$RUN/$1.pid" ] && kill -0 "$(cat "$RUN/$1.pid")" 2>/dev/null && cat "$RUN/$1.pid"; }
 
@@ -39,7 +51,9 @@ demo_entries() {  # total journal entries of the demo accounts, 0 for unknown ac
 demo_applied() { [ "$(demo_entries)" -ge "$1" ]; }
 
 start() {
+  dev_keys
   "$LEDGER" topics create
+  "$LEDGER" migrate  # the database first (docs/operations.md, Upgrades); services would too
   start_service pricing
   start_service projector
   start_service api --port "$API_PORT"

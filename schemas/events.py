@@ -112,6 +112,28 @@ class CreditsDebited(Event):
     priced_at: Timestamp
 
 
+GrantReason = Literal["purchase", "grant", "refund"]
+GrantCategory = Literal["paid", "promotional"]
+# A grant is `paid` only when money was received for it; a promotion, or credits given back
+# (a refund grant), brings no revenue (docs/contracts.md, Events).
+CATEGORY_OF_REASON: dict[GrantReason, GrantCategory] = {
+    "purchase": "paid",
+    "grant": "promotional",
+    "refund": "promotional",
+}
+# The API's Ed25519 signature over the entry's canonical form (schemas/entry_signing.py).
+# Optional here so that an unsigned entry reads as an entry, which the projector then
+# rejects as `unauthenticated` (never applied); the API always writes it.
+Signature = Annotated[
+    str,
+    Field(
+        max_length=1024,
+        description="ed25519:<key id>:<base64 signature> over the entry's canonical JSON "
+        "without this field (docs/contracts.md); entries without a valid one are rejected",
+    ),
+]
+
+
 class CreditsGranted(Event):
     """Credits were bought or given: a top-up, a promotion or a refund."""
 
@@ -120,9 +142,11 @@ class CreditsGranted(Event):
     entry_id: UUID
     account_id: AccountId
     credits: PositiveCredits
-    reason: Literal["purchase", "grant", "refund"]
+    reason: GrantReason
     reference: Text
+    category: GrantCategory
     occurred_at: Timestamp
+    signature: Signature | None = Field(default=None, exclude_if=_absent)
 
 
 class CreditsAdjusted(Event):
@@ -136,6 +160,10 @@ class CreditsAdjusted(Event):
     reason: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
     reference: Text = ""
     occurred_at: Timestamp
+    signature: Signature | None = Field(default=None, exclude_if=_absent)
+
+
+MoneyIn = CreditsGranted | CreditsAdjusted  # the entries only the API writes, signed
 
 
 RejectionCode = Literal[
@@ -291,6 +319,7 @@ __all__ = [
     "ACCOUNT_ID_PATTERN",
     "ALERT_EVENTS",
     "ALL_EVENTS",
+    "CATEGORY_OF_REASON",
     "Alert",
     "AlertType",
     "BalanceAlert",
@@ -300,12 +329,15 @@ __all__ = [
     "CreditsAdjusted",
     "CreditsDebited",
     "CreditsGranted",
+    "GrantCategory",
+    "GrantReason",
     "HoldCredits",
     "HoldEvent",
     "HoldPlaced",
     "HoldRefused",
     "HoldReleased",
     "LedgerEntry",
+    "MoneyIn",
     "RejectionCode",
     "SourcePosition",
     "UsageRecorded",

@@ -19,6 +19,7 @@ COMMANDS = {
     "serve": "services.cli:serve_main",
     "topics": "services.cli:topics_main",
     "keys": "services.api.keys.command:main",
+    "entry-keys": "services.common.entry_keys:main",
     "loadgen": "services.traffic.loadgen:main",
     "replay": "services.traffic.replay:main",
     "record": "services.traffic.record:main",
@@ -27,6 +28,7 @@ COMMANDS = {
     "redrive": "services.pricing.redrive:main",
     "rebuild": "services.audit.rebuild:main",
     "bench": "services.bench.bench:main",
+    "migrate": "services.common.migrations:main",
 }
 # The subcommands that talk to Kafka: each checks that the brokers accept its settings first.
 KAFKA_COMMANDS = frozenset(
@@ -60,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     topics.add_argument("action", choices=["create"])
 
     add_keys_parser(sub)
+    add_entry_keys_parser(sub)
 
     loadgen = sub.add_parser("loadgen", help="publish synthetic usage")
     loadgen.add_argument("--accounts", type=int, default=100)
@@ -88,6 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         cmd = sub.add_parser(name, help=text)
         cmd.add_argument("--json", action="store_true")
+
+    migrate = sub.add_parser(
+        "migrate", help="apply every component's pending database migrations, under one lock"
+    )
+    migrate.add_argument(
+        "--check", action="store_true", help="list the pending ones, apply nothing; exit 1 if any"
+    )
 
     add_redrive_parser(sub)
     rebuild = sub.add_parser("rebuild", help="rebuild the live projection from ledger.v1")
@@ -181,6 +191,12 @@ def add_keys_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     listing.add_argument("--json", action="store_true", help="one JSON object per line")
     revoke = actions.add_parser("revoke", help="revoke a key on every API process at once")
     revoke.add_argument("key_id")
+
+
+def add_entry_keys_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from services.common.entry_keys import add_parser
+
+    add_parser(sub)
 
 
 def topics_main(args: argparse.Namespace) -> int:

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Iterator
 import asyncpg
 import pytest
 
+import tests.entry_keys  # noqa: F401  (first: the session's signing keys, in the environment)
 from services.common.db import ADMIN_DATABASE, _with_database
 from services.common.settings import Settings
 from services.common.topics import create_topics

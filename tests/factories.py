@@ -13,7 +13,9 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from schemas.entry_signing import signed
 from schemas.events import CreditsAdjusted, CreditsDebited, CreditsGranted, LedgerEntry
+from tests.entry_keys import SIGNING_KEY
 
 T0 = datetime(2026, 11, 27, 19, 0, tzinfo=UTC)
 HALF = 2**62  # the largest credits one entry may carry
@@ -38,12 +40,24 @@ def usage_fields(model: str = "mimo-v2-omni", **changes: Any) -> dict[str, Any]:
     }
 
 
+def sign(entry: Any) -> Any:
+    """The entry signed with the session's key, as the API signs it (ledger entries other
+    than grants and adjustments come back as they are)."""
+    if isinstance(entry, CreditsGranted | CreditsAdjusted):
+        return signed(entry, SIGNING_KEY)
+    return entry
+
+
 def granted(
     account: str = "a", credits: int = 100, at: datetime = T0, reference: str = "order-1"
 ) -> CreditsGranted:
-    return CreditsGranted(
-        entry_id=uuid.uuid4(), account_id=account, credits=credits, reason="purchase",
-        reference=reference, occurred_at=at,
+    """A paid purchase, signed like the API's."""
+    return signed(
+        CreditsGranted(
+            entry_id=uuid.uuid4(), account_id=account, credits=credits, reason="purchase",
+            reference=reference, category="paid", occurred_at=at,
+        ),
+        SIGNING_KEY,
     )  # fmt: skip
 
 
@@ -59,9 +73,11 @@ def debited(
 
 
 def adjusted(account: str = "a", credits: int = -5, at: datetime = T0) -> CreditsAdjusted:
-    return CreditsAdjusted(
+    """An operator's correction, signed like the API's."""
+    entry = CreditsAdjusted(
         entry_id=uuid.uuid4(), account_id=account, credits=credits, reason="fix", occurred_at=at
     )
+    return signed(entry, SIGNING_KEY)
 
 
 # Short logs over three accounts with everyday amounts: for folds and sums across batches.
@@ -95,13 +111,13 @@ any_entry: st.SearchStrategy[LedgerEntry] = st.one_of(
     st.builds(
         CreditsGranted, entry_id=st.uuids(), account_id=st.just("a"), credits=st.integers(1, 2**62),
         reason=st.sampled_from(["purchase", "grant", "refund"]), reference=st.text(max_size=60),
-        occurred_at=_moments,
-    ),
+        category=st.sampled_from(["paid", "promotional"]), occurred_at=_moments,
+    ).map(sign),
     st.builds(
         CreditsAdjusted, entry_id=st.uuids(), account_id=st.just("a"),
         credits=st.integers(-(2**62), 2**62), reason=_texts, reference=st.text(max_size=60),
         occurred_at=_moments,
-    ),
+    ).map(sign),
 )  # fmt: skip
 
 
@@ -142,10 +158,10 @@ extreme_entries = st.one_of(
         extreme_credits,
     ),
     st.builds(
-        lambda account, credits, sign, text: CreditsAdjusted(
-            entry_id=uuid.uuid4(), account_id=account, credits=sign * credits, reason=text,
+        lambda account, credits, direction, text: sign(CreditsAdjusted(
+            entry_id=uuid.uuid4(), account_id=account, credits=direction * credits, reason=text,
             reference=text, occurred_at=datetime(2026, 1, 1, tzinfo=UTC),
-        ),
+        )),
         st.sampled_from("ab"), extreme_credits, st.sampled_from([1, -1]),
         st.text(min_size=1, max_size=1024),
     ),

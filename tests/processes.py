@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
 import time
 from pathlib import Path
 
@@ -46,6 +47,17 @@ class ServiceProcess(Service):
 def service_env(settings: Settings, **extra: str) -> dict[str, str]:
     """The environment a service subprocess needs to join a test's Kafka and database."""
     return {**os.environ, **settings.service_environment(), **extra}
+
+
+def refused_start(settings: Settings, name: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`ledger serve NAME` run to its end, for settings it must refuse at start (exit 2)."""
+    return subprocess.run(
+        [*LEDGER, "serve", name, *(["--port", str(free_port())] if name == "api" else [])],
+        env=service_env(settings, **env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def free_port() -> int:

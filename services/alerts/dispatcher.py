@@ -76,7 +76,8 @@ async def serve(settings: Settings) -> None:
     await create_topics(settings)
     topic = Topics.from_settings(settings).alerts
     group = f"{settings.ledger_topic_prefix}ledger-webhooks"
-    pool = await open_projection(settings.database_url)  # migration 006 makes the tables
+    # Applies every pending migration of the database first, the alerts' tables among them.
+    pool = await open_projection(settings.database_url)
     consumer = kafka.consumer(settings, topic, group_id=group)
     http = delivery.client(settings.ledger_webhook_timeout_seconds)
     sender = Sender(settings, pool, http)

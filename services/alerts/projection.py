@@ -3,7 +3,7 @@
 Runs inside the transaction that applies a batch, before the balances are updated, with
 the entries the batch newly applies (duplicates and conflicts are not movements). Its
 statements are its own: they read the balances and the thresholds of the accounts that may
-cross something and insert the alerts into `alert_outbox` (migration 006_alerts.sql),
+cross something and insert the alerts into `alert_outbox` (migrations/projection/001_outbox.sql),
 keyed by the deterministic alert_id, so a redelivered batch or a second replay adds
 nothing. services/alerts/relay.py publishes the outbox on alerts.v1.
 

@@ -1,7 +1,8 @@
 """Every SQL statement of the alerts outside the projector's transaction: subscriptions
 (the API), the outbox relay (the projector process) and the delivery log (`ledger serve
-webhooks`). The tables come from the projector's migration 006_alerts.sql; the outbox is
-the live projection's (search_path), the rest lives in schema "alerts".
+webhooks`). The tables come from this package's migrations (services/alerts/migrations/):
+the outbox is the live projection's (search_path; projection/001_outbox.sql), the rest
+lives in schema "alerts" (001_alerts.sql).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import asyncpg
 
 from services.alerts.schedule import NextStep, Outcome, Status
 from services.alerts.signing import new_secret
-from services.projector import SCHEMA_NAME
+from services.common.migrations import SCHEMA_NAME
 
 SUBSCRIPTION = "SELECT thresholds, webhook_url FROM alerts.subscriptions WHERE account_id = $1"
 # The row is made first so that FOR UPDATE locks it even for a new account: two PUTs at

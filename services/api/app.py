@@ -16,6 +16,7 @@ import uvicorn
 from fastapi import FastAPI
 from uvicorn.supervisors import Multiprocess
 
+from schemas.entry_signing import EntryKeyError, read_signing_key
 from services.api.auth import AuthConfigError, parse_tokens
 from services.api.errors import install_error_handlers
 from services.api.hot_paths import HotPaths
@@ -23,7 +24,7 @@ from services.api.limits import BodySizeLimit
 from services.api.metrics import ApiMetrics, RequestMetrics
 from services.api.resources import open_resources
 from services.api.routes import accounts, alerts, dashboard, health, holds, keys, pricing, usage
-from services.api.server import uvicorn_options
+from services.api.server import tls_problem, uvicorn_options
 from services.common.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
@@ -124,10 +125,17 @@ def run_workers(host: str, port: int, workers: int) -> int:
 
 
 def run(host: str, port: int, workers: int = 1) -> int:
+    settings = load_settings()
     try:
-        app = create_app(load_settings())
-    except AuthConfigError as exc:
+        # The lifespan reads the key again for the claims; here a missing one stops the
+        # start with one line instead of a lifespan traceback.
+        read_signing_key(settings.ledger_entry_signing_key)
+        app = create_app(settings)
+    except (AuthConfigError, EntryKeyError) as exc:
         print(f"ledger serve api: refusing to start: {exc}", file=sys.stderr)
+        return 2
+    if (problem := tls_problem(settings)) is not None:
+        print(f"ledger serve api: refusing to start: {problem}", file=sys.stderr)
         return 2
     if workers > 1:
         return run_workers(host, port, workers)

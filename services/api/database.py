@@ -13,9 +13,8 @@ from contextlib import asynccontextmanager
 
 import asyncpg
 
-from services.api import queries
 from services.api.errors import ApiError
-from services.common.db import ensure_database
+from services.common.migrations import migrate
 
 CONNECT_TIMEOUT = 5.0  # seconds; an unreachable database must not hang a request for long
 COMMAND_TIMEOUT = 15.0
@@ -45,7 +44,9 @@ async def keep_session(conn: asyncpg.Connection) -> None:
 
 
 async def open_pool(url: str) -> asyncpg.Pool:
-    await ensure_database(url)
+    """Applies every pending migration of the database first (services/common/migrations.py),
+    so the API alone on a new database has the projection's tables to read too."""
+    await migrate(url)
     pool = await asyncpg.create_pool(
         url,
         min_size=1,
@@ -55,8 +56,6 @@ async def open_pool(url: str) -> asyncpg.Pool:
         reset=keep_session,
     )
     assert pool is not None
-    async with pool.acquire() as conn:
-        await queries.migrate(conn)
     return pool
 
 

@@ -31,7 +31,15 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from schemas.events import BALANCE_LIMIT, CreditsAdjusted, CreditsGranted, dump
+from schemas.entry_signing import SigningKey, signed
+from schemas.events import (
+    BALANCE_LIMIT,
+    CATEGORY_OF_REASON,
+    CreditsAdjusted,
+    CreditsGranted,
+    MoneyIn,
+    dump,
+)
 from services.api import queries
 from services.api.database import connection
 from services.api.errors import ApiError
@@ -44,8 +52,6 @@ ENTRY_NAMESPACE = UUID("5b0c7f5e-1c7a-4f7e-9b1d-3c2e6a8d4f10")
 PUBLISH_TIMEOUT = 20.0  # seconds; the client gets a 503 and may retry with the same key
 # Fault point (LEDGER_FAULT): the process kills itself after a claim, before its publish.
 FAULT_AFTER_CLAIM = "api:after_claim"
-
-MoneyIn = CreditsGranted | CreditsAdjusted  # the entries the API writes
 
 
 def grant_entry_id(account_id: str, idempotency_key: str) -> UUID:
@@ -70,6 +76,7 @@ def granted_event(account_id: str, entry_id: UUID, body: GrantRequest) -> Credit
         credits=body.credits,
         reason=body.reason,
         reference=body.reference,
+        category=CATEGORY_OF_REASON[body.reason],
         occurred_at=datetime.now(UTC),
     )
 
@@ -126,16 +133,19 @@ class Claims:
 
     pool: asyncpg.Pool
     publisher: Publisher
+    signing_key: SigningKey
     crash_after_claim: bool = False
 
+    # Every entry is signed before it is stored, so a retry publishes the same signed bytes;
+    # only entries this API wrote add Credits (docs/contracts.md, Signed money-in entries).
     async def grant(self, account_id: str, key: str, body: GrantRequest) -> UUID:
         entry_id = grant_entry_id(account_id, key)
-        event = granted_event(account_id, entry_id, body)
+        event = signed(granted_event(account_id, entry_id, body), self.signing_key)
         return await self.accept(account_id, key, request_digest(body), event)
 
     async def adjust(self, account_id: str, key: str, body: AdjustmentRequest) -> UUID:
         entry_id = grant_entry_id(account_id, key)
-        event = adjusted_event(account_id, entry_id, body)
+        event = signed(adjusted_event(account_id, entry_id, body), self.signing_key)
         return await self.accept(account_id, key, request_digest(body), event)
 
     async def accept(self, account_id: str, key: str, digest: str, event: MoneyIn) -> UUID:

@@ -3,7 +3,8 @@
 The projection tables (journal, balances, usage_daily, usage_hourly, projector_counters,
 applied_offsets, rejected_entries, conflicts) belong to the projector; the API only reads
 them. `idempotency_keys` and `api_keys` are the API's own tables (the statements on
-`api_keys` are in services/api/keys/store.py).
+`api_keys` are in services/api/keys/store.py); every table's DDL is a versioned file of its
+owner (services/api/migrations/ for the API's), applied by services/common/migrations.py.
 """
 
 from __future__ import annotations
@@ -14,46 +15,7 @@ from uuid import UUID
 
 import asyncpg
 
-SCHEMA_LOCK = 0x1ED6E2A1  # advisory lock id: one API instance migrates at a time
-
-MIGRATION = """
-CREATE SCHEMA IF NOT EXISTS ledger;
--- A POST credits claim: the exact event bytes are kept so a retry after a failed publish
--- sends the very same event (same entry_id, same occurred_at) and the projector sees a
--- duplicate, never a conflict. published_at stays NULL until Kafka acknowledged it.
-CREATE TABLE IF NOT EXISTS ledger.idempotency_keys (
-    account_id      text NOT NULL,
-    idempotency_key text NOT NULL,
-    request_digest  text NOT NULL,
-    entry_id        uuid NOT NULL,
-    event           text NOT NULL,
-    created_at      timestamptz NOT NULL DEFAULT now(),
-    published_at    timestamptz,
-    PRIMARY KEY (account_id, idempotency_key)
-);
--- What the recovery sweep (services/api/recovery.py) looks for, without scanning every key.
-CREATE INDEX IF NOT EXISTS idempotency_keys_unpublished
-    ON ledger.idempotency_keys (created_at) WHERE published_at IS NULL;
--- API keys: only the SHA-256 of the secret is stored. account_id is set for, and only
--- for, scope 'account'.
-CREATE TABLE IF NOT EXISTS ledger.api_keys (
-    key_id       uuid PRIMARY KEY,
-    secret_hash  bytea NOT NULL,
-    scope        text NOT NULL CHECK (scope IN ('read', 'gateway', 'admin', 'account')),
-    account_id   text,
-    name         text,
-    created_at   timestamptz NOT NULL DEFAULT now(),
-    last_used_at timestamptz,
-    revoked_at   timestamptz,
-    CHECK ((scope = 'account') = (account_id IS NOT NULL))
-);
--- Only usable keys are in the index the lookup uses (services/api/keys/store.py), so an
--- unknown and a revoked secret take the same path (and the same time).
-CREATE UNIQUE INDEX IF NOT EXISTS api_keys_usable
-    ON ledger.api_keys (secret_hash) WHERE revoked_at IS NULL;
-"""
-
-# held: the account's active holds (migration 004_holds.sql), read without a lock.
+# held: the account's active holds (services/api/migrations/002_holds.sql), read without a lock.
 BALANCE = """
 SELECT account_id, balance, purchased, adjusted, spent, entries, status, updated_at,
        holds.held_now(account_id) AS held
@@ -201,12 +163,6 @@ FROM ledger.conflicts ORDER BY detected_at DESC, entry_id LIMIT $1
 
 DailyGroupBy = Literal["model", "day"]
 GroupBy = Literal[DailyGroupBy, "hour"]
-
-
-async def migrate(conn: asyncpg.Connection) -> None:
-    async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", SCHEMA_LOCK)
-        await conn.execute(MIGRATION)
 
 
 async def ping(conn: asyncpg.Connection) -> None:

@@ -12,6 +12,7 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 from fastapi import Request
 
+from schemas.entry_signing import read_signing_key
 from services.api.database import open_pool
 from services.api.grants import FAULT_AFTER_CLAIM, Claims, Publisher
 from services.api.holds.relay import FAULT_AFTER_HOLD_COMMIT, HoldRelay
@@ -40,6 +41,7 @@ class Resources:
 @asynccontextmanager
 async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
     pricebook = load_pricebook(settings.ledger_pricebook)
+    signing_key = read_signing_key(settings.ledger_entry_signing_key)
     await create_topics(settings)
     async with AsyncExitStack() as stack:
         pool = await open_pool(settings.database_url)
@@ -49,7 +51,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
         stack.push_async_callback(producer.stop)
         topics = Topics.from_settings(settings)
         publisher = Publisher(producer, topics.ledger)
-        claims = Claims(pool, publisher, settings.fault_armed(FAULT_AFTER_CLAIM))
+        claims = Claims(pool, publisher, signing_key, settings.fault_armed(FAULT_AFTER_CLAIM))
         keys = await stack.enter_async_context(open_keyring(pool, settings.database_url))
         await stack.enter_async_context(background(sweep_forever(pool, publisher)))
         relay = HoldRelay(pool, producer, topics.holds)

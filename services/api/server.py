@@ -16,6 +16,7 @@ import asyncio
 import json
 import logging
 import resource
+import ssl
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -85,13 +86,35 @@ def process_limits() -> ConnectionLimits:
     return limits
 
 
+def tls_problem(settings: Settings) -> str | None:
+    """Why the configured certificate and key cannot serve HTTPS (unreadable, not PEM, a key
+    that is not the certificate's), checked before the server starts; None when they can."""
+    if settings.ledger_api_tls_cert is None:
+        return None
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+            settings.ledger_api_tls_cert, settings.ledger_api_tls_key
+        )
+    except (ssl.SSLError, OSError) as error:
+        return f"LEDGER_API_TLS_CERT/LEDGER_API_TLS_KEY cannot serve HTTPS: {error}"
+    return None
+
+
 def uvicorn_options() -> dict[str, Any]:
-    """What `uvicorn.Config` needs to run the API with these limits."""
+    """What `uvicorn.Config` needs to run the API with these limits, over HTTPS when
+    LEDGER_API_TLS_CERT and LEDGER_API_TLS_KEY name a certificate and its key."""
+    settings = load_settings()
+    tls = (
+        {"ssl_certfile": settings.ledger_api_tls_cert, "ssl_keyfile": settings.ledger_api_tls_key}
+        if settings.ledger_api_tls_cert is not None
+        else {}
+    )
     return {
         "http": GuardedHttpProtocol,
         "timeout_keep_alive": process_limits().idle_timeout,
         # Surplus connections are answered by GuardedHttpProtocol, in JSON.
         "limit_concurrency": None,
+        **tls,
     }
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import asyncpg
 from aiokafka.errors import KafkaError
 
+from schemas.entry_signing import EntryKeyError, VerifyKeys, read_verify_keys
 from services.audit import queries
 from services.audit.figures import (
     AccountFigures,
@@ -89,7 +90,11 @@ async def read_live(
 
 
 async def rebuild_shadow(
-    settings: Settings, topic: str, report: AuditReport, progress: ProgressReport
+    settings: Settings,
+    keys: VerifyKeys,
+    topic: str,
+    report: AuditReport,
+    progress: ProgressReport,
 ) -> tuple[dict[str, AccountFigures], list[Rejection]]:
     admin = await asyncpg.connect(settings.database_url)
     try:
@@ -99,7 +104,7 @@ async def rebuild_shadow(
     pool = await open_projection(settings.database_url, SHADOW_SCHEMA)
     try:
         async with LogReader(settings) as reader:
-            stats = await replay(pool, reader, topic, report.cut, progress.advance)
+            stats = await replay(pool, reader, topic, report.cut, progress.advance, keys)
         report.entries_read = stats.entries
         async with pool.acquire() as conn:
             return await account_figures(conn), await rejections(conn, topic)
@@ -115,12 +120,12 @@ async def drop_shadow(database_url: str) -> None:
         await conn.close()
 
 
-async def run_audit(settings: Settings, progress: ProgressReport) -> AuditReport:
+async def run_audit(settings: Settings, keys: VerifyKeys, progress: ProgressReport) -> AuditReport:
     topic = Topics.from_settings(settings).ledger
     report = AuditReport(cut={})
     live = await read_live(settings.database_url, topic, report)
     progress.total = sum(report.cut.values())
-    shadow, replayed = await rebuild_shadow(settings, topic, report, progress)
+    shadow, replayed = await rebuild_shadow(settings, keys, topic, report, progress)
     report.accounts = len(live.keys() | shadow.keys())
     report.differences = (
         log_differences(live, shadow)
@@ -141,10 +146,16 @@ def main(args: argparse.Namespace) -> int:
     """Exit 0: the live projection equals the log and the identity holds; 1: differences
     (each listed); 2: the audit could not run."""
     stream = sys.stdout if sys.stdout.isatty() else sys.stderr
+    settings = load_settings()
+    try:
+        keys = read_verify_keys(settings.ledger_entry_verify_keys)
+    except EntryKeyError as error:
+        print(f"ledger audit: cannot run: {error}", file=sys.stderr)
+        return 2
     batching.tune_for_parsing_threads()
     try:
         with ProgressReport("audit", None, stream=stream) as progress:
-            report = batching.run(run_audit(load_settings(), progress))
+            report = batching.run(run_audit(settings, keys, progress))
     except NoProjection as error:
         print(f"ledger audit: {error}; `ledger rebuild --yes` recreates it", file=sys.stderr)
         return 2

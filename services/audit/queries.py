@@ -69,7 +69,7 @@ SCHEMA_EXISTS = "SELECT to_regclass($1) IS NOT NULL"
 
 # The live projection's tables, in the order the projector's transaction first writes them,
 # so the rebuild's lock waits for a running batch instead of deadlocking with it. The API's
-# own table (idempotency_keys) and schema_migrations are not part of the projection.
+# own table (idempotency_keys) and schema_versions are not part of the projection.
 PROJECTION_TABLES = (
     "journal",
     "conflicts",

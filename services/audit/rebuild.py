@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import asyncpg
 from aiokafka.errors import KafkaError
 
+from schemas.entry_signing import EntryKeyError, VerifyKeys, read_verify_keys
 from services.alerts.store import carry_alerts
 from services.audit import queries
 from services.audit.indexes import defer_indexes, restore_indexes
@@ -72,6 +73,7 @@ async def swap(
     reader: LogReader,
     topic: str,
     advance: Callable[[int], None],
+    keys: VerifyKeys,
     batch: int,
 ) -> ReplayStats:
     """Catches the work schema up under the live tables' lock and moves its tables in."""
@@ -79,14 +81,16 @@ async def swap(
         await conn.execute(queries.LOCK_TIMEOUT)
         await conn.execute(queries.lock_tables(LIVE_SCHEMA))
         targets = await reader.end_offsets(topic)
-        stats = await replay(work, reader, topic, targets, advance, batch)
+        stats = await replay(work, reader, topic, targets, advance, keys, batch)
         await carry_alerts(conn, LIVE_SCHEMA, WORK_SCHEMA)
         for statement in queries.replace_tables(LIVE_SCHEMA, WORK_SCHEMA):
             await conn.execute(statement)
     return stats
 
 
-async def run_rebuild(settings: Settings, progress: ProgressReport) -> RebuildSummary:
+async def run_rebuild(
+    settings: Settings, keys: VerifyKeys, progress: ProgressReport
+) -> RebuildSummary:
     await create_topics(settings)
     topic = Topics.from_settings(settings).ledger
     summary = RebuildSummary()
@@ -102,10 +106,10 @@ async def run_rebuild(settings: Settings, progress: ProgressReport) -> RebuildSu
         async with LogReader(settings) as reader:
             targets = await reader.end_offsets(topic)
             progress.total = max(sum(targets.values()) - summary.resumed_from, 0)
-            first = await replay(work, reader, topic, targets, advance, batch)
+            first = await replay(work, reader, topic, targets, advance, keys, batch)
             async with work.acquire() as conn:
                 await restore_indexes(conn)  # always before the swap, resumed or not
-            last = await swap(live, work, reader, topic, advance, batch)
+            last = await swap(live, work, reader, topic, advance, keys, batch)
         summary.entries = first.entries + last.entries
         async with live.acquire() as conn:
             summary.accounts = await conn.fetchval(queries.ACCOUNT_COUNT)
@@ -126,10 +130,16 @@ def main(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    settings = load_settings()
+    try:
+        keys = read_verify_keys(settings.ledger_entry_verify_keys)
+    except EntryKeyError as error:
+        print(f"ledger rebuild: cannot run: {error}", file=sys.stderr)
+        return 2
     batching.tune_for_parsing_threads()
     try:
         with ProgressReport("rebuild", None, stream=sys.stdout) as progress:
-            summary = batching.run(run_rebuild(load_settings(), progress))
+            summary = batching.run(run_rebuild(settings, keys, progress))
     except (KafkaError, OSError, asyncpg.PostgresError) as error:
         print(f"ledger rebuild: failed: {error!r}; run it again to resume", file=sys.stderr)
         return 1

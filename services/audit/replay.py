@@ -18,6 +18,7 @@ from typing import Any
 
 import asyncpg
 
+from schemas.entry_signing import VerifyKeys
 from services.audit import queries
 from services.audit.reading import BATCH_RECORDS, LogReader
 from services.projector import ApplyResult, Batch, apply, prepare
@@ -62,9 +63,11 @@ async def replay(
     topic: str,
     targets: Mapping[int, int],
     on_batch: Callable[[int], None],
+    keys: VerifyKeys,
     batch_records: int = BATCH_RECORDS,
 ) -> ReplayStats:
-    """Applies ledger.v1 from the schema's applied offsets up to `targets` (exclusive).
+    """Applies ledger.v1 from the schema's applied offsets up to `targets` (exclusive),
+    authenticating grants and adjustments with `keys` as the live projector does.
 
     Fetching, parsing (in a worker thread) and PostgreSQL's write of the batch before run
     at the same time, as in the live projector; the queue bounds the batches held at once.
@@ -74,7 +77,7 @@ async def replay(
     stats = ReplayStats()
     ready: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=PREPARED_AHEAD)
     records = reader.read_range(topic, starts, targets, batch_records)
-    feeder = asyncio.create_task(_feed(records, ready))
+    feeder = asyncio.create_task(_feed(records, ready, keys))
     try:
         while (batch := await _take(ready, feeder)) is not None:
             async with pool.acquire() as conn:
@@ -89,11 +92,13 @@ async def replay(
     return stats
 
 
-async def _feed(batches: AsyncIterator[list[Any]], ready: asyncio.Queue[Batch | None]) -> None:
+async def _feed(
+    batches: AsyncIterator[list[Any]], ready: asyncio.Queue[Batch | None], keys: VerifyKeys
+) -> None:
     """Puts prepared batches, then None; on an error too, so the consumer wakes up."""
     try:
         async for records in batches:
-            await ready.put(await asyncio.to_thread(prepare, records))
+            await ready.put(await asyncio.to_thread(prepare, records, keys))
     except Exception:
         await ready.put(None)
         raise

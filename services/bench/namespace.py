@@ -9,12 +9,14 @@ from __future__ import annotations
 import logging
 import secrets
 from dataclasses import dataclass
+from pathlib import Path
 
 import asyncpg
 from aiokafka.errors import KafkaError
 
 from services.common import kafka
 from services.common.db import ADMIN_DATABASE, _with_database
+from services.common.entry_keys import DEFAULT_NAME, write_pair
 from services.common.settings import Settings
 from services.common.topics import Topics, create_topics
 
@@ -41,6 +43,18 @@ class BenchNamespaces:
 
     def all(self) -> tuple[Namespace, Namespace]:
         return (self.stages, self.main)
+
+
+def with_entry_keys(base: Settings, directory: Path) -> Settings:
+    """The caller's entry signing keys, or, when none are configured, a pair of the bench's
+    own kept in `directory` (made once), so its API signs and its projector verifies."""
+    if base.ledger_entry_signing_key is not None and base.ledger_entry_verify_keys:
+        return base
+    private, public = directory / f"{DEFAULT_NAME}.pem", directory / f"{DEFAULT_NAME}.pub.pem"
+    if not public.exists():
+        write_pair(directory)
+    update = {"ledger_entry_signing_key": private, "ledger_entry_verify_keys": (public,)}
+    return base.model_copy(update=update)
 
 
 def new_namespaces(base: Settings) -> BenchNamespaces:

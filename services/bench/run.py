@@ -20,7 +20,14 @@ from services.bench.baseline import run_baseline
 from services.bench.figures import BenchFigures, FreshnessFigure, ProcessFigure
 from services.bench.freshness import measure_freshness
 from services.bench.machine import local_dir, process_groups, settle_disk
-from services.bench.namespace import BenchNamespaces, Namespace, create, new_namespaces, remove
+from services.bench.namespace import (
+    BenchNamespaces,
+    Namespace,
+    create,
+    new_namespaces,
+    remove,
+    with_entry_keys,
+)
 from services.bench.pipeline import (
     WARMUP_EVENTS,
     EndToEnd,
@@ -66,7 +73,8 @@ class Options:
 
 
 async def run_bench(opts: Options, say: Say) -> BenchFigures:
-    namespaces = new_namespaces(load_settings())
+    keys = opts.output.parent / "entry-keys"
+    namespaces = new_namespaces(with_entry_keys(load_settings(), keys))
     log_dir = opts.output.parent / f"bench-{namespaces.run_id}-logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     figures = BenchFigures(namespaces.run_id, opts.events, os.cpu_count() or 1, os.getloadavg())

@@ -26,7 +26,9 @@ async def ensure_database(url: str) -> None:
         try:
             name = _database_name(url)
             await admin.execute(f'CREATE DATABASE "{name.replace(chr(34), "")}"')
-        except asyncpg.DuplicateDatabaseError:
+        except (asyncpg.DuplicateDatabaseError, asyncpg.UniqueViolationError):
+            # Another process created it meanwhile; the loser of two concurrent CREATE
+            # DATABASE gets the catalog's unique violation rather than the named error.
             pass
         finally:
             await admin.close()

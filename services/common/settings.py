@@ -8,7 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_PRICEBOOK = Path(__file__).resolve().parent.parent / "pricing" / "pricebook.toml"
@@ -50,10 +50,10 @@ class Settings(BaseSettings):
     kafka_sasl_password: SecretStr = SecretStr("")
     kafka_ssl_cafile: Path | None = None
 
-    @field_validator("kafka_ssl_cafile", mode="before")
+    @field_validator("kafka_ssl_cafile", "ledger_api_tls_cert", "ledger_api_tls_key", mode="before")
     @classmethod
-    def _no_cafile_when_empty(cls, value: object) -> object:
-        # An empty KAFKA_SSL_CAFILE means the system's CAs, not the current directory.
+    def _no_file_when_empty(cls, value: object) -> object:
+        # An empty path means none (the system's CAs, plain HTTP), not the current directory.
         return None if value == "" else value
 
     # The LiteLLM callback (services/gateway/litellm_callback.py): where the ledger API is, its
@@ -103,6 +103,19 @@ class Settings(BaseSettings):
     ledger_api_max_connections: int = Field(default=10_000, ge=1, le=10_000_000)
     ledger_api_header_timeout_seconds: float = Field(default=10.0, gt=0, le=3600)
     ledger_api_idle_timeout_seconds: float = Field(default=15.0, gt=0, le=3600)
+    # HTTPS (services/api/server.py): the API's certificate chain and private key, PEM files;
+    # both or neither.
+    ledger_api_tls_cert: Path | None = None
+    ledger_api_tls_key: Path | None = None
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Settings:
+        if (self.ledger_api_tls_cert is None) != (self.ledger_api_tls_key is None):
+            raise ValueError("LEDGER_API_TLS_CERT and LEDGER_API_TLS_KEY go together")
+        for path in (self.ledger_api_tls_cert, self.ledger_api_tls_key):
+            if path is not None and not path.is_file():
+                raise ValueError(f"{path} (LEDGER_API_TLS_*) is not a readable file")
+        return self
 
     def service_environment(self) -> dict[str, str]:
         """The variables a `ledger` child process needs to join the same Kafka topics and
@@ -121,6 +134,32 @@ class Settings(BaseSettings):
             "KAFKA_SASL_PASSWORD": self.kafka_sasl_password.get_secret_value(),
             "KAFKA_SSL_CAFILE": str(self.kafka_ssl_cafile or ""),
             "PYTHONUNBUFFERED": "1",
+            **self.entry_key_environment(),
+        }
+
+    # Signed money-in entries (docs/contracts.md, Configuration): the API's Ed25519 private
+    # key (PEM) and the public keys the projector, the audit and the rebuild verify with
+    # (comma-separated PEM paths; a retired key's file names where it stops verifying).
+    ledger_entry_signing_key: Path | None = None
+    ledger_entry_verify_keys: Annotated[tuple[Path, ...], NoDecode] = ()
+
+    @field_validator("ledger_entry_signing_key", mode="before")
+    @classmethod
+    def _no_signing_key_when_empty(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("ledger_entry_verify_keys", mode="before")
+    @classmethod
+    def _paths(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = tuple(Path(part.strip()) for part in value.split(",") if part.strip())
+        return value
+
+    def entry_key_environment(self) -> dict[str, str]:
+        """LEDGER_ENTRY_SIGNING_KEY and LEDGER_ENTRY_VERIFY_KEYS as a child process reads them."""
+        return {
+            "LEDGER_ENTRY_SIGNING_KEY": str(self.ledger_entry_signing_key or ""),
+            "LEDGER_ENTRY_VERIFY_KEYS": ",".join(map(str, self.ledger_entry_verify_keys)),
         }
 
     # The gateway kit's durable spool (services/gateway/spool.py): where each call's usage is

@@ -8,10 +8,10 @@ often it is redriven: the debit's entry_id comes from account and event id, so a
 copy is a duplicate the projector ignores (docs/contracts.md, Guarantees).
 
 Each DLQ position is redriven once unless --again: the positions re-published are recorded
-in PostgreSQL (redrive.redriven, migration 009) after Kafka acknowledged them. A crash in
-between re-publishes them next time, which the entry_id makes harmless. Kafka consumer-group
-offsets could not do this: a run narrowed by --error or --from/--to must leave the records
-it skipped for a later run, and offsets only say how far, not which.
+in PostgreSQL (redrive.redriven, services/pricing/migrations/) after Kafka acknowledged
+them. A crash in between re-publishes them next time, which the entry_id makes harmless.
+Kafka consumer-group offsets could not do this: a run narrowed by --error or --from/--to
+must leave the records it skipped for a later run, and offsets only say how far, not which.
 """
 
 from __future__ import annotations

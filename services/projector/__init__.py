@@ -1,7 +1,8 @@
 """The projector: applies ledger.v1 to the PostgreSQL projection.
 
 Its surface for the rest of the code (the audit, the rebuild, the tests): open a projection
-schema, `prepare` a batch of ledger.v1 messages, `apply` it; `within_limit`, the balance limit rule
+schema, `prepare` a batch of ledger.v1 messages (grants and adjustments authenticated with
+the verify keys), `apply` it; `within_limit`, the balance limit rule
 the API checks before it accepts a grant or an adjustment. The live loop
 (services/projector/service.py) uses the very same calls.
 """

@@ -1,7 +1,7 @@
 """The projector's one apply surface: `prepare` then `apply`, for the live loop, `ledger
 audit` and `ledger rebuild` alike, so every replay decides every entry the same way.
 
-    batch = prepare(messages)              # CPU only (a worker thread may run it)
+    batch = prepare(messages, keys)        # CPU only (a worker thread may run it)
     result = await apply(conn, topic, batch)
 
 A batch is written in one transaction. Only when that fails for a reason that lies in its
@@ -21,6 +21,7 @@ from typing import Protocol
 
 import asyncpg
 
+from schemas.entry_signing import VerifyKeys
 from services.projector import columns
 from services.projector.columns import PreparedBatch
 from services.projector.ledger import RejectedMessage, SourcedEntry, read_message, screen
@@ -70,15 +71,15 @@ class Unprepared:
 Batch = PreparedBatch | Unprepared
 
 
-def prepare(messages: Sequence[Message]) -> Batch:
-    """Parses the messages and computes the batch's parameters; never raises for what a
-    message holds."""
-    return prepare_records([read(m) for m in messages])
+def prepare(messages: Sequence[Message], keys: VerifyKeys) -> Batch:
+    """Parses the messages, authenticating grants and adjustments with `keys`, and computes
+    the batch's parameters; never raises for what a message holds."""
+    return prepare_records([read(m, keys) for m in messages])
 
 
-def read(message: Message) -> Record:
+def read(message: Message, keys: VerifyKeys) -> Record:
     try:
-        return read_message(message.value, message.partition, message.offset)
+        return read_message(message.value, message.partition, message.offset, keys)
     except Exception as error:  # a bug of ours on this one message: never a stop
         return RejectedMessage(
             message.value or b"", message.partition, message.offset, describe(error),

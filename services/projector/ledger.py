@@ -21,7 +21,14 @@ from pydantic import ValidationError
 # Entry: a debit read by the codec (the hot path: pydantic would give the same values) or
 # any entry pydantic read.
 from schemas.debit_json import DEBITS, Entry, PlainDebit, read_plain_debit
-from schemas.events import BALANCE_LIMIT, CreditsDebited, LedgerEntry
+from schemas.entry_signing import VerifyKeys
+from schemas.events import (
+    BALANCE_LIMIT,
+    CreditsDebited,
+    LedgerEntry,
+    MoneyIn,
+    ledger_entry_adapter,
+)
 from schemas.events import parse_ledger_entry as parse_entry
 
 Status = Literal["active", "exhausted"]
@@ -86,8 +93,11 @@ class SourcedEntry:
 # invalid_entry: not a ledger entry (no value, not JSON, not the schema);
 # balance_limit: it would take its account's inflow or outflow past BALANCE_LIMIT;
 # refused: PostgreSQL refused a value of it (SQLSTATE and message in the detail);
-# unprocessable: the projector's own code failed on it (the exception in the detail).
-RejectReason = Literal["invalid_entry", "balance_limit", "refused", "unprocessable"]
+# unprocessable: the projector's own code failed on it (the exception in the detail);
+# unauthenticated: a grant or adjustment without a valid signature of a configured key.
+RejectReason = Literal[
+    "invalid_entry", "balance_limit", "refused", "unprocessable", "unauthenticated"
+]
 REJECT_REASONS: tuple[RejectReason, ...] = get_args(RejectReason)
 
 
@@ -102,8 +112,11 @@ class RejectedMessage:
     reason: RejectReason = "invalid_entry"
 
 
-def read_message(raw: bytes | None, partition: int, offset: int) -> SourcedEntry | RejectedMessage:
-    """Parses one ledger.v1 message; anything unparseable becomes a RejectedMessage.
+def read_message(
+    raw: bytes | None, partition: int, offset: int, keys: VerifyKeys
+) -> SourcedEntry | RejectedMessage:
+    """Parses one ledger.v1 message; anything unparseable, and every grant or adjustment
+    that `keys` do not authenticate, becomes a RejectedMessage.
 
     A debit's entry_id is asyncpg's UUID, the type asyncpg reads uuid columns as: a
     uuid.UUID (equal to it, of the same hash and text) that C code builds from the text in
@@ -123,7 +136,27 @@ def read_message(raw: bytes | None, partition: int, offset: int) -> SourcedEntry
     if b"\\u0000" in raw and any("\x00" in str(v) for v in entry.model_dump().values()):
         detail = "a text field contains a NUL character, which PostgreSQL text cannot hold"
         return RejectedMessage(raw, partition, offset, detail, "refused")
+    if isinstance(entry, MoneyIn):
+        why = unauthenticated(raw, entry, partition, offset, keys)
+        if why is not None:
+            return RejectedMessage(raw, partition, offset, why, "unauthenticated")
     return SourcedEntry(entry, raw, partition, offset)
+
+
+def unauthenticated(
+    raw: bytes, entry: LedgerEntry, partition: int, offset: int, keys: VerifyKeys
+) -> str | None:
+    """Why a money-in entry is not authentic, or None. The signature covers the message's
+    JSON as written (other languages can sign it); the entry applied must be what that JSON
+    says, so a parser difference (duplicate keys, say) cannot slip in unsigned content."""
+    try:
+        fields = orjson.loads(raw)
+        unambiguous = ledger_entry_adapter.validate_python(fields) == entry
+    except (orjson.JSONDecodeError, ValidationError):
+        unambiguous = False
+    if not unambiguous:
+        return "the message's JSON does not read as one unambiguous entry"
+    return keys.refusal(fields, partition, offset)
 
 
 def status_for(balance: int) -> Status:

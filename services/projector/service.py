@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 import signal
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
@@ -23,6 +24,7 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
+from schemas.entry_signing import EntryKeyError, VerifyKeys, read_verify_keys
 from services.alerts.relay import relay
 from services.common import batching, kafka
 from services.common.settings import Settings, load_settings
@@ -49,16 +51,22 @@ class Fetched:
 
 
 def run() -> int:
+    settings = load_settings()
+    try:
+        keys = read_verify_keys(settings.ledger_entry_verify_keys)
+    except EntryKeyError as error:
+        print(f"ledger serve projector: refusing to start: {error}", file=sys.stderr)
+        return 2
     batching.tune_for_parsing_threads()
     try:
-        batching.run(serve(load_settings()))
+        batching.run(serve(settings, keys))
     except Exception:
         log.exception("projector stopped by an error; uncommitted batches will be redelivered")
         return 1
     return 0
 
 
-async def serve(settings: Settings) -> None:
+async def serve(settings: Settings, keys: VerifyKeys) -> None:
     stop = stop_on_signals()
     await create_topics(settings)
     topic = Topics.from_settings(settings).ledger
@@ -74,7 +82,7 @@ async def serve(settings: Settings) -> None:
         # The alert outbox's relay runs beside the loop; its failures stay its own.
         relaying = asyncio.create_task(relay(settings, pool, stop))
         try:
-            await project(consumer, pool, topic, stop, window)
+            await project(consumer, pool, topic, keys, stop, window)
         finally:
             reporter.cancel()
             relaying.cancel()
@@ -90,6 +98,7 @@ async def project(
     consumer: AIOKafkaConsumer,
     pool: asyncpg.Pool,
     topic: str,
+    keys: VerifyKeys,
     stop: asyncio.Event,
     window: Throughput,
 ) -> None:
@@ -98,12 +107,12 @@ async def project(
     commit at a time)."""
     # Several fault points may be armed at once, comma-separated, for the whole pipeline.
     crash_after_commit = load_settings().fault_armed(FAULT_AFTER_DB_COMMIT)
-    upcoming = asyncio.create_task(fetch(consumer))
+    upcoming = asyncio.create_task(fetch(consumer, keys))
     committing: asyncio.Task[None] | None = None
     try:
         while not stop.is_set():
             batch = await upcoming
-            upcoming = asyncio.create_task(fetch(consumer))
+            upcoming = asyncio.create_task(fetch(consumer, keys))
             if not batch.prepared.records:
                 continue
             result = await retry(partial(apply_fetched, pool, topic, batch), stop)
@@ -125,17 +134,19 @@ async def project(
             await committing
 
 
-async def fetch(consumer: AIOKafkaConsumer) -> Fetched:
+async def fetch(consumer: AIOKafkaConsumer, keys: VerifyKeys) -> Fetched:
     fetched = await consumer.getmany(timeout_ms=FETCH_TIMEOUT_MS, max_records=kafka.BATCH_RECORDS)
     # Parsing takes longer than PostgreSQL takes to write the batch before it. In a worker
     # thread it leaves the event loop free to answer PostgreSQL at once (the loop waits at
     # most one GIL switch interval), so the two overlap instead of taking turns.
-    return await asyncio.to_thread(parse, fetched)
+    return await asyncio.to_thread(parse, fetched, keys)
 
 
-def parse(fetched: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> Fetched:
+def parse(
+    fetched: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]], keys: VerifyKeys
+) -> Fetched:
     commit = {tp: msgs[-1].offset + 1 for tp, msgs in fetched.items() if msgs}
-    return Fetched(prepare([m for msgs in fetched.values() for m in msgs]), commit)
+    return Fetched(prepare([m for msgs in fetched.values() for m in msgs], keys), commit)
 
 
 async def apply_fetched(pool: asyncpg.Pool, topic: str, batch: Fetched) -> ApplyResult:

@@ -2,7 +2,8 @@
 applies the debit (docs/contracts.md, Holds).
 
 The hold tables live in the `holds` schema, apart from the projection schemas, because a
-rebuild swaps the projection while hold decisions must stay (migration 004_holds.sql).
+rebuild swaps the projection while hold decisions must stay (the API owns them:
+services/api/migrations/002_holds.sql).
 Each debit is classified against its hold and counted in projector_counters:
 
 - `hold_settled`: the hold was active and the usage happened before it expired; the hold

@@ -7,37 +7,24 @@ Callers go through services/projector/apply.py, which also isolates what cannot 
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from uuid import UUID
 
 import asyncpg
 
 from services.alerts.projection import raise_alerts
-from services.common.db import ensure_database
+
+# The schema names are the runner's, named here too for the projector's callers.
+from services.common.migrations import LIVE_SCHEMA as LIVE_SCHEMA
+from services.common.migrations import SCHEMA_NAME as SCHEMA_NAME
+from services.common.migrations import migrate
 from services.projector import columns, settlement
 from services.projector.ledger import (
     RejectedMessage,
     SourcedEntry,
     split_repeats,
 )
-
-LIVE_SCHEMA = "ledger"
-MIGRATIONS = Path(__file__).resolve().parent / "migrations"
-# A schema name is configuration, never data; it is checked before it is quoted into DDL.
-SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-
-MIGRATION_LOCK = "SELECT pg_advisory_xact_lock(hashtext('ledger-projector-migrations'))"
-MIGRATIONS_TABLE = """
-CREATE TABLE IF NOT EXISTS schema_migrations (
-    name       text PRIMARY KEY,
-    applied_at timestamptz NOT NULL DEFAULT now()
-)
-"""
-APPLIED_MIGRATIONS = "SELECT name FROM schema_migrations"
-RECORD_MIGRATION = "INSERT INTO schema_migrations (name) VALUES ($1)"
 
 # The batch's first occurrence of each entry_id, in log order, is copied (COPY, text format;
 # columns.journal_copy) into the journal itself: COPY costs PostgreSQL about half the CPU of
@@ -205,38 +192,18 @@ class ApplyResult:
 async def open_projection(database_url: str, schema: str = LIVE_SCHEMA) -> asyncpg.Pool:
     """A pool whose connections see `schema` (created and migrated) as their search_path.
 
-    Creates the database when it is missing. Safe to call from several processes at once.
+    Creates the database when it is missing, and applies every pending migration of the
+    database first (services/common/migrations.py). Safe to call from several processes at
+    once.
     """
     if not SCHEMA_NAME.match(schema):
         raise ValueError(f"schema name {schema!r} must match {SCHEMA_NAME.pattern}")
-    await ensure_database(database_url)
+    await migrate(database_url, schema)
     pool = await asyncpg.create_pool(
         database_url, min_size=1, max_size=4, server_settings={"search_path": schema}
     )
     assert pool is not None
-    try:
-        async with pool.acquire() as conn:
-            await migrate(conn, schema)
-    except BaseException:
-        await pool.close()
-        raise
     return pool
-
-
-async def migrate(conn: asyncpg.Connection, schema: str) -> list[str]:
-    """Applies the migrations not yet recorded in `schema`; returns their names."""
-    async with conn.transaction():
-        await conn.execute(MIGRATION_LOCK)
-        await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-        await conn.execute(MIGRATIONS_TABLE)
-        done = {row["name"] for row in await conn.fetch(APPLIED_MIGRATIONS)}
-        applied = []
-        for path in sorted(MIGRATIONS.glob("*.sql")):
-            if path.name not in done:
-                await conn.execute(path.read_text())
-                await conn.execute(RECORD_MIGRATION, path.name)
-                applied.append(path.name)
-        return applied
 
 
 async def write_batch(

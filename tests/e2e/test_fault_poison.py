@@ -39,6 +39,7 @@ from tests.factories import (
     granted,
     past_year_9999,
     refused_multiplier,
+    sign,
     spend,
     usage_fields,
 )
@@ -185,7 +186,7 @@ def extreme_entries(count: int) -> list[LedgerEntry]:
     @settings(max_examples=1, database=None, phases=[Phase.generate])
     @given(st.lists(extreme_strategy, min_size=count, max_size=count))
     def draw(entries: list[LedgerEntry]) -> None:
-        drawn[:] = [e.model_copy(update={"account_id": f"x-{e.account_id}"}) for e in entries]
+        drawn[:] = [sign(e.model_copy(update={"account_id": f"x-{e.account_id}"})) for e in entries]
 
     draw()
     return drawn

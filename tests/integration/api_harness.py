@@ -17,9 +17,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from schemas.events import LedgerEntry, parse_ledger_entry
 from services.api.app import create_app
+from services.common.migrations import migrate
 from services.common.settings import Settings
 from services.common.topics import Topics
-from services.projector.store import LIVE_SCHEMA, migrate
 
 READ_TOKEN = "read-token-0123456789"
 GATEWAY_TOKEN = "gateway-token-0123456789"
@@ -60,14 +60,9 @@ async def create_key(
 
 
 async def create_projection(database_url: str) -> None:
-    """The projector's own migrations (the holds schema too), run into schema "ledger" as
-    the projector would."""
-    conn = await asyncpg.connect(database_url)
-    try:
-        await conn.execute("CREATE SCHEMA IF NOT EXISTS ledger; SET search_path TO ledger")
-        await migrate(conn, LIVE_SCHEMA)
-    finally:
-        await conn.close()
+    """Every component's tables (the projection and the holds among them), as a service's
+    start makes them."""
+    await migrate(database_url)
 
 
 def new_account(label: str) -> str:

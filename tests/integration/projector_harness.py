@@ -12,6 +12,7 @@ from services.common import kafka
 from services.common.settings import Settings
 from services.common.topics import Topics
 from services.projector.ledger import RejectedMessage, SourcedEntry, read_message
+from tests.entry_keys import VERIFY_KEYS
 from tests.namespaces import send_keyed
 
 SAFETY_TIMEOUT = 180.0  # only against a hang; nothing here asserts on durations
@@ -28,7 +29,7 @@ class Log:
         out = []
         for e in entries:
             raw = e if isinstance(e, bytes) else dump(e)
-            out.append(read_message(raw, self.partition, self.offset))
+            out.append(read_message(raw, self.partition, self.offset, VERIFY_KEYS))
             self.offset += 1
         return out
 

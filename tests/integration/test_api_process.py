@@ -3,7 +3,6 @@ refuses to start without tokens."""
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import pytest
 from services import __version__
 from services.common.settings import Settings
 from tests.integration.api_harness import ADMIN, READ, TOKENS, new_account
-from tests.processes import LEDGER, ServiceProcess, free_port, service_env
+from tests.processes import ServiceProcess, free_port, refused_start
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -52,13 +51,6 @@ def test_served_process_answers_and_stops_cleanly(api: tuple[ServiceProcess, str
 
 
 def test_refuses_to_start_without_tokens(settings: Settings) -> None:
-    env = service_env(settings, LEDGER_API_TOKENS="", LEDGER_API_AUTH="enabled")
-    done = subprocess.run(
-        [*LEDGER, "serve", "api", "--port", str(free_port())],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = refused_start(settings, "api", LEDGER_API_TOKENS="", LEDGER_API_AUTH="enabled")
     assert done.returncode != 0
     assert "LEDGER_API_TOKENS" in done.stderr

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from schemas.events import CreditsGranted
 from services.common.settings import Settings
+from tests.factories import sign
 from tests.integration.pipeline_harness import (
     execute,
     grant_accounts,
@@ -43,7 +43,7 @@ async def test_clean_run_audits_equal_and_reprices_without_drift_then_tampering_
         await wait_journal(s, EVENTS + ACCOUNTS)
         # Same entry_id, other content: stored as a conflict, listed, never a difference.
         first = grants[0]
-        await publish_ledger(s, CreditsGranted(**{**first.model_dump(), "credits": 5}))
+        await publish_ledger(s, sign(first.model_copy(update={"credits": 5})))
         await wait_for(s, "SELECT count(*) FROM ledger.conflicts", 1)
 
         audit = await ledger(s, "audit", "--json")
@@ -107,18 +107,30 @@ async def test_audit_while_the_pipeline_runs_compares_at_a_consistent_cut(
     isolated_settings: Settings, tmp_path: Path
 ) -> None:
     s = isolated_settings
+    audited = asyncio.Event()
+
+    async def traffic() -> int:
+        """Usage in chunks until the audits are done, so they run while the pipeline
+        applies, however long a `ledger` process takes to start on a busy machine."""
+        sent = 0
+        while not audited.is_set():
+            await publish_usage(s, 250, accounts=ACCOUNTS, seed=7 + sent, rate=500)
+            sent += 250
+        return sent
+
     with pipeline(s, tmp_path):
         await grant_accounts(s, ACCOUNTS)
-        traffic = asyncio.create_task(publish_usage(s, 5_000, accounts=ACCOUNTS, rate=1_500))
+        publishing = asyncio.create_task(traffic())
         try:
             await wait_journal(s, 500)
             audits = [await ledger(s, "audit", "--json") for _ in range(2)]
         finally:
-            await traffic
-        await wait_journal(s, 5_000 + ACCOUNTS)
+            audited.set()
+            sent = await publishing
+        await wait_journal(s, sent + ACCOUNTS)
         final = await ledger(s, "audit", "--json")
     for audit in [*audits, final]:
         assert audit.code == 0, audit.out + audit.err
     # The audits during the traffic saw part of the log, the last one all of it.
-    assert audits[0].document()["entries_read"] < 5_000 + ACCOUNTS
-    assert final.document()["entries_read"] == 5_000 + ACCOUNTS
+    assert audits[0].document()["entries_read"] < sent + ACCOUNTS
+    assert final.document()["entries_read"] == sent + ACCOUNTS

@@ -26,6 +26,7 @@ from tests.factories import (
     granted,
     past_year_9999,
     refused_multiplier,
+    sign,
     spend,
 )
 from tests.integration.projector_harness import BALANCES, Log
@@ -130,7 +131,7 @@ async def test_verdicts_do_not_depend_on_how_the_log_is_cut(
     rejections, and every entry is either applied or rejected. Some entries come again
     later, as they are or with other credits under their entry_id."""
     repeats = [log[i % len(log)] for i, _ in again]
-    log += [e.model_copy(update={"credits": 1}) if other else e for e, (_, other) in
+    log += [sign(e.model_copy(update={"credits": 1})) if other else e for e, (_, other) in
             zip(repeats, again, strict=True)]  # fmt: skip
     records = Log().records(*log)
     outcomes = []

@@ -10,9 +10,10 @@ from typing import Any
 import asyncpg
 import pytest
 
+from services.common.migrations import migrate
 from services.common.settings import Settings
 from services.projector.apply import apply, prepare_records
-from services.projector.store import LIVE_SCHEMA, migrate, open_projection
+from services.projector.store import open_projection
 from tests.factories import debited, granted
 from tests.integration.projector_harness import Log
 
@@ -37,7 +38,7 @@ async def hourly(pool: asyncpg.Pool) -> list[tuple[Any, ...]]:
 
 
 async def test_the_rollup_is_written_once_and_migration_005_recomputes_it(
-    pool: asyncpg.Pool,
+    pool: asyncpg.Pool, isolated_settings: Settings
 ) -> None:
     log = Log()
     records = log.records(
@@ -57,6 +58,6 @@ async def test_the_rollup_is_written_once_and_migration_005_recomputes_it(
     # A projection from before migration 005 has a journal and no hourly rows.
     async with pool.acquire() as conn:
         await conn.execute("DROP TABLE usage_hourly")
-        await conn.execute("DELETE FROM schema_migrations WHERE name = '005_usage_hourly.sql'")
-        assert await migrate(conn, LIVE_SCHEMA) == ["005_usage_hourly.sql"]
+        await conn.execute("DELETE FROM schema_versions WHERE name = '005_usage_hourly.sql'")
+    assert await migrate(isolated_settings.database_url) == ["projector 005_usage_hourly.sql"]
     assert await hourly(pool) == live

@@ -17,6 +17,8 @@ from services.common.settings import Settings
 from services.projector import apply, open_projection
 from services.projector.apply import prepare_records
 from services.projector.ledger import RejectedMessage, SourcedEntry, read_message
+from tests.entry_keys import VERIFY_KEYS
+from tests.factories import sign
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -25,10 +27,10 @@ ACCOUNT = "acct-settle"
 
 
 def granted(credits: int) -> CreditsGranted:
-    return CreditsGranted(
+    return sign(CreditsGranted(
         entry_id=uuid.uuid4(), account_id=ACCOUNT, credits=credits, reason="purchase",
-        reference="order-1", occurred_at=datetime.now(UTC),
-    )  # fmt: skip
+        reference="order-1", category="paid", occurred_at=datetime.now(UTC),
+    ))  # fmt: skip
 
 
 def debited(credits: int, hold_id: str | None, at: datetime | None = None) -> CreditsDebited:
@@ -48,7 +50,7 @@ class Log:
     def records(self, *entries: LedgerEntry) -> list[SourcedEntry | RejectedMessage]:
         out = []
         for e in entries:
-            out.append(read_message(dump(e), 0, self.offset))
+            out.append(read_message(dump(e), 0, self.offset, VERIFY_KEYS))
             self.offset += 1
         return out
 

@@ -23,6 +23,7 @@ from schemas.debit_json import read_plain_debit
 from schemas.events import CreditsDebited, dump, parse_ledger_entry
 from services.projector.columns import journal_copy
 from services.projector.ledger import RejectedMessage, SourcedEntry, content_digest, read_message
+from tests.entry_keys import VERIFY_KEYS
 
 pytestmark = pytest.mark.unit
 
@@ -140,7 +141,7 @@ def test_the_projector_record_is_the_same_whichever_way_it_was_read(
     entry: CreditsDebited,
 ) -> None:
     raw = dump(entry)
-    record = read_message(raw, 3, 7)
+    record = read_message(raw, 3, 7, VERIFY_KEYS)
     if isinstance(record, RejectedMessage):  # the pydantic way refuses NUL (PostgreSQL text)
         assert record.reason == "refused" and b"\\u0000" in raw
         return

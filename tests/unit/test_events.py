@@ -56,6 +56,7 @@ GRANT: dict[str, Any] = {
     "credits": 1_000_000,
     "reason": "purchase",
     "reference": "order-7731",
+    "category": "paid",
     "occurred_at": "2026-11-27T19:00:00Z",
 }
 ADJUST: dict[str, Any] = {

@@ -25,6 +25,7 @@ from services.projector.ledger import (
     status_for,
     within_limit,
 )
+from tests.entry_keys import VERIFY_KEYS
 from tests.factories import T0, adjusted, any_entry, debited, few_account_entries, granted
 from tests.unit.ledger_reference import (
     AccountDelta,
@@ -54,23 +55,23 @@ def test_the_digest_ignores_priced_at_but_nothing_else() -> None:
 
 def test_read_message_parses_entries_and_rejects_everything_else() -> None:
     entry = granted()
-    parsed = read_message(dump(entry), 3, 17)
+    parsed = read_message(dump(entry), 3, 17, VERIFY_KEYS)
     assert isinstance(parsed, SourcedEntry)
     assert (parsed.entry, parsed.partition, parsed.offset) == (entry, 3, 17)
     assert parsed.digest == content_digest(entry)
 
     for raw in (None, b"", b"{not json", b'{"type": "credits.granted"}', dump(entry)[:-1]):
-        rejected = read_message(raw, 1, 2)
+        rejected = read_message(raw, 1, 2, VERIFY_KEYS)
         assert isinstance(rejected, RejectedMessage)
         assert (rejected.partition, rejected.offset) == (1, 2) and rejected.error
 
 
 def test_a_nul_character_cannot_reach_postgresql() -> None:
-    raw = dump(granted()).replace(b'"order-1"', b'"order\\u0000"')
-    rejected = read_message(raw, 0, 0)
+    raw = dump(granted(reference="order\x00"))
+    rejected = read_message(raw, 0, 0, VERIFY_KEYS)
     assert isinstance(rejected, RejectedMessage) and "NUL" in rejected.error
-    escaped_backslash = dump(granted()).replace(b'"order-1"', b'"order\\\\u0000"')
-    assert isinstance(read_message(escaped_backslash, 0, 0), SourcedEntry)
+    escaped_backslash = dump(granted(reference="order\\u0000"))
+    assert isinstance(read_message(escaped_backslash, 0, 0, VERIFY_KEYS), SourcedEntry)
 
 
 def test_each_kind_moves_its_own_total() -> None:

@@ -15,6 +15,7 @@ from aiokafka import TopicPartition
 from services.projector import service
 from services.projector.service import Fetched, progress_window, project
 from services.projector.store import ApplyResult
+from tests.entry_keys import VERIFY_KEYS
 
 pytestmark = pytest.mark.unit
 
@@ -38,7 +39,7 @@ async def test_offsets_follow_their_batch_in_order_and_the_stop_waits_for_the_la
     stop = asyncio.Event()
     batches = [Fetched(SimpleNamespace(records=[object()]), {TP: n}) for n in (10, 20, 30)]  # type: ignore[arg-type]
 
-    async def fetch(consumer: Any) -> Fetched:
+    async def fetch(consumer: Any, keys: Any) -> Fetched:
         if batches:
             return batches.pop(0)
         await asyncio.Event().wait()  # nothing more in the log
@@ -56,7 +57,7 @@ async def test_offsets_follow_their_batch_in_order_and_the_stop_waits_for_the_la
     monkeypatch.setattr(service, "fetch", fetch)
     monkeypatch.setattr(service, "apply_fetched", apply_fetched)
     consumer: Any = FakeConsumer(log)
-    await project(consumer, None, "ledger.v1", stop, progress_window(0.0))
+    await project(consumer, None, "ledger.v1", VERIFY_KEYS, stop, progress_window(0.0))
 
     for offset in (10, 20, 30):
         assert log.index(("applied", offset)) < log.index(("commit started", offset))

@@ -1,7 +1,7 @@
 """The holds outbox to holds.v1: at least once, in decision order, never in the way.
 
 Each decision writes its event's row to holds.outbox in the transaction that makes it
-(migration 004_holds.sql), so a crash after the commit loses nothing: the relay of the next
+(migrations/002_holds.sql), so a crash after the commit loses nothing: the relay of the next
 API process to start publishes it. The relay publishes a batch, waits for Kafka's
 acknowledgement, and only then deletes the batch's rows; a crash in between publishes them
 again (consumers tell a repeat by its hold_id and type). One relay at a time, across every

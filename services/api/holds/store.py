@@ -1,5 +1,5 @@
-"""Every SQL statement of the holds routes. The decisions are functions of migration
-004_holds.sql (services/projector/migrations/), so each costs one round trip."""
+"""Every SQL statement of the holds routes. The decisions are functions of the API's
+migration 002_holds.sql (services/api/migrations/), so each costs one round trip."""
 
 from __future__ import annotations
 

@@ -15,10 +15,9 @@ import uuid
 import asyncpg
 from pydantic import ValidationError
 
-from services.api import queries
 from services.api.keys import store
 from services.api.models import KeyInfo, KeyRequest
-from services.common.db import ensure_database
+from services.common.migrations import migrate
 from services.common.settings import load_settings
 
 COLUMNS = ("key_id", "scope", "account_id", "name", "created_at", "last_used_at", "revoked_at")
@@ -30,10 +29,9 @@ def main(args: argparse.Namespace) -> int:
 
 async def run(args: argparse.Namespace) -> int:
     url = load_settings().database_url
-    await ensure_database(url)
+    await migrate(url)
     conn = await asyncpg.connect(url)
     try:
-        await queries.migrate(conn)
         if args.action == "create":
             return await create(conn, args)
         if args.action == "list":

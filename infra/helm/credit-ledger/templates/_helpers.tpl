@@ -48,32 +48,43 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
   value: /etc/ledger/kafka-ca/ca.crt
 {{- end }}
 {{- $keys := $v.secrets.entryKeys }}
+{{- if eq .component "api" }}
 - name: LEDGER_ENTRY_SIGNING_KEY
-  value: {{ printf "/etc/ledger/keys/%s" $keys.signingFile | quote }}
+  value: {{ printf "/etc/ledger/signing/%s" $keys.signingFile | quote }}
+{{- end }}
 - name: LEDGER_ENTRY_VERIFY_KEYS
-  value: {{ $paths := list }}{{ range $keys.verifyFiles }}{{ $paths = append $paths (printf "/etc/ledger/keys/%s" .) }}{{ end }}{{ join "," $paths | quote }}
+  value: {{ $paths := list }}{{ range $keys.verifyFiles }}{{ $paths = append $paths (printf "/etc/ledger/verify/%s" .) }}{{ end }}{{ join "," $paths | quote }}
 {{- range $name, $value := $v.config.extraEnv }}
 - name: {{ $name }}
   value: {{ $value | quote }}
 {{- end }}
 {{- end -}}
 
-{{/* Volumes and mounts for the signing keys and the Kafka CA. */}}
+{{/* Volumes and mounts for the entry keys (the private one for the API only) and the
+Kafka CA; `component` says whose pod it is. */}}
 {{- define "ledger.volumes" -}}
-- name: entry-keys
-  secret: {secretName: {{ .Values.secrets.entryKeys.secret | quote }}, defaultMode: 0400}
+{{- $v := .root.Values -}}
+- name: verify-keys
+  secret: {secretName: {{ $v.secrets.entryKeys.verifySecret | quote }}, defaultMode: 0444}
+{{- if eq .component "api" }}
+- name: signing-key
+  secret: {secretName: {{ $v.secrets.entryKeys.signingSecret | quote }}, defaultMode: 0400}
+{{- end }}
 - name: tmp
   emptyDir: {}
-{{- if .Values.secrets.kafkaCa }}
+{{- if $v.secrets.kafkaCa }}
 - name: kafka-ca
-  secret: {secretName: {{ .Values.secrets.kafkaCa | quote }}}
+  secret: {secretName: {{ $v.secrets.kafkaCa | quote }}}
 {{- end }}
 {{- end -}}
 
 {{- define "ledger.mounts" -}}
-- {name: entry-keys, mountPath: /etc/ledger/keys, readOnly: true}
+- {name: verify-keys, mountPath: /etc/ledger/verify, readOnly: true}
+{{- if eq .component "api" }}
+- {name: signing-key, mountPath: /etc/ledger/signing, readOnly: true}
+{{- end }}
 - {name: tmp, mountPath: /tmp}
-{{- if .Values.secrets.kafkaCa }}
+{{- if .root.Values.secrets.kafkaCa }}
 - {name: kafka-ca, mountPath: /etc/ledger/kafka-ca, readOnly: true}
 {{- end }}
 {{- end -}}

@@ -3,8 +3,8 @@
 -- They live in a schema of their own, "holds", and every name here is qualified: the
 -- projection schemas ("ledger", the audit's shadow, the rebuild's work schema) are rebuilt
 -- from ledger.v1 and swapped, while a hold decision is made once, here, and only copied to
--- holds.v1. The projector's migrations run for each projection schema; after the first
--- run these statements change nothing, so every schema's copy of 004 meets the same tables.
+-- holds.v1. The API owns these tables; this file runs once per database (it was the
+-- projector's 004_holds.sql before, which databases of that layout have applied).
 --
 -- Locks, so a placement never waits behind the projector's batch transaction:
 -- * the API locks the account's row of holds.account_holds (one writer per account at a
@@ -15,8 +15,8 @@
 -- held = account_holds.held - account_settlements.settled - (active holds past expires_at
 -- that no placement has swept yet).
 CREATE SCHEMA IF NOT EXISTS holds;
--- The functions read the live projection (ledger.balances), which need not exist yet when
--- another projection schema (an audit's shadow, a test's) is the first one migrated.
+-- The functions read the live projection (ledger.balances), made by the projector's files,
+-- which run before the API's; their bodies are checked when they run, not here.
 SET LOCAL check_function_bodies = off;
 
 CREATE TABLE IF NOT EXISTS holds.holds (

@@ -1,7 +1,7 @@
 -- `ledger redrive` (docs/contracts.md, Command line): the usage.dlq.v1 records already
 -- re-published to usage.v1, so each is redriven once unless --again. Operational state the
--- log cannot rebuild, in a schema of its own like "alerts": a rebuild never touches it, and
--- every projection schema that runs this migration shares the one table.
+-- log cannot rebuild, in a schema of its own like "alerts": a rebuild never touches it.
+-- Run once per database (it was the projector's 009_redrive.sql for a while).
 CREATE SCHEMA IF NOT EXISTS redrive;
 
 CREATE TABLE IF NOT EXISTS redrive.redriven (
