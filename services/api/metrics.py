@@ -1,19 +1,34 @@
-"""Prometheus metrics: requests by route and status, and the projector's counters."""
+"""Prometheus metrics: requests by route and status, the projector's counters, active
+holds, and how far pricing and the projector are behind (Kafka's offsets)."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import math
 import time
 from collections.abc import Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from services.api.dashboard.offsets import KafkaFigures
+from services.api.dashboard.overview import kafka_figures
+from services.common.settings import Settings
+from services.common.topics import Topics
 from services.projector.settlement import COUNTERS as HOLD_COUNTERS
+
+log = logging.getLogger(__name__)
 
 # Always exported, 0 until the projector has counted one, so dashboards need no special case.
 PROJECTOR_COUNTERS = ("applied", "duplicates", "conflicts", "rejected", *HOLD_COUNTERS)
 # The webhooks service's counters (alerts.counters), by the outcome of each attempt.
 DELIVERY_OUTCOMES = ("delivered", "retried", "failed")
+# A scrape waits no longer than this for Kafka's offsets, then answers without them.
+KAFKA_TIMEOUT = 2.0
+# Kafka's offsets are read at most this often per process (seconds): /metrics needs no
+# token, and each read opens two short-lived Kafka clients.
+KAFKA_INTERVAL = 5.0
 
 
 class ApiMetrics:
@@ -58,6 +73,37 @@ class ApiMetrics:
             ["outcome"],
             registry=self.registry,
         )
+        self.holds = Gauge(
+            "ledger_holds_active",
+            "Holds holding credits now (active, not past expiry)",
+            registry=self.registry,
+        )
+        self.held = Gauge(
+            "ledger_holds_active_credits",
+            "Credits the active holds hold",
+            registry=self.registry,
+        )
+        self.stage_lag = Gauge(
+            "ledger_stage_lag",
+            "Offsets a stage has still to read on its input topic: pricing on usage.v1, "
+            "the projector on ledger.v1 (absent while Kafka cannot be read)",
+            ["stage", "topic"],
+            registry=self.registry,
+        )
+        self.usage_rejected = Gauge(
+            "ledger_usage_rejected",
+            "Usage events pricing rejected to usage.dlq.v1 (on a long topic, its offsets: an "
+            "upper bound; absent while Kafka cannot be read)",
+            ["topic"],
+            registry=self.registry,
+        )
+        self.kafka_up = Gauge(
+            "ledger_api_kafka_up",
+            "1 when the last reading of Kafka's offsets succeeded",
+            registry=self.registry,
+        )
+        self._kafka_lock = asyncio.Lock()
+        self._kafka_read_at = -math.inf
         # Bounded as the series are: route templates x methods x statuses.
         self._counted: dict[tuple[str, str, int], Counter] = {}
         self._timed: dict[tuple[str, str], Histogram] = {}
@@ -85,6 +131,41 @@ class ApiMetrics:
             self.projector.labels(counter=name).set(counters.get(name, 0))
         self.accounts.set(accounts)
         self.database_up.set(1)
+
+    def set_holds(self, holds: int, credits: int) -> None:
+        self.holds.set(holds)
+        self.held.set(credits)
+
+    async def read_kafka(self, settings: Settings, projector_done: dict[int, int] | None) -> None:
+        """Sets the Kafka gauges from the figures the admin overview shows. `projector_done`:
+        the projector's next ledger.v1 offsets, None when PostgreSQL could not say (then
+        the projector's lag is left out). One reading at a time, at most one per
+        KAFKA_INTERVAL: scrapes in between keep the last one."""
+        async with self._kafka_lock:
+            if time.monotonic() - self._kafka_read_at < KAFKA_INTERVAL:
+                return
+            try:
+                # Shorter than the overview's own timeout: a scrape must answer quickly.
+                async with asyncio.timeout(KAFKA_TIMEOUT):
+                    figures, _ = await kafka_figures(settings, projector_done or {})
+            except TimeoutError:
+                log.warning("metrics without Kafka's figures: no answer in %s s", KAFKA_TIMEOUT)
+                figures = None
+            self._kafka_read_at = time.monotonic()
+            self.set_kafka(Topics.from_settings(settings), figures, projector_done is not None)
+
+    def set_kafka(self, topics: Topics, figures: KafkaFigures | None, projector: bool) -> None:
+        # Absent rather than stale: a lag last seen before Kafka went away would read as 0.
+        self.stage_lag.clear()
+        self.usage_rejected.clear()
+        self.kafka_up.set(0 if figures is None else 1)
+        if figures is None:
+            return
+        self.stage_lag.labels(stage="pricing", topic=topics.usage).set(figures.pricing_behind)
+        if projector:
+            lag = self.stage_lag.labels(stage="projector", topic=topics.ledger)
+            lag.set(figures.projector_behind)
+        self.usage_rejected.labels(topic=topics.dlq).set(figures.rejected_usage())
 
 
 class RequestMetrics:

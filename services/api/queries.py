@@ -118,6 +118,12 @@ WHERE k.account_id = p.account_id AND k.idempotency_key = p.idempotency_key
 
 COUNTERS = "SELECT name, value FROM ledger.projector_counters"
 ACCOUNTS = "SELECT count(*) FROM ledger.balances"
+# Holds still holding credits: active and not past expiry (those count as expired before
+# any placement sweeps them). Few rows, on the partial index of active holds.
+ACTIVE_HOLDS = """
+SELECT count(*) AS holds, coalesce(sum(credits), 0)::bigint AS credits
+FROM holds.holds WHERE status = 'active' AND expires_at > now()
+"""
 
 # The operator overview (GET /v1/admin/overview): small reads, each on an index or on a
 # table that stays small (offsets, counters, conflicts, rejected entries).
@@ -238,6 +244,12 @@ async def mark_many_published(conn: asyncpg.Connection, claims: list[tuple[str, 
 async def projector_counters(conn: asyncpg.Connection) -> tuple[dict[str, int], int]:
     counters = {r["name"]: int(r["value"]) for r in await conn.fetch(COUNTERS)}
     return counters, int(await conn.fetchval(ACCOUNTS))
+
+
+async def active_holds(conn: asyncpg.Connection) -> tuple[int, int]:
+    """How many holds hold credits now, and how many credits they hold."""
+    row = await conn.fetchrow(ACTIVE_HOLDS)
+    return int(row["holds"]), int(row["credits"])
 
 
 async def account_counts(conn: asyncpg.Connection) -> dict[str, Any]:

@@ -71,6 +71,11 @@ class KafkaFigures:
     rejections: list[UsageRejected]  # the newest on usage.dlq.v1, newest first
     every_rejection: bool  # the whole topic was read: `rejections` are all there are
 
+    def rejected_usage(self) -> int:
+        """The usage events pricing rejected: exact when the whole of usage.dlq.v1 was read,
+        else its offsets, an upper bound (each commit marker takes one too)."""
+        return len(self.rejections) if self.every_rejection else self.dlq_offsets
+
 
 async def read_figures(settings: Settings, projector_done: Offsets) -> KafkaFigures:
     """`projector_done`: the next ledger.v1 offset the projector applies, per partition.

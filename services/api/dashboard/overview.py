@@ -152,18 +152,16 @@ def _rejected_usage(kafka: KafkaFigures | None) -> RejectedUsage:
     if kafka is None:
         return RejectedUsage(count=None, exact=False, latest=[])
     latest = [UsageRejection.of(r) for r in kafka.rejections[:LATEST]]
-    if kafka.every_rejection:
-        return RejectedUsage(count=len(kafka.rejections), exact=True, latest=latest)
-    return RejectedUsage(count=kafka.dlq_offsets, exact=False, latest=latest)
+    return RejectedUsage(count=kafka.rejected_usage(), exact=kafka.every_rejection, latest=latest)
 
 
 async def kafka_figures(
     settings: Settings, applied: dict[int, int]
 ) -> tuple[KafkaFigures | None, str | None]:
-    """Kafka's figures, or None and why not."""
+    """Kafka's figures, or None and why not (GET /metrics exports them too)."""
     try:
         return await read_figures(settings, applied), None
     except (KafkaError, TimeoutError, OSError) as exc:
         # The rest of the overview is still worth showing while the broker is away.
-        log.warning("overview without Kafka figures: %r", exc)
+        log.warning("without Kafka's figures: %r", exc)
         return None, f"Kafka not readable: {exc!r}"

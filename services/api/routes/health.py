@@ -19,6 +19,8 @@ from services.api.errors import ApiError, error_response
 from services.api.metrics import ApiMetrics
 from services.api.models import Health
 from services.api.resources import Resources, resources
+from services.common.settings import Settings
+from services.common.topics import Topics
 
 log = logging.getLogger(__name__)
 router = APIRouter(
@@ -55,15 +57,22 @@ async def readyz(opened: Opened) -> JSONResponse:
 @router.get("/metrics", response_class=Response)
 async def metrics(request: Request, opened: Opened) -> Response:
     api_metrics: ApiMetrics = request.app.state.metrics
+    settings: Settings = request.app.state.settings
+    applied: dict[int, int] | None = None
     try:
         async with connection(opened.pool) as conn:
             counters, accounts = await queries.projector_counters(conn)
             raised = await alerts_store.alerts_raised(conn)
             outcomes = await alerts_store.counters(conn)
+            holds, held = await queries.active_holds(conn)
+            applied = await queries.applied_offsets(conn, Topics.from_settings(settings).ledger)
         api_metrics.set_projection(counters, accounts)
         api_metrics.set_alerts(raised, outcomes)
+        api_metrics.set_holds(holds, held)
     except ApiError as exc:
         # Request metrics stay useful while PostgreSQL is away; the gauge says it is.
         log.warning("metrics without projection counters: %s", exc.detail)
         api_metrics.database_up.set(0)
+    # Outside the connection: a slow broker never keeps one from the pool.
+    await api_metrics.read_kafka(settings, applied)
     return Response(generate_latest(api_metrics.registry), media_type=CONTENT_TYPE_LATEST)
