@@ -112,7 +112,7 @@ soak: install up
 		FAULT_SEED=$$seed FAULT_EVENTS=60000 FAULT_RATE=2000 FAULT_EXTRA_KILLS=4 \
 		$(BIN)/pytest tests/e2e/test_fault_crash_matrix.py -s $(PYTEST_ARGS) || exit 1; \
 	done
-	LEDGER_SOAK=1 $(BIN)/pytest -m soak tests/e2e/test_cluster_faults.py tests/e2e/test_litellm_spool.py -s $(PYTEST_ARGS)
+	LEDGER_SOAK=1 $(BIN)/pytest -m soak tests/e2e/test_cluster_faults.py -s $(PYTEST_ARGS)
 
 bench: install up
 	$(BIN)/ledger bench --output bench-results/bench.json

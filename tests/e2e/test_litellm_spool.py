@@ -1,8 +1,7 @@
 """Usage a real LiteLLM proxy published to Kafka while the broker was stopped is billed once
 when it starts again: a private broker (the shared one is never touched) with a pipeline and
-a proxy of its own, about two minutes, so `make soak` runs it. The same through POST
-/v1/usage, with the proxy SIGKILLed, runs in every `make test`
-(tests/e2e/test_litellm_gateway.py)."""
+a proxy of its own, about two minutes. The same through POST /v1/usage, with the proxy
+SIGKILLed, is in tests/e2e/test_litellm_gateway.py."""
 
 from __future__ import annotations
 
@@ -31,7 +30,7 @@ from tests.e2e.test_litellm_gateway import price
 from tests.namespaces import namespace
 from tests.processes import free_port
 
-pytestmark = [pytest.mark.e2e, pytest.mark.soak, pytest.mark.timeout(400)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(400)]
 
 GATEWAY_TOKEN = "e2e-gateway-token-spool-0123456789"
 SAFETY_S = 60.0  # "billed within a minute" of the ledger's return; nothing else is timed
