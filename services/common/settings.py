@@ -50,10 +50,17 @@ class Settings(BaseSettings):
     kafka_sasl_password: SecretStr = SecretStr("")
     kafka_ssl_cafile: Path | None = None
 
-    @field_validator("kafka_ssl_cafile", "ledger_api_tls_cert", "ledger_api_tls_key", mode="before")
+    @field_validator(
+        "kafka_ssl_cafile",
+        "ledger_api_tls_cert",
+        "ledger_api_tls_key",
+        "ledger_entry_signing_key",
+        mode="before",
+    )
     @classmethod
     def _no_file_when_empty(cls, value: object) -> object:
-        # An empty path means none (the system's CAs, plain HTTP), not the current directory.
+        # An empty path means none (the system's CAs, plain HTTP, no signing key), not the
+        # current directory.
         return None if value == "" else value
 
     # The LiteLLM callback (services/gateway/litellm_callback.py): where the ledger API is, its
@@ -142,11 +149,6 @@ class Settings(BaseSettings):
     # (comma-separated PEM paths; a retired key's file names where it stops verifying).
     ledger_entry_signing_key: Path | None = None
     ledger_entry_verify_keys: Annotated[tuple[Path, ...], NoDecode] = ()
-
-    @field_validator("ledger_entry_signing_key", mode="before")
-    @classmethod
-    def _no_signing_key_when_empty(cls, value: object) -> object:
-        return None if value == "" else value
 
     @field_validator("ledger_entry_verify_keys", mode="before")
     @classmethod
