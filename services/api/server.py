@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 RESERVED_FILES = 256
 # Under overload every refused request would log a line: one per this many seconds.
 OVERLOAD_LOG_INTERVAL_S = 10.0
+# How long a timed-out connection is read and ignored after its 408, before it is closed.
+LINGER_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -143,6 +145,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self.limits = process_limits()
         self.request_timer: asyncio.TimerHandle | None = None
         self.reading_headers = False
+        self.lingering = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -219,5 +222,18 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         # Headers begun but not finished get a 408; a request whose body stalls is already
         # the app's (which may have answered it), and an idle connection just closes.
         if self.reading_headers:
+            # A lingering close: closing a socket with unread input resets it, and the reset
+            # can overtake the 408 on its way. So the answer is sent with our half closed,
+            # whatever the client still sends is read and dropped, and the socket is closed
+            # a moment later.
             self.transport.write(REQUEST_TIMEOUT)
+            self.lingering = True
+            if self.transport.can_write_eof():
+                self.transport.write_eof()
+            self.loop.call_later(LINGER_S, self.transport.close)
+            return
         self.transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        if not self.lingering:
+            super().data_received(data)
