@@ -54,8 +54,8 @@ status:
 	@infra/kafka.sh status; infra/postgres.sh status; infra/run.sh status
 
 test: install up chromium chart npm
-	$(BIN)/ruff check services schemas tests
-	$(BIN)/ruff format --check services schemas tests
+	$(BIN)/ruff check services schemas tests benchmarks
+	$(BIN)/ruff format --check services schemas tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/pytest $(PYTEST_ARGS)
 
@@ -88,8 +88,8 @@ unit: install
 	$(BIN)/pytest -m unit $(PYTEST_ARGS)
 
 lint: install
-	$(BIN)/ruff check services schemas tests
-	$(BIN)/ruff format --check services schemas tests
+	$(BIN)/ruff check services schemas tests benchmarks
+	$(BIN)/ruff format --check services schemas tests benchmarks
 	$(BIN)/mypy
 
 schemas: install

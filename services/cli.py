@@ -10,6 +10,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 from services import __version__
 from services.common.settings import load_settings
@@ -27,7 +28,7 @@ COMMANDS = {
     "reprice": "services.audit.reprice:main",
     "redrive": "services.pricing.redrive:main",
     "rebuild": "services.audit.rebuild:main",
-    "bench": "services.bench.bench:main",
+    "bench": "services.cli:bench_main",
     "migrate": "services.common.migrations:main",
     "backup": "services.common.backup:backup_main",
     "restore": "services.common.backup:restore_main",
@@ -254,6 +255,25 @@ def resolve(target: str) -> Callable[[argparse.Namespace], int]:
     module, _, function = target.partition(":")
     entry: Callable[[argparse.Namespace], int] = getattr(importlib.import_module(module), function)
     return entry
+
+
+def bench_main(args: argparse.Namespace) -> int:
+    """`ledger bench` runs the top-level `benchmarks/` package of a checkout: it is not in the
+    wheel. The console script does not put the working directory on the import path, so a
+    checkout's root (the working directory) is added when it holds `benchmarks/`."""
+    root = Path.cwd()
+    if (root / "benchmarks" / "bench.py").is_file() and str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    try:
+        from benchmarks.bench import main as run_bench
+    except ImportError:
+        print(
+            "ledger bench: run it from a checkout of the repository (`make bench`): "
+            "the benchmark is not part of the installed package",
+            file=sys.stderr,
+        )
+        return 2
+    return run_bench(args)
 
 
 def configure_logging() -> None:

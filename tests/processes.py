@@ -12,7 +12,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from services.bench.processes import LEDGER, READY_MARK, Service
+from benchmarks.processes import LEDGER, READY_MARK, Service
 from services.common.settings import Settings
 
 __all__ = ["LEDGER", "READY_MARK", "ServiceProcess", "free_port", "service_env"]

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from services.bench.figures import AuthorizationFigure, BenchFigures, LoadFigure
-from services.bench.http_load import Timings
-from services.bench.report import verdicts
+from benchmarks.figures import AuthorizationFigure, BenchFigures, LoadFigure
+from benchmarks.http_load import Timings
+from benchmarks.report import verdicts
 
 
 def load(per_s: float, p99: float) -> LoadFigure:

@@ -147,7 +147,7 @@ def test_key_files_round_trip_and_bad_ones_refuse_with_one_line(tmp_path: Path) 
 
 
 def test_the_bench_makes_a_pair_of_its_own_only_when_none_is_configured(tmp_path: Path) -> None:
-    from services.bench.namespace import with_entry_keys
+    from benchmarks.namespace import with_entry_keys
     from services.common.settings import Settings
 
     bare = Settings(ledger_entry_signing_key="", ledger_entry_verify_keys="")

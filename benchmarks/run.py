@@ -15,12 +15,12 @@ from pathlib import Path
 
 import asyncpg
 
-from services.bench.authorization import measure_authorization
-from services.bench.baseline import run_baseline
-from services.bench.figures import BenchFigures, FreshnessFigure, ProcessFigure
-from services.bench.freshness import measure_freshness
-from services.bench.machine import local_dir, process_groups, settle_disk
-from services.bench.namespace import (
+from benchmarks.authorization import measure_authorization
+from benchmarks.baseline import run_baseline
+from benchmarks.figures import BenchFigures, FreshnessFigure, ProcessFigure
+from benchmarks.freshness import measure_freshness
+from benchmarks.machine import local_dir, process_groups, settle_disk
+from benchmarks.namespace import (
     BenchNamespaces,
     Namespace,
     create,
@@ -28,7 +28,7 @@ from services.bench.namespace import (
     remove,
     with_entry_keys,
 )
-from services.bench.pipeline import (
+from benchmarks.pipeline import (
     WARMUP_EVENTS,
     EndToEnd,
     Pipeline,
@@ -36,10 +36,10 @@ from services.bench.pipeline import (
     start_pipeline,
     warm_up,
 )
-from services.bench.progress import PricingOffsets, applied_count, patience, wait_for_count
-from services.bench.rebuild import measure_audit, measure_rebuild
-from services.bench.resources import IOWAIT, OTHERS, CpuMeter, peak_rss_mb, pid_from_file
-from services.bench.stages import Chunks, generate, run_stages
+from benchmarks.progress import PricingOffsets, applied_count, patience, wait_for_count
+from benchmarks.rebuild import measure_audit, measure_rebuild
+from benchmarks.resources import IOWAIT, OTHERS, CpuMeter, peak_rss_mb, pid_from_file
+from benchmarks.stages import Chunks, generate, run_stages
 from services.common.settings import load_settings
 from services.pricing.pricebook import load_pricebook
 from services.projector.store import LIVE_SCHEMA

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import asyncpg
 
-from services.bench.figures import StageFigure
-from services.bench.machine import process_groups
-from services.bench.namespace import Namespace
-from services.bench.processes import Service
-from services.bench.progress import PricingOffsets, applied_count, patience, wait_for_count
-from services.bench.resources import CpuMeter
+from benchmarks.figures import StageFigure
+from benchmarks.machine import process_groups
+from benchmarks.namespace import Namespace
+from benchmarks.processes import Service
+from benchmarks.progress import PricingOffsets, applied_count, patience, wait_for_count
+from benchmarks.resources import CpuMeter
 from services.common.progress import ProgressReport
 from services.common.settings import Settings
 from services.gateway.publisher import UsagePublisher

@@ -20,7 +20,7 @@ from services.common.entry_keys import DEFAULT_NAME, write_pair
 from services.common.settings import Settings
 from services.common.topics import Topics, create_topics
 
-log = logging.getLogger("services.bench")
+log = logging.getLogger("benchmarks")
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from services.bench.resources import peak_rss_mb
+from benchmarks.resources import peak_rss_mb
 
 LEDGER = [sys.executable, "-m", "services.cli"]
 # Every service logs this phrase once it consumes or serves (services/*/service.py, api/app.py).

@@ -13,9 +13,9 @@ from collections.abc import Iterable
 
 import asyncpg
 
+from benchmarks.figures import BaselineFigure, rate
+from benchmarks.processes import BenchError
 from schemas.events import UsageRecorded
-from services.bench.figures import BaselineFigure, rate
-from services.bench.processes import BenchError
 from services.pricing.pricebook import PriceBook, Quote
 from services.traffic.sending import KeyedMessage
 

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import asyncpg
 
-from services.bench.figures import RebuildFigure, rate
-from services.bench.processes import LEDGER
-from services.bench.resources import peak_rss_mb
+from benchmarks.figures import RebuildFigure, rate
+from benchmarks.processes import LEDGER
+from benchmarks.resources import peak_rss_mb
 from services.projector.store import LIVE_SCHEMA
 
 REBUILD_MODULE = "services.audit.rebuild"

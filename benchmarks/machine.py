@@ -8,12 +8,11 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import services
-from services.bench.processes import Service
-from services.bench.resources import ProcessGroup, children_of, cmdline, pid_from_file
+from benchmarks.processes import Service
+from benchmarks.resources import ProcessGroup, children_of, cmdline, pid_from_file
 from services.common.settings import load_settings
 
-REPO = Path(services.__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parent.parent
 
 
 def local_dir() -> Path:

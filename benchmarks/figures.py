@@ -92,7 +92,7 @@ class LoadFigure:
     p50_ms: float | None
     p99_ms: float | None
     statuses: dict[int, int] = field(default_factory=dict)
-    # CPU milliseconds per request, by process group (services/bench/authorization.py): on
+    # CPU milliseconds per request, by process group (benchmarks/authorization.py): on
     # a shared machine the rate follows the share of the cores the run got, this does not.
     cpu_ms: dict[str, float] = field(default_factory=dict)
 

@@ -19,9 +19,9 @@ import httpx
 from aiokafka.errors import KafkaError
 from rich.console import Console
 
-from services.bench.processes import BenchError
-from services.bench.report import print_tables, to_json, write_json
-from services.bench.run import Options, run_bench
+from benchmarks.processes import BenchError
+from benchmarks.report import print_tables, to_json, write_json
+from benchmarks.run import Options, run_bench
 
 
 def options(args: argparse.Namespace) -> Options:

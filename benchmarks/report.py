@@ -10,8 +10,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from services.bench.authorization import authorization_rows, authorization_targets
-from services.bench.figures import BenchFigures
+from benchmarks.authorization import authorization_rows, authorization_targets
+from benchmarks.figures import BenchFigures
 
 E2E_TARGET = 50_000  # events/s end to end
 FRESHNESS_P99_TARGET_MS = 200.0

@@ -18,9 +18,9 @@ from datetime import UTC, datetime
 
 import httpx
 
-from services.bench.figures import FreshnessFigure, rate
-from services.bench.pipeline import Pipeline
-from services.bench.processes import BenchError
+from benchmarks.figures import FreshnessFigure, rate
+from benchmarks.pipeline import Pipeline
+from benchmarks.processes import BenchError
 from services.common.settings import Settings
 from services.gateway.publisher import UsagePublisher
 from services.traffic.sending import KeyedMessage

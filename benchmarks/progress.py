@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from services.bench.processes import BenchError, Service
+from benchmarks.processes import BenchError, Service
 from services.common import kafka
 from services.common.settings import Settings
 from services.common.topics import Topics

@@ -26,12 +26,12 @@ from pathlib import Path
 
 import asyncpg
 
-from services.bench.figures import AuthorizationFigure, LoadFigure
-from services.bench.http_load import Connection, Timings, closed_loop
-from services.bench.machine import process_groups
-from services.bench.namespace import Namespace
-from services.bench.processes import LEDGER, BenchError, Service
-from services.bench.resources import IOWAIT, CpuMeter, ProcessGroup, children_of
+from benchmarks.figures import AuthorizationFigure, LoadFigure
+from benchmarks.http_load import Connection, Timings, closed_loop
+from benchmarks.machine import process_groups
+from benchmarks.namespace import Namespace
+from benchmarks.processes import LEDGER, BenchError, Service
+from benchmarks.resources import IOWAIT, CpuMeter, ProcessGroup, children_of
 
 HOST = "127.0.0.1"
 API_WORKERS = 2
