@@ -22,7 +22,7 @@ from services.api.errors import install_error_handlers
 from services.api.hot_paths import HotPaths
 from services.api.limits import BodySizeLimit
 from services.api.metrics import ApiMetrics, RequestMetrics
-from services.api.resources import open_resources
+from services.api.resources import FaultPoints, open_resources
 from services.api.routes import accounts, alerts, dashboard, health, holds, keys, pricing, usage
 from services.api.server import tls_problem, uvicorn_options
 from services.common.settings import Settings, load_settings
@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    async with open_resources(app.state.settings) as opened:
+    async with open_resources(app.state.settings, app.state.faults) as opened:
         app.state.resources = opened
         if getattr(app.state, "worker", False):
             # The parent bound the socket already; this worker accepts from now on.
@@ -55,6 +55,7 @@ def create_app(settings: Settings, *, hot_paths: bool = True) -> FastAPI:
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
+    app.state.faults = FaultPoints.from_settings(settings)  # read once, here at the edge
     app.state.tokens = tokens
     app.state.metrics = metrics
     install_error_handlers(app)

@@ -18,8 +18,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
-import signal
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -44,6 +42,7 @@ from services.api import queries
 from services.api.database import connection
 from services.api.errors import ApiError
 from services.api.models import AdjustmentRequest, GrantRequest
+from services.common.faults import Fault, no_fault
 from services.common.kafka import account_key
 from services.projector import within_limit
 
@@ -134,7 +133,7 @@ class Claims:
     pool: asyncpg.Pool
     publisher: Publisher
     signing_key: SigningKey
-    crash_after_claim: bool = False
+    after_claim: Fault = no_fault  # the fault point api:after_claim
 
     # Every entry is signed before it is stored, so a retry publishes the same signed bytes;
     # only entries this API wrote add Credits (docs/contracts.md, Signed money-in entries).
@@ -173,5 +172,4 @@ class Claims:
         if (why := past_balance_limit(await queries.flows(conn, account_id), event)) is not None:
             raise ApiError(422, "balance_limit", why)
         await queries.claim_key(conn, account_id, key, digest, event.entry_id, dump(event).decode())
-        if self.crash_after_claim:
-            os.kill(os.getpid(), signal.SIGKILL)
+        self.after_claim()

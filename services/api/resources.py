@@ -20,9 +20,25 @@ from services.api.ingest import UsageIngest
 from services.api.keys.ring import KeyRing, open_keyring
 from services.api.recovery import sweep_forever
 from services.common import kafka
+from services.common.faults import Fault, fault_point, no_fault
 from services.common.settings import Settings
 from services.common.topics import Topics, create_topics
 from services.pricing.pricebook import PriceBook, load_pricebook
+
+
+@dataclass(frozen=True)
+class FaultPoints:
+    """The API's test fault points (LEDGER_FAULT), chosen once when the app is built."""
+
+    after_claim: Fault = no_fault
+    after_hold_commit: Fault = no_fault
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> FaultPoints:
+        return cls(
+            fault_point(settings, FAULT_AFTER_CLAIM),
+            fault_point(settings, FAULT_AFTER_HOLD_COMMIT),
+        )
 
 
 @dataclass(frozen=True)
@@ -34,12 +50,14 @@ class Resources:
     claims: Claims
     keys: KeyRing
     relay: HoldRelay
-    crash_after_hold_commit: bool  # the fault point api:after_hold_commit (tests only)
+    faults: FaultPoints
     usage: UsageIngest
 
 
 @asynccontextmanager
-async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
+async def open_resources(
+    settings: Settings, faults: FaultPoints = FaultPoints()
+) -> AsyncIterator[Resources]:
     pricebook = load_pricebook(settings.ledger_pricebook)
     signing_key = read_signing_key(settings.ledger_entry_signing_key)
     await create_topics(settings)
@@ -51,15 +69,14 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
         stack.push_async_callback(producer.stop)
         topics = Topics.from_settings(settings)
         publisher = Publisher(producer, topics.ledger)
-        claims = Claims(pool, publisher, signing_key, settings.fault_armed(FAULT_AFTER_CLAIM))
+        claims = Claims(pool, publisher, signing_key, faults.after_claim)
         keys = await stack.enter_async_context(open_keyring(pool, settings.database_url))
         await stack.enter_async_context(background(sweep_forever(pool, publisher)))
         relay = HoldRelay(pool, producer, topics.holds)
         await stack.enter_async_context(background(relay.run()))
-        crash = settings.fault_armed(FAULT_AFTER_HOLD_COMMIT)
         usage = UsageIngest(settings, topics.usage)
         stack.push_async_callback(usage.close)
-        yield Resources(pool, producer, publisher, pricebook, claims, keys, relay, crash, usage)
+        yield Resources(pool, producer, publisher, pricebook, claims, keys, relay, faults, usage)
 
 
 @asynccontextmanager

@@ -14,8 +14,6 @@ offset it could hold is below the end offsets taken under the lock.
 from __future__ import annotations
 
 import argparse
-import os
-import signal
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +28,7 @@ from services.audit.indexes import defer_indexes, restore_indexes
 from services.audit.reading import BATCH_RECORDS, LogReader
 from services.audit.replay import ReplayStats, replay
 from services.common import batching
+from services.common.faults import Fault, fault_point, no_fault
 from services.common.progress import ProgressReport, events_per_second
 from services.common.settings import Settings, load_settings
 from services.common.topics import Topics, create_topics
@@ -56,13 +55,10 @@ class RebuildSummary:
         )
 
 
-def on_batch(progress: ProgressReport, settings: Settings) -> Callable[[int], None]:
-    armed = settings.fault_armed(FAULT_AFTER_FIRST_BATCH)
-
+def on_batch(progress: ProgressReport, after_batch: Fault) -> Callable[[int], None]:
     def advance(records: int) -> None:
         progress.advance(records)
-        if armed:
-            os.kill(os.getpid(), signal.SIGKILL)
+        after_batch()
 
     return advance
 
@@ -89,7 +85,10 @@ async def swap(
 
 
 async def run_rebuild(
-    settings: Settings, keys: VerifyKeys, progress: ProgressReport
+    settings: Settings,
+    keys: VerifyKeys,
+    progress: ProgressReport,
+    after_first_batch: Fault = no_fault,
 ) -> RebuildSummary:
     await create_topics(settings)
     topic = Topics.from_settings(settings).ledger
@@ -97,7 +96,7 @@ async def run_rebuild(
     # Recreates the live schema when it was dropped, and migrates both to the same version.
     live = await open_projection(settings.database_url, LIVE_SCHEMA)
     work = await open_projection(settings.database_url, WORK_SCHEMA)
-    advance = on_batch(progress, settings)
+    advance = on_batch(progress, after_first_batch)
     batch = settings.ledger_replay_batch or BATCH_RECORDS
     try:
         async with work.acquire() as conn:
@@ -139,7 +138,8 @@ def main(args: argparse.Namespace) -> int:
     batching.tune_for_parsing_threads()
     try:
         with ProgressReport("rebuild", None, stream=sys.stdout) as progress:
-            summary = batching.run(run_rebuild(settings, keys, progress))
+            crash = fault_point(settings, FAULT_AFTER_FIRST_BATCH)
+            summary = batching.run(run_rebuild(settings, keys, progress, crash))
     except (KafkaError, OSError, asyncpg.PostgresError) as error:
         print(f"ledger rebuild: failed: {error!r}; run it again to resume", file=sys.stderr)
         return 1

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -27,6 +25,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError
 from schemas.entry_signing import EntryKeyError, VerifyKeys, read_verify_keys
 from services.alerts.relay import relay
 from services.common import batching, kafka
+from services.common.faults import Fault, fault_point, no_fault
 from services.common.settings import Settings, load_settings
 from services.common.signals import stop_on_signals
 from services.common.throughput import REPORT_EVERY_S, Throughput
@@ -59,14 +58,16 @@ def run() -> int:
         return 2
     batching.tune_for_parsing_threads()
     try:
-        batching.run(serve(settings, keys))
+        # Read once here, at the edge: the loop only calls what it is given.
+        after_commit = fault_point(settings, FAULT_AFTER_DB_COMMIT)
+        batching.run(serve(settings, keys, after_commit))
     except Exception:
         log.exception("projector stopped by an error; uncommitted batches will be redelivered")
         return 1
     return 0
 
 
-async def serve(settings: Settings, keys: VerifyKeys) -> None:
+async def serve(settings: Settings, keys: VerifyKeys, after_commit: Fault = no_fault) -> None:
     stop = stop_on_signals()
     await create_topics(settings)
     topic = Topics.from_settings(settings).ledger
@@ -82,7 +83,7 @@ async def serve(settings: Settings, keys: VerifyKeys) -> None:
         # The alert outbox's relay runs beside the loop; its failures stay its own.
         relaying = asyncio.create_task(relay(settings, pool, stop))
         try:
-            await project(consumer, pool, topic, keys, stop, window)
+            await project(consumer, pool, topic, keys, stop, window, after_commit)
         finally:
             reporter.cancel()
             relaying.cancel()
@@ -101,12 +102,12 @@ async def project(
     keys: VerifyKeys,
     stop: asyncio.Event,
     window: Throughput,
+    after_commit: Fault = no_fault,
 ) -> None:
     """Applies batch after batch until stop; the next batch is fetched meanwhile, and a
     batch's offsets are committed to Kafka while the next one is written (in order: one
-    commit at a time)."""
-    # Several fault points may be armed at once, comma-separated, for the whole pipeline.
-    crash_after_commit = load_settings().fault_armed(FAULT_AFTER_DB_COMMIT)
+    commit at a time). `after_commit` runs between a batch's PostgreSQL commit and its
+    Kafka commit: the fault point projector:after_db_commit."""
     upcoming = asyncio.create_task(fetch(consumer, keys))
     committing: asyncio.Task[None] | None = None
     try:
@@ -118,8 +119,7 @@ async def project(
             result = await retry(partial(apply_fetched, pool, topic, batch), stop)
             if result is None:
                 return
-            if crash_after_commit:
-                os.kill(os.getpid(), signal.SIGKILL)
+            after_commit()
             if committing is not None:
                 await committing
             committing = asyncio.create_task(commit(consumer, batch.commit))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -35,12 +33,6 @@ Status = Literal["active", "settled", "released", "expired"]
 ERRORS: dict[int | str, dict[str, object]] = {
     code: {"model": ErrorBody} for code in (400, 401, 403, 413, 422, 503)
 }
-
-
-def _crash_if_armed(opened: Resources) -> None:
-    """The fault point api:after_hold_commit (services/api/holds/relay.py)."""
-    if opened.crash_after_hold_commit:
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _respond(answer: Answer) -> JSONResponse:
@@ -78,7 +70,7 @@ async def place_one(opened: Resources, account_id: str, key: str, body: HoldRequ
     async with connection(opened.pool) as conn:
         row = await store.place(conn, account_id, key, body.digest(), credits, body.ttl_seconds)
     if row["outcome"] in ("placed", "refused"):
-        _crash_if_armed(opened)
+        opened.faults.after_hold_commit()
         opened.relay.wake()
     return answers.decided(account_id, row)
 
